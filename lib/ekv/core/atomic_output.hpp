@@ -1,0 +1,30 @@
+// Atomic outputs: everything is written under "<name>.tmp" and renamed into place only by
+// commit(), after fsync. A crash or a thrown error leaves no file that a consumer would open.
+#pragma once
+
+#include <filesystem>
+
+namespace ekv {
+
+class AtomicOutput {
+ public:
+  // For a file or a directory at `path`. The parent directory must exist.
+  explicit AtomicOutput(std::filesystem::path path);
+  ~AtomicOutput();  // removes the temporary unless committed
+  AtomicOutput(const AtomicOutput&) = delete;
+  AtomicOutput& operator=(const AtomicOutput&) = delete;
+
+  const std::filesystem::path& temp_path() const { return temp_; }
+  const std::filesystem::path& final_path() const { return final_; }
+
+  // fsyncs the temporary (every file inside, for a directory), replaces the final path
+  // with it, and fsyncs the parent directory.
+  void commit();
+
+ private:
+  std::filesystem::path final_;
+  std::filesystem::path temp_;
+  bool committed_ = false;
+};
+
+}  // namespace ekv

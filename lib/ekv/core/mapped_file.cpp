@@ -1,0 +1,39 @@
+#include "ekv/core/mapped_file.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "ekv/core/error.hpp"
+
+namespace ekv {
+
+MappedFile::MappedFile(const std::filesystem::path& path) : path_(path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  EKV_CHECK(fd >= 0, path.string(), ": cannot open: ", std::strerror(errno));
+  struct stat info {};
+  if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+    ::close(fd);
+    fail(cat(path.string(), ": not a regular file"));
+  }
+  size_ = std::size_t(info.st_size);
+  if (size_ > 0) {
+    void* mapped = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    const int saved = errno;
+    ::close(fd);
+    EKV_CHECK(mapped != MAP_FAILED, path.string(), ": cannot map: ", std::strerror(saved));
+    data_ = static_cast<const std::byte*>(mapped);
+  } else {
+    ::close(fd);
+  }
+}
+
+MappedFile::~MappedFile() {
+  if (data_) ::munmap(const_cast<std::byte*>(data_), size_);
+}
+
+}  // namespace ekv

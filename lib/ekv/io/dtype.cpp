@@ -1,0 +1,245 @@
+#include "ekv/io/dtype.hpp"
+
+#include <Eigen/Core>
+#include <array>
+#include <cstring>
+
+#include "ekv/core/error.hpp"
+
+namespace ekv {
+
+namespace {
+
+constexpr std::array<DTypeInfo, 14> kInfos = {{
+    {DType::f32, "F32", 1, 4, true},
+    {DType::f16, "F16", 1, 2, true},
+    {DType::bf16, "BF16", 1, 2, true},
+    {DType::q4_0, "Q4_0", 32, 18, true},
+    {DType::q4_1, "Q4_1", 32, 20, true},
+    {DType::q8_0, "Q8_0", 32, 34, true},
+    {DType::q4_k, "Q4_K", 256, 144, true},
+    {DType::q6_k, "Q6_K", 256, 210, true},
+    {DType::i8, "I8", 1, 1, false},
+    {DType::i16, "I16", 1, 2, false},
+    {DType::i32, "I32", 1, 4, false},
+    {DType::i64, "I64", 1, 8, false},
+    {DType::u8, "U8", 1, 1, false},
+    {DType::f64, "F64", 1, 8, false},
+}};
+
+// GGML's type ids (ggml.h, enum ggml_type); names for the ones ekv cannot decode.
+constexpr std::array<std::string_view, 40> kGgmlNames = {
+    "F32",   "F16",  "Q4_0", "Q4_1",  "Q4_2", "Q4_3",    "Q5_0",    "Q5_1",    "Q8_0",   "Q8_1",
+    "Q2_K",  "Q3_K", "Q4_K", "Q5_K",  "Q6_K", "Q8_K",    "IQ2_XXS", "IQ2_XS",  "IQ3_XXS", "IQ1_S",
+    "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS", "I8", "I16",    "I32",     "I64",     "F64",    "IQ1_M",
+    "BF16",  "Q4_0_4_4", "Q4_0_4_8", "Q4_0_8_8", "TQ1_0", "TQ2_0", "IQ4_NL_4_4", "IQ4_NL_4_8",
+    "IQ4_NL_8_8", "MXFP4"};
+
+float half_to_float(const std::byte* p) {
+  std::uint16_t bits;
+  std::memcpy(&bits, p, 2);
+  return static_cast<float>(Eigen::numext::bit_cast<Eigen::half>(bits));
+}
+
+float bf16_to_float(const std::byte* p) {
+  std::uint16_t bits;
+  std::memcpy(&bits, p, 2);
+  std::uint32_t wide = std::uint32_t(bits) << 16;
+  float value;
+  std::memcpy(&value, &wide, 4);
+  return value;
+}
+
+std::uint8_t byte_at(const std::byte* p, std::size_t i) { return std::to_integer<std::uint8_t>(p[i]); }
+
+// Q4_0: d (f16), 16 bytes of nibbles; element j is low nibble of byte j, element j+16 the high.
+void dequant_q4_0(const std::byte* block, float* out) {
+  const float d = half_to_float(block);
+  const std::byte* qs = block + 2;
+  for (int j = 0; j < 16; ++j) {
+    out[j] = float(int(byte_at(qs, j) & 0x0F) - 8) * d;
+    out[j + 16] = float(int(byte_at(qs, j) >> 4) - 8) * d;
+  }
+}
+
+// Q4_1: d, m (f16), 16 bytes of nibbles; value = q * d + m.
+void dequant_q4_1(const std::byte* block, float* out) {
+  const float d = half_to_float(block);
+  const float m = half_to_float(block + 2);
+  const std::byte* qs = block + 4;
+  for (int j = 0; j < 16; ++j) {
+    out[j] = float(byte_at(qs, j) & 0x0F) * d + m;
+    out[j + 16] = float(byte_at(qs, j) >> 4) * d + m;
+  }
+}
+
+// Q8_0: d (f16), 32 signed bytes.
+void dequant_q8_0(const std::byte* block, float* out) {
+  const float d = half_to_float(block);
+  for (int j = 0; j < 32; ++j) out[j] = float(static_cast<std::int8_t>(byte_at(block + 2, j))) * d;
+}
+
+// Q4_K: d, dmin (f16), 12 bytes packing eight 6-bit (scale, min) pairs, 128 bytes of nibbles.
+// Each 64-element group uses two pairs: one for the low nibbles, one for the high.
+void scale_min_k4(int j, const std::byte* scales, std::uint8_t& scale, std::uint8_t& min) {
+  if (j < 4) {
+    scale = byte_at(scales, j) & 63;
+    min = byte_at(scales, j + 4) & 63;
+  } else {
+    scale = (byte_at(scales, j + 4) & 0x0F) | ((byte_at(scales, j - 4) >> 6) << 4);
+    min = (byte_at(scales, j + 4) >> 4) | ((byte_at(scales, j) >> 6) << 4);
+  }
+}
+
+void dequant_q4_k(const std::byte* block, float* out) {
+  const float d = half_to_float(block);
+  const float dmin = half_to_float(block + 2);
+  const std::byte* scales = block + 4;
+  const std::byte* qs = block + 16;
+  for (int group = 0; group < 4; ++group) {
+    std::uint8_t scale, min;
+    scale_min_k4(2 * group, scales, scale, min);
+    const float d1 = d * scale, m1 = dmin * min;
+    scale_min_k4(2 * group + 1, scales, scale, min);
+    const float d2 = d * scale, m2 = dmin * min;
+    for (int l = 0; l < 32; ++l) out[l] = d1 * float(byte_at(qs, l) & 0x0F) - m1;
+    for (int l = 0; l < 32; ++l) out[32 + l] = d2 * float(byte_at(qs, l) >> 4) - m2;
+    out += 64;
+    qs += 32;
+  }
+}
+
+// Q6_K: 128 bytes of low nibbles, 64 bytes of 2-bit highs, 16 int8 scales, d (f16).
+void dequant_q6_k(const std::byte* block, float* out) {
+  const std::byte* ql = block;
+  const std::byte* qh = block + 128;
+  const std::byte* sc = block + 192;
+  const float d = half_to_float(block + 208);
+  auto scale = [&](int i) { return float(static_cast<std::int8_t>(byte_at(sc, i))); };
+  for (int half = 0; half < 2; ++half) {
+    for (int l = 0; l < 32; ++l) {
+      const int is = l / 16;
+      const int h = byte_at(qh, l);
+      const int q1 = int((byte_at(ql, l) & 0x0F) | ((h >> 0) & 3) << 4) - 32;
+      const int q2 = int((byte_at(ql, l + 32) & 0x0F) | ((h >> 2) & 3) << 4) - 32;
+      const int q3 = int((byte_at(ql, l) >> 4) | ((h >> 4) & 3) << 4) - 32;
+      const int q4 = int((byte_at(ql, l + 32) >> 4) | ((h >> 6) & 3) << 4) - 32;
+      out[l] = d * scale(is + 0) * float(q1);
+      out[l + 32] = d * scale(is + 2) * float(q2);
+      out[l + 64] = d * scale(is + 4) * float(q3);
+      out[l + 96] = d * scale(is + 6) * float(q4);
+    }
+    out += 128;
+    ql += 64;
+    qh += 32;
+    sc += 8;
+  }
+}
+
+}  // namespace
+
+const DTypeInfo& dtype_info(DType dtype) {
+  for (const auto& info : kInfos)
+    if (info.dtype == dtype) return info;
+  fail("internal: unknown dtype");
+}
+
+std::string_view dtype_name(DType dtype) { return dtype_info(dtype).name; }
+
+std::optional<DType> dtype_from_ggml(std::uint32_t id) {
+  switch (id) {
+    case 0: return DType::f32;
+    case 1: return DType::f16;
+    case 2: return DType::q4_0;
+    case 3: return DType::q4_1;
+    case 8: return DType::q8_0;
+    case 12: return DType::q4_k;
+    case 14: return DType::q6_k;
+    case 24: return DType::i8;
+    case 25: return DType::i16;
+    case 26: return DType::i32;
+    case 27: return DType::i64;
+    case 28: return DType::f64;
+    case 30: return DType::bf16;
+    default: return std::nullopt;
+  }
+}
+
+std::string_view ggml_type_name(std::uint32_t id) { return id < kGgmlNames.size() ? kGgmlNames[id] : "unknown"; }
+
+std::uint32_t ggml_id(DType dtype) {
+  for (std::uint32_t id = 0; id < kGgmlNames.size(); ++id)
+    if (dtype_from_ggml(id) == dtype) return id;
+  fail(cat("dtype ", dtype_name(dtype), " has no GGML id"));
+}
+
+std::optional<DType> dtype_from_safetensors(std::string_view name) {
+  for (const auto& info : kInfos)
+    if (info.block_elements == 1 && info.name == name) return info.dtype;
+  return std::nullopt;
+}
+
+std::string_view safetensors_name(DType dtype) {
+  const DTypeInfo& info = dtype_info(dtype);
+  EKV_CHECK(info.block_elements == 1, "dtype ", info.name, " cannot be stored in safetensors");
+  return info.name;
+}
+
+std::size_t storage_bytes(DType dtype, std::uint64_t elements) {
+  const DTypeInfo& info = dtype_info(dtype);
+  EKV_CHECK(elements % info.block_elements == 0, elements, " elements are not a whole number of ", info.name,
+            " blocks of ", info.block_elements);
+  std::uint64_t bytes = 0;
+  EKV_CHECK(!__builtin_mul_overflow(elements / info.block_elements, info.block_bytes, &bytes),
+            "tensor size overflows: ", elements, " elements of ", info.name);
+  return std::size_t(bytes);
+}
+
+void dequantize(DType dtype, std::span<const std::byte> src, std::span<float> dst) {
+  const DTypeInfo& info = dtype_info(dtype);
+  EKV_CHECK(info.dequantizable, "dtype ", info.name, " cannot be read as weights");
+  EKV_CHECK(src.size() == storage_bytes(dtype, dst.size()), "dequantize ", info.name, ": ", src.size(),
+            " bytes do not hold ", dst.size(), " elements");
+  const std::byte* p = src.data();
+  float* out = dst.data();
+  const std::size_t n = dst.size();
+  switch (dtype) {
+    case DType::f32: std::memcpy(out, p, n * 4); return;
+    case DType::f16: for (std::size_t i = 0; i < n; ++i) out[i] = half_to_float(p + 2 * i); return;
+    case DType::bf16: for (std::size_t i = 0; i < n; ++i) out[i] = bf16_to_float(p + 2 * i); return;
+    default: break;
+  }
+  void (*decode)(const std::byte*, float*) = nullptr;
+  switch (dtype) {
+    case DType::q4_0: decode = dequant_q4_0; break;
+    case DType::q4_1: decode = dequant_q4_1; break;
+    case DType::q8_0: decode = dequant_q8_0; break;
+    case DType::q4_k: decode = dequant_q4_k; break;
+    case DType::q6_k: decode = dequant_q6_k; break;
+    default: fail(cat("dtype ", info.name, " cannot be read as weights"));
+  }
+  const std::size_t blocks = n / info.block_elements;
+  for (std::size_t b = 0; b < blocks; ++b) decode(p + b * info.block_bytes, out + b * info.block_elements);
+}
+
+void encode_float(DType dtype, std::span<const float> src, std::span<std::byte> dst) {
+  EKV_CHECK(dst.size() == storage_bytes(dtype, src.size()), "encode: size mismatch");
+  switch (dtype) {
+    case DType::f32: std::memcpy(dst.data(), src.data(), src.size() * 4); return;
+    case DType::f16:
+      for (std::size_t i = 0; i < src.size(); ++i) {
+        const std::uint16_t bits = Eigen::numext::bit_cast<std::uint16_t>(Eigen::half(src[i]));
+        std::memcpy(dst.data() + 2 * i, &bits, 2);
+      }
+      return;
+    case DType::bf16:
+      for (std::size_t i = 0; i < src.size(); ++i) {
+        const std::uint16_t bits = Eigen::numext::bit_cast<std::uint16_t>(Eigen::bfloat16(src[i]));
+        std::memcpy(dst.data() + 2 * i, &bits, 2);
+      }
+      return;
+    default: fail(cat("cannot encode into ", dtype_name(dtype)));
+  }
+}
+
+}  // namespace ekv

@@ -1,0 +1,53 @@
+// Element types of tensors in model files (GGML block-quantized types and plain floats),
+// their storage sizes, and dequantization to fp32.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace ekv {
+
+enum class DType {
+  f32, f16, bf16,        // plain floats (GGUF and safetensors)
+  q4_0, q4_1, q8_0,      // 32-element GGML blocks
+  q4_k, q6_k,            // 256-element GGML k-quant super-blocks
+  i8, i16, i32, i64, u8,  // safetensors integers: readable for ekv-info, not as weights
+  f64,
+};
+
+struct DTypeInfo {
+  DType dtype;
+  std::string_view name;      // "Q4_1", "F32"
+  std::size_t block_elements;  // elements per block (1 for plain types)
+  std::size_t block_bytes;     // bytes per block
+  bool dequantizable;          // can be turned into fp32 weights
+};
+
+const DTypeInfo& dtype_info(DType dtype);
+std::string_view dtype_name(DType dtype);
+
+// GGML type ids as stored in GGUF tensor infos. Known but unsupported ids (Q5_K, IQ*, ...)
+// return nullopt and the caller reports the id and its GGML name.
+std::optional<DType> dtype_from_ggml(std::uint32_t ggml_type);
+std::string_view ggml_type_name(std::uint32_t ggml_type);  // "Q5_K", or "unknown"
+std::uint32_t ggml_id(DType dtype);
+
+// safetensors dtype strings ("F32", "BF16", ...).
+std::optional<DType> dtype_from_safetensors(std::string_view name);
+std::string_view safetensors_name(DType dtype);
+
+// Bytes for `elements` values; fails when elements is not a whole number of blocks or the
+// size overflows.
+std::size_t storage_bytes(DType dtype, std::uint64_t elements);
+
+// Decodes src (storage_bytes(dtype, dst.size()) bytes) into dst.
+void dequantize(DType dtype, std::span<const std::byte> src, std::span<float> dst);
+
+// Encodes fp32 into a plain float type (f32, f16, bf16; round to nearest even).
+void encode_float(DType dtype, std::span<const float> src, std::span<std::byte> dst);
+
+}  // namespace ekv

@@ -1,0 +1,194 @@
+#include "ekv/model/config.hpp"
+
+#include <sstream>
+
+#include "ekv/core/error.hpp"
+#include "ekv/io/gguf.hpp"
+
+namespace ekv {
+
+using nlohmann::json;
+
+void ModelConfig::validate(const std::string& source) const {
+  EKV_CHECK(layers > 0 && layers <= 1024, source, ": layer count ", layers, " is not plausible");
+  EKV_CHECK(hidden > 0 && hidden <= (1 << 17), source, ": hidden size ", hidden, " is not plausible");
+  EKV_CHECK(heads > 0 && heads <= 1024, source, ": head count ", heads, " is not plausible");
+  EKV_CHECK(kv_heads > 0 && kv_heads <= heads && heads % kv_heads == 0, source, ": KV head count ", kv_heads,
+            " must divide the head count ", heads);
+  EKV_CHECK(head_dim > 0 && head_dim % 2 == 0 && head_dim <= 1024, source, ": head dim ", head_dim,
+            " must be even");
+  EKV_CHECK(ffn > 0 && ffn <= (1 << 20), source, ": FFN size ", ffn, " is not plausible");
+  EKV_CHECK(vocab > 0 && vocab <= (1 << 24), source, ": vocabulary size ", vocab, " is not plausible");
+  EKV_CHECK(rope_theta > 0, source, ": RoPE base ", rope_theta, " must be positive");
+  EKV_CHECK(norm_eps > 0 && norm_eps < 1, source, ": RMSNorm epsilon ", norm_eps, " is not plausible");
+  EKV_CHECK(rope_scaling.kind == "none" || rope_scaling.kind == "linear" || rope_scaling.kind == "llama3", source,
+            ": RoPE scaling ", rope_scaling.kind, " is not supported (none, linear, llama3)");
+  EKV_CHECK(rope_scaling.factor > 0, source, ": RoPE scaling factor must be positive");
+}
+
+std::string ModelConfig::describe() const {
+  std::ostringstream os;
+  os << "architecture: " << architecture << "\n";
+  if (!name.empty()) os << "name: " << name << "\n";
+  os << "layers: " << layers << "\n"
+     << "hidden: " << hidden << "\n"
+     << "heads: " << heads << "\n"
+     << "kv_heads: " << kv_heads << "\n"
+     << "head_dim: " << head_dim << "\n"
+     << "rope_chunks: " << chunks() << "\n"
+     << "ffn: " << ffn << "\n"
+     << "vocab: " << vocab << "\n"
+     << "context: " << context << "\n"
+     << "rope_theta: " << rope_theta << "\n"
+     << "rope_scaling: " << rope_scaling.kind;
+  if (rope_scaling.kind != "none") os << " (factor " << rope_scaling.factor << ")";
+  os << "\n"
+     << "norm_eps: " << norm_eps << "\n"
+     << "tied_embeddings: " << (tied_embeddings ? "true" : "false") << "\n"
+     << "bos_token: " << bos_token << "\n"
+     << "eos_token: " << eos_token << "\n";
+  return os.str();
+}
+
+ModelConfig config_from_gguf(const GgufFile& gguf) {
+  ModelConfig config;
+  const std::string file = gguf.path().string();
+  const std::string arch = gguf.get_string("general.architecture");
+  EKV_CHECK(arch == "llama", file, ": general.architecture: expected llama (a LLaMA-family model), found ", arch);
+  config.architecture = arch;
+  if (gguf.has("general.name")) config.name = gguf.get_string("general.name");
+  auto key = [&](const char* suffix) { return arch + "." + suffix; };
+  config.layers = int(gguf.get_uint(key("block_count")));
+  config.hidden = int(gguf.get_uint(key("embedding_length")));
+  config.heads = int(gguf.get_uint(key("attention.head_count")));
+  config.kv_heads = gguf.has(key("attention.head_count_kv")) ? int(gguf.get_uint(key("attention.head_count_kv")))
+                                                              : config.heads;
+  config.head_dim = gguf.has(key("attention.key_length")) ? int(gguf.get_uint(key("attention.key_length")))
+                                                           : (config.heads ? config.hidden / config.heads : 0);
+  if (gguf.has(key("rope.dimension_count")))
+    EKV_CHECK(int(gguf.get_uint(key("rope.dimension_count"))) == config.head_dim, file, ": metadata ",
+              key("rope.dimension_count"), ": partial RoPE is not supported (expected ", config.head_dim, ", found ",
+              gguf.get_uint(key("rope.dimension_count")), ")");
+  config.ffn = int(gguf.get_uint(key("feed_forward_length")));
+  config.context = std::int64_t(gguf.get_uint(key("context_length")));
+  config.rope_theta = gguf.has(key("rope.freq_base")) ? gguf.get_float(key("rope.freq_base")) : 10000.0;
+  config.norm_eps = gguf.get_float(key("attention.layer_norm_rms_epsilon"));
+  if (gguf.has(key("rope.scaling.type"))) {
+    const std::string kind = gguf.get_string(key("rope.scaling.type"));
+    if (kind == "linear") {
+      config.rope_scaling.kind = "linear";
+      config.rope_scaling.factor = gguf.get_float(key("rope.scaling.factor"));
+    } else {
+      EKV_CHECK(kind == "none", file, ": metadata ", key("rope.scaling.type"), ": ", kind, " is not supported");
+    }
+  }
+  EKV_CHECK(!gguf.find_tensor("rope_freqs.weight"), file,
+            ": tensor rope_freqs.weight (llama3 RoPE factors baked into GGUF) is not supported; use the HF "
+            "checkpoint, whose config.json carries the rule");
+  const auto* vocab_tokens = gguf.find("tokenizer.ggml.tokens");
+  config.vocab = gguf.has(key("vocab_size")) ? int(gguf.get_uint(key("vocab_size")))
+                                             : int(vocab_tokens ? vocab_tokens->array_size() : 0);
+  config.tied_embeddings = gguf.find_tensor("output.weight") == nullptr;
+  if (gguf.has("tokenizer.ggml.bos_token_id")) config.bos_token = std::int64_t(gguf.get_uint("tokenizer.ggml.bos_token_id"));
+  if (gguf.has("tokenizer.ggml.eos_token_id")) config.eos_token = std::int64_t(gguf.get_uint("tokenizer.ggml.eos_token_id"));
+  config.validate(file);
+  return config;
+}
+
+namespace {
+template <class T>
+T field(const json& object, const char* name, const std::string& source) {
+  EKV_CHECK(object.contains(name), source, ": field ", name, " is missing");
+  try {
+    return object.at(name).get<T>();
+  } catch (const json::exception&) {
+    fail(cat(source, ": field ", name, ": unexpected type (", object.at(name).type_name(), ")"));
+  }
+}
+
+template <class T>
+T field_or(const json& object, const char* name, T fallback, const std::string& source) {
+  if (!object.contains(name) || object.at(name).is_null()) return fallback;
+  return field<T>(object, name, source);
+}
+}  // namespace
+
+ModelConfig config_from_hf(const json& object, const std::string& source) {
+  EKV_CHECK(object.is_object(), source, ": not a JSON object");
+  ModelConfig config;
+  const std::string model_type = field_or<std::string>(object, "model_type", "", source);
+  EKV_CHECK(model_type == "llama" || model_type == "mistral", source, ": field model_type: expected llama (a "
+            "LLaMA-family model), found ", model_type.empty() ? "nothing" : model_type);
+  config.architecture = "llama";
+  config.name = field_or<std::string>(object, "_name_or_path", "", source);
+  config.layers = field<int>(object, "num_hidden_layers", source);
+  config.hidden = field<int>(object, "hidden_size", source);
+  config.heads = field<int>(object, "num_attention_heads", source);
+  config.kv_heads = field_or<int>(object, "num_key_value_heads", config.heads, source);
+  config.head_dim = field_or<int>(object, "head_dim", config.heads ? config.hidden / config.heads : 0, source);
+  config.ffn = field<int>(object, "intermediate_size", source);
+  config.vocab = field<int>(object, "vocab_size", source);
+  config.context = field_or<std::int64_t>(object, "max_position_embeddings", 2048, source);
+  config.rope_theta = field_or<double>(object, "rope_theta", 10000.0, source);
+  config.norm_eps = field_or<double>(object, "rms_norm_eps", 1e-6, source);
+  config.tied_embeddings = field_or<bool>(object, "tie_word_embeddings", false, source);
+  config.bos_token = object.contains("bos_token_id") && object["bos_token_id"].is_number_integer()
+                         ? object["bos_token_id"].get<std::int64_t>() : -1;
+  config.eos_token = object.contains("eos_token_id") && object["eos_token_id"].is_number_integer()
+                         ? object["eos_token_id"].get<std::int64_t>() : -1;
+  EKV_CHECK(!field_or<bool>(object, "attention_bias", false, source), source,
+            ": field attention_bias: biased attention projections are not supported");
+  if (object.contains("rope_scaling") && !object["rope_scaling"].is_null()) {
+    const json& scaling = object["rope_scaling"];
+    const std::string where = source + ": rope_scaling";
+    std::string kind = field_or<std::string>(scaling, "rope_type", "", where);
+    if (kind.empty()) kind = field_or<std::string>(scaling, "type", "none", where);
+    if (kind == "default") kind = "none";
+    config.rope_scaling.kind = kind;
+    config.rope_scaling.factor = field_or<double>(scaling, "factor", 1.0, where);
+    config.rope_scaling.low_freq_factor = field_or<double>(scaling, "low_freq_factor", 1.0, where);
+    config.rope_scaling.high_freq_factor = field_or<double>(scaling, "high_freq_factor", 4.0, where);
+    config.rope_scaling.original_max_position =
+        field_or<std::int64_t>(scaling, "original_max_position_embeddings", 8192, where);
+  }
+  config.validate(source);
+  return config;
+}
+
+json config_to_hf(const ModelConfig& config) {
+  json object = {
+      {"architectures", {"LlamaForCausalLM"}},
+      {"model_type", "llama"},
+      {"hidden_size", config.hidden},
+      {"intermediate_size", config.ffn},
+      {"num_hidden_layers", config.layers},
+      {"num_attention_heads", config.heads},
+      {"num_key_value_heads", config.kv_heads},
+      {"head_dim", config.head_dim},
+      {"vocab_size", config.vocab},
+      {"max_position_embeddings", config.context},
+      {"rope_theta", config.rope_theta},
+      {"rms_norm_eps", config.norm_eps},
+      {"tie_word_embeddings", config.tied_embeddings},
+      {"hidden_act", "silu"},
+      {"attention_bias", false},
+      {"mlp_bias", false},
+      {"torch_dtype", "float32"},
+  };
+  if (config.bos_token >= 0) object["bos_token_id"] = config.bos_token;
+  if (config.eos_token >= 0) object["eos_token_id"] = config.eos_token;
+  if (config.rope_scaling.kind == "none") {
+    object["rope_scaling"] = nullptr;
+  } else if (config.rope_scaling.kind == "linear") {
+    object["rope_scaling"] = {{"rope_type", "linear"}, {"type", "linear"}, {"factor", config.rope_scaling.factor}};
+  } else {
+    object["rope_scaling"] = {{"rope_type", "llama3"},
+                              {"factor", config.rope_scaling.factor},
+                              {"low_freq_factor", config.rope_scaling.low_freq_factor},
+                              {"high_freq_factor", config.rope_scaling.high_freq_factor},
+                              {"original_max_position_embeddings", config.rope_scaling.original_max_position}};
+  }
+  return object;
+}
+
+}  // namespace ekv

@@ -1,0 +1,52 @@
+// The shape and hyper-parameters of a LLaMA-family model, read from GGUF metadata or an
+// HF config.json, and written back as an HF config.json.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace ekv {
+
+class GgufFile;
+
+// RoPE frequency rules that config files use (METHOD.md §2 "then any rope-scaling rule").
+struct RopeScaling {
+  std::string kind = "none";  // none | linear | llama3
+  double factor = 1.0;
+  double low_freq_factor = 1.0;                 // llama3
+  double high_freq_factor = 4.0;                // llama3
+  std::int64_t original_max_position = 8192;    // llama3
+};
+
+struct ModelConfig {
+  std::string architecture = "llama";
+  std::string name;
+  int layers = 0;           // L
+  int hidden = 0;           // d
+  int heads = 0;            // H
+  int kv_heads = 0;         // G
+  int head_dim = 0;         // d_h
+  int ffn = 0;              // SwiGLU intermediate size
+  int vocab = 0;
+  std::int64_t context = 0;  // max positions
+  double rope_theta = 10000.0;
+  RopeScaling rope_scaling;
+  double norm_eps = 1e-5;
+  bool tied_embeddings = false;
+  std::int64_t bos_token = -1;
+  std::int64_t eos_token = -1;
+
+  int group_size() const { return heads / kv_heads; }  // g = H / G
+  int chunks() const { return head_dim / 2; }          // n_c
+
+  // Fails with `source` in the message unless every field is usable.
+  void validate(const std::string& source) const;
+  std::string describe() const;  // multi-line "key: value" text for ekv-info
+};
+
+ModelConfig config_from_gguf(const GgufFile& gguf);
+ModelConfig config_from_hf(const nlohmann::json& config, const std::string& source);
+nlohmann::json config_to_hf(const ModelConfig& config);
+
+}  // namespace ekv

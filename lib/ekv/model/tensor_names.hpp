@@ -1,0 +1,35 @@
+// Canonical tensor names (the HF LLaMA names) and their GGUF equivalents.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ekv/model/config.hpp"
+
+namespace ekv {
+
+// The per-layer tensors of a LLaMA decoder layer, by HF suffix ("self_attn.q_proj").
+struct LayerTensorSpec {
+  const char* hf_suffix;    // after "model.layers.{l}."
+  const char* gguf_suffix;  // after "blk.{l}."
+};
+const std::vector<LayerTensorSpec>& layer_tensor_specs();
+
+std::string layer_tensor_name(int layer, const std::string& hf_suffix);  // "model.layers.3.self_attn.q_proj.weight"
+
+inline const std::string kEmbeddingName = "model.embed_tokens.weight";
+inline const std::string kFinalNormName = "model.norm.weight";
+inline const std::string kOutputName = "lm_head.weight";
+
+// GGUF name -> canonical name; nullopt for tensors ekv does not use.
+std::optional<std::string> canonical_from_gguf(const std::string& gguf_name);
+
+// Every tensor a model with this config must have, with its row-major shape.
+struct ExpectedTensor {
+  std::string name;
+  std::vector<std::int64_t> shape;
+};
+std::vector<ExpectedTensor> expected_tensors(const ModelConfig& config);
+
+}  // namespace ekv

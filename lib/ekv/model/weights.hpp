@@ -1,0 +1,30 @@
+// fp32 weights of one decoder layer and of the model's ends, in the HF layout.
+#pragma once
+
+#include <Eigen/Core>
+
+namespace ekv {
+
+using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using Vector = Eigen::VectorXf;
+
+struct LayerWeights {
+  int index = 0;
+  Vector attn_norm;  // [d]
+  Matrix wq;         // [H*d_h, d]
+  Matrix wk;         // [G*d_h, d]
+  Matrix wv;         // [G*d_h, d]
+  Matrix wo;         // [d, H*d_h]
+  Vector ffn_norm;   // [d]
+  Matrix w_gate;     // [ffn, d]
+  Matrix w_up;       // [ffn, d]
+  Matrix w_down;     // [d, ffn]
+};
+
+struct GlobalWeights {
+  Matrix embedding;   // [vocab, d]
+  Vector final_norm;  // [d]
+  Matrix output;      // [vocab, d]; empty when the model ties it to the embedding
+};
+
+}  // namespace ekv

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The main job: the whole pipeline on the default model. Each stage is one step; --stage N
+# resumes from stage N. Today's stages: set-up, build, model fetch, model description.
+# Later stages (calibrate, select-rope, jlrd, export, check) join here as they land.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STAGE=0
+OUT="${EKV_OUT:-$ROOT/out}"
+while (($#)); do
+  case "$1" in
+    --stage) STAGE="$2"; shift 2 ;;
+    --out) OUT="$2"; shift 2 ;;
+    -h|--help)
+      echo "usage: scripts/run-pipeline.sh [--stage N] [--out DIR]"
+      echo "  stages: 0 setup, 1 build, 2 fetch model, 3 describe model (ekv-info)"
+      exit 0 ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+  esac
+done
+mkdir -p "$OUT/logs"
+BIN="${EKV_BUILD_DIR:-$ROOT/build}/apps"
+
+step() {  # step N NAME COMMAND...: runs COMMAND when N >= STAGE, logging to out/logs/NAME.log
+  local n=$1 name=$2; shift 2
+  ((n >= STAGE)) || return 0
+  echo "== stage $n: $name: $*" >&2
+  local t0=$(date +%s)
+  "$@" 2> >(tee "$OUT/logs/$name.log" >&2)
+  echo "== stage $n: $name done in $(($(date +%s) - t0)) s" >&2
+}
+
+step 0 setup "$ROOT/scripts/setup.sh"
+step 1 build "$ROOT/scripts/build.sh"
+MODEL=$("$ROOT/scripts/fetch-model.sh")
+step 3 info "$BIN/ekv-info" "$MODEL"

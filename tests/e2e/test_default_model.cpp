@@ -1,0 +1,73 @@
+// The real default model (SmolLM2-135M-Instruct Q4_1): its config, and the round trip
+// GGUF -> HF folder (our writer) -> HF reader with identical per-layer tensors.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "ekv/model/hf_writer.hpp"
+#include "ekv/model/model_source.hpp"
+#include "gguf_builder.hpp"
+
+namespace ekv::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string default_model() {
+  const char* path = std::getenv("EKV_DEFAULT_MODEL");
+  return path ? path : "";
+}
+
+class DefaultModel : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    // A missing model is a failure, not a skip: CI fetches it first (scripts/fetch-model.sh).
+    ASSERT_FALSE(default_model().empty()) << "EKV_DEFAULT_MODEL is not set";
+    ASSERT_TRUE(fs::exists(default_model())) << default_model() << " is missing; run scripts/fetch-model.sh";
+  }
+};
+
+TEST_F(DefaultModel, Config) {
+  const auto model = ModelSource::open(default_model());
+  const ModelConfig& c = model->config();
+  EXPECT_EQ(c.layers, 30);
+  EXPECT_EQ(c.hidden, 576);
+  EXPECT_EQ(c.heads, 9);
+  EXPECT_EQ(c.kv_heads, 3);
+  EXPECT_EQ(c.head_dim, 64);
+  EXPECT_EQ(c.ffn, 1536);
+  EXPECT_EQ(c.vocab, 49152);
+  EXPECT_DOUBLE_EQ(c.rope_theta, 100000.0);
+  EXPECT_TRUE(c.tied_embeddings);
+  EXPECT_EQ(model->tensor("model.layers.0.self_attn.q_proj.weight").dtype, DType::q4_1);
+  EXPECT_EQ(model->tensor("model.embed_tokens.weight").dtype, DType::q8_0);
+}
+
+TEST_F(DefaultModel, GgufToHfRoundTripIsExact) {
+  const auto gguf = ModelSource::open(default_model());
+  const fs::path dir = temp_dir("e2e-roundtrip");
+  write_hf_checkpoint(*gguf, dir / "hf", DType::f32);
+  const auto hf = ModelSource::open(dir / "hf");
+  EXPECT_EQ(config_to_hf(hf->config()), config_to_hf(gguf->config()));
+  for (int l = 0; l < gguf->config().layers; ++l) {
+    const LayerWeights a = gguf->layer(l), b = hf->layer(l);
+    EXPECT_EQ(a.wq, b.wq) << "layer " << l;
+    EXPECT_EQ(a.wk, b.wk) << "layer " << l;
+    EXPECT_EQ(a.wv, b.wv) << "layer " << l;
+    EXPECT_EQ(a.wo, b.wo) << "layer " << l;
+    EXPECT_EQ(a.w_gate, b.w_gate) << "layer " << l;
+    EXPECT_EQ(a.w_up, b.w_up) << "layer " << l;
+    EXPECT_EQ(a.w_down, b.w_down) << "layer " << l;
+    EXPECT_EQ(a.attn_norm, b.attn_norm) << "layer " << l;
+    EXPECT_EQ(a.ffn_norm, b.ffn_norm) << "layer " << l;
+  }
+  const GlobalWeights ga = gguf->globals(), gb = hf->globals();
+  EXPECT_EQ(ga.embedding, gb.embedding);
+  EXPECT_EQ(ga.final_norm, gb.final_norm);
+  EXPECT_EQ(gb.output.size(), 0);  // tied
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace ekv::test
