@@ -36,7 +36,7 @@ class GgufModel final : public ModelSource {
     return gguf_.tensor_bytes(*gguf_.find_tensor(record.source_name));
   }
 
-  void to_hf_layout(const TensorRecord& record, std::vector<float>& values) const override {
+  void to_hf_layout(const TensorRecord& record, std::span<float> values) const override {
     const auto ends_with = [&](const char* suffix) {
       const std::string s = suffix;
       return record.name.size() >= s.size() && record.name.compare(record.name.size() - s.size(), s.size(), s) == 0;

@@ -71,32 +71,43 @@ const TensorRecord& ModelSource::tensor(const std::string& name) const {
 
 bool ModelSource::has_tensor(const std::string& name) const { return find(name) != nullptr; }
 
-std::vector<float> ModelSource::load(const std::string& name) const {
+void ModelSource::load_into(const std::string& name, std::span<float> out) const {
   const TensorRecord& record = tensor(name);
-  std::vector<float> values(record.elements());
-  dequantize(record.dtype, raw_bytes(record), values);
-  for (std::size_t i = 0; i < values.size(); ++i)
-    EKV_CHECK(std::isfinite(values[i]), record.file, ": tensor ", record.source_name, ": non-finite value ",
-              values[i], " at element ", i);
-  to_hf_layout(record, values);
+  EKV_CHECK(out.size() == record.elements(), record.file, ": tensor ", record.source_name, ": ", out.size(),
+            " values requested, tensor has ", record.elements());
+  dequantize(record.dtype, raw_bytes(record), out);
+  for (std::size_t i = 0; i < out.size(); ++i)
+    EKV_CHECK(std::isfinite(out[i]), record.file, ": tensor ", record.source_name, ": non-finite value ", out[i],
+              " at element ", i);
+  to_hf_layout(record, out);
+}
+
+std::vector<float> ModelSource::load(const std::string& name) const {
+  std::vector<float> values(tensor(name).elements());
+  load_into(name, values);
   return values;
 }
 
 namespace {
-Matrix as_matrix(std::vector<float> values, const TensorRecord& record) {
-  return Eigen::Map<Matrix>(values.data(), record.shape.at(0), record.shape.at(1));
+// Dequantizes straight into the Eigen storage: no second copy of the weights.
+Matrix load_matrix(const ModelSource& source, const std::string& name) {
+  const TensorRecord& record = source.tensor(name);
+  Matrix m(record.shape.at(0), record.shape.at(1));
+  source.load_into(name, {m.data(), std::size_t(m.size())});
+  return m;
 }
-Vector as_vector(std::vector<float> values) { return Eigen::Map<Vector>(values.data(), Eigen::Index(values.size())); }
+Vector load_vector(const ModelSource& source, const std::string& name) {
+  Vector v(Eigen::Index(source.tensor(name).elements()));
+  source.load_into(name, {v.data(), std::size_t(v.size())});
+  return v;
+}
 }  // namespace
 
 LayerWeights ModelSource::layer(int index) const {
   EKV_CHECK(index >= 0 && index < config_.layers, path_.string(), ": layer ", index, " out of range [0, ",
             config_.layers, ")");
-  auto matrix = [&](const char* suffix) {
-    const std::string name = layer_tensor_name(index, suffix);
-    return as_matrix(load(name), tensor(name));
-  };
-  auto vector = [&](const char* suffix) { return as_vector(load(layer_tensor_name(index, suffix))); };
+  auto matrix = [&](const char* suffix) { return load_matrix(*this, layer_tensor_name(index, suffix)); };
+  auto vector = [&](const char* suffix) { return load_vector(*this, layer_tensor_name(index, suffix)); };
   LayerWeights weights;
   weights.index = index;
   weights.attn_norm = vector("input_layernorm");
@@ -113,9 +124,9 @@ LayerWeights ModelSource::layer(int index) const {
 
 GlobalWeights ModelSource::globals() const {
   GlobalWeights weights;
-  weights.embedding = as_matrix(load(kEmbeddingName), tensor(kEmbeddingName));
-  weights.final_norm = as_vector(load(kFinalNormName));
-  if (!config_.tied_embeddings) weights.output = as_matrix(load(kOutputName), tensor(kOutputName));
+  weights.embedding = load_matrix(*this, kEmbeddingName);
+  weights.final_norm = load_vector(*this, kFinalNormName);
+  if (!config_.tied_embeddings) weights.output = load_matrix(*this, kOutputName);
   return weights;
 }
 

@@ -40,6 +40,7 @@ class ModelSource {
 
   // fp32 values in the HF layout; fails naming file and tensor on NaN or Inf.
   std::vector<float> load(const std::string& name) const;
+  void load_into(const std::string& name, std::span<float> out) const;  // out.size() == elements
   LayerWeights layer(int index) const;
   GlobalWeights globals() const;
 
@@ -49,7 +50,7 @@ class ModelSource {
  protected:
   explicit ModelSource(std::filesystem::path path) : path_(std::move(path)) {}
   virtual std::span<const std::byte> raw_bytes(const TensorRecord& record) const = 0;
-  virtual void to_hf_layout(const TensorRecord& record, std::vector<float>& values) const {}
+  virtual void to_hf_layout(const TensorRecord& record, std::span<float> values) const {}
   // Checks that every expected tensor is present with its shape, then fingerprints.
   void finish_open();
 
