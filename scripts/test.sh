@@ -8,5 +8,6 @@ start=$(date +%s)
 "$ROOT/scripts/setup.sh"
 "$ROOT/scripts/build.sh"
 "$ROOT/scripts/fetch-model.sh" >/dev/null
+"$ROOT/scripts/make-corpora.sh" >/dev/null
 ctest --test-dir "${EKV_BUILD_DIR:-$ROOT/build}" --output-on-failure -j "$(nproc)" "$@"
 echo "[test] total $(($(date +%s) - start)) s" >&2

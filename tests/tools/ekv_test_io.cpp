@@ -3,13 +3,23 @@
 //                                                      the file's own (GGUF) layout and shape
 //   ekv_test_io copy-safetensors IN OUT                 read with our reader, write with our
 //                                                      writer: same names, dtypes, bytes, metadata
+//   ekv_test_io tokenize MODEL TEXT OUT [gpt2]          token ids of a text file as I32 "tokens"
+//                                                      (gpt2: force the plain GPT-2 pre-tokenizer)
+//   ekv_test_io logits MODEL TOKENS OUT                 logits F32 [W*N, vocab] of the I32 [W, N]
+//                                                      "tokens" tensor of a safetensors file
 #include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "ekv/core/error.hpp"
 #include "ekv/io/gguf.hpp"
 #include "ekv/io/safetensors.hpp"
+#include "ekv/model/forward.hpp"
+#include "ekv/model/model_source.hpp"
+#include "ekv/model/tokenizer.hpp"
 
 namespace {
 
@@ -33,17 +43,50 @@ void copy_safetensors(const std::string& in, const std::string& out) {
   writer.commit();
 }
 
+void tokenize(const std::string& model, const std::string& text_path, const std::string& out, bool gpt2) {
+  ekv::Tokenizer tokenizer = ekv::Tokenizer::for_model(model);
+  if (gpt2) tokenizer.set_pre_tokenizer(ekv::PreTokenizer::gpt2);
+  std::ifstream in(text_path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  const std::vector<std::int32_t> ids = tokenizer.encode(text.str());
+  ekv::SafetensorsWriter writer(out);
+  writer.declare("tokens", ekv::DType::i32, {std::int64_t(ids.size())});
+  writer.write("tokens", std::as_bytes(std::span(ids)));
+  writer.commit();
+}
+
+void logits(const std::string& model_path, const std::string& tokens_path, const std::string& out) {
+  const ekv::SafetensorsFile file(tokens_path);
+  const ekv::SafetensorsEntry* entry = file.find("tokens");
+  if (!entry || entry->dtype != ekv::DType::i32 || entry->shape.size() != 2)
+    throw ekv::Error(tokens_path + ": expected an I32 [windows, length] tensor named tokens");
+  std::vector<std::int32_t> tokens(entry->elements());
+  std::memcpy(tokens.data(), file.bytes(*entry).data(), tokens.size() * 4);
+  const auto model = ekv::ModelSource::open(model_path);
+  ekv::Forward forward(*model);
+  const int windows = int(entry->shape[0]), length = int(entry->shape[1]);
+  const ekv::Matrix hidden = forward.hidden_states(tokens, windows, length);
+  const ekv::Matrix all = forward.logits(hidden, 0, hidden.rows());
+  ekv::SafetensorsWriter writer(out);
+  writer.declare("logits", ekv::DType::f32, {all.rows(), all.cols()});
+  writer.write_floats("logits", std::span<const float>(all.data(), std::size_t(all.size())));
+  writer.commit();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 4) {
-    std::fprintf(stderr, "usage: ekv_test_io dequant-gguf|copy-safetensors IN OUT\n");
+  if (argc < 4) {
+    std::fprintf(stderr, "usage: ekv_test_io dequant-gguf|copy-safetensors|tokenize|logits ...\n");
     return 2;
   }
   try {
     const std::string command = argv[1];
     if (command == "dequant-gguf") dequant_gguf(argv[2], argv[3]);
     else if (command == "copy-safetensors") copy_safetensors(argv[2], argv[3]);
+    else if (command == "tokenize" && argc >= 5) tokenize(argv[2], argv[3], argv[4], argc == 6 && std::string(argv[5]) == "gpt2");
+    else if (command == "logits" && argc == 5) logits(argv[2], argv[3], argv[4]);
     else throw ekv::Error("unknown command " + command);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

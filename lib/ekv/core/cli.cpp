@@ -16,6 +16,7 @@ int tool_main(int argc, char** argv, const ToolDescription& description,
   app.footer("Example:\n  " + description.example + "\n\nSee also: " + description.see_also);
   app.set_version_flag("--version", producer(description.name));
   bool verbose = false, quiet = false;
+  app.fallthrough();  // --verbose and --quiet also work after a subcommand
   app.add_flag("-v,--verbose", verbose, "Also print debug messages");
   app.add_flag("-q,--quiet", quiet, "Print only warnings and errors");
   try {

@@ -6,8 +6,10 @@
 #include "ekv/core/error.hpp"
 #include "ekv/core/progress.hpp"
 #include "ekv/core/version.hpp"
+#include "ekv/io/gguf.hpp"
 #include "ekv/io/safetensors.hpp"
 #include "ekv/model/tensor_names.hpp"
+#include "ekv/model/tokenizer.hpp"
 
 namespace ekv {
 
@@ -28,6 +30,16 @@ void write_hf_checkpoint(const ModelSource& model, const fs::path& folder, DType
     std::ofstream out(config_path);
     out << config.dump(2) << "\n";
     EKV_CHECK(out.good(), config_path.string(), ": write failed");
+  }
+
+  if (model.format() == "gguf" && GgufFile(model.path()).has("tokenizer.ggml.tokens")) {
+    // The GGUF carries the tokenizer; an HF folder carries it as tokenizer.json.
+    const fs::path tokenizer_path = output.temp_path() / "tokenizer.json";
+    std::ofstream out(tokenizer_path);
+    out << Tokenizer::for_model(model.path()).to_hf_json().dump() << "\n";
+    EKV_CHECK(out.good(), tokenizer_path.string(), ": write failed");
+  } else if (fs::exists(model.path() / "tokenizer.json")) {
+    fs::copy_file(model.path() / "tokenizer.json", output.temp_path() / "tokenizer.json");
   }
 
   const auto tensors = expected_tensors(model.config());

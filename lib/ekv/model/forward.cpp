@@ -1,0 +1,145 @@
+#include "ekv/model/forward.hpp"
+
+#include <cmath>
+
+#include "ekv/core/error.hpp"
+#include "ekv/model/linear.hpp"
+
+namespace ekv {
+
+void rms_norm(const Matrix& x, const Vector& weight, double eps, Matrix& out) {
+  out.resize(x.rows(), x.cols());
+#pragma omp parallel for schedule(static)
+  for (Eigen::Index r = 0; r < x.rows(); ++r) {
+    double sum = 0;
+    for (Eigen::Index c = 0; c < x.cols(); ++c) sum += double(x(r, c)) * x(r, c);
+    const float inverse = float(1.0 / std::sqrt(sum / double(x.cols()) + eps));
+    for (Eigen::Index c = 0; c < x.cols(); ++c) out(r, c) = weight[c] * (x(r, c) * inverse);
+  }
+}
+
+void causal_attention_head(const float* q, const float* k, const float* v, int seq_len, int head_dim,
+                           Eigen::Index row_stride_q, Eigen::Index row_stride_kv, float scale, float* out,
+                           Eigen::Index row_stride_out) {
+  using Strided = Eigen::Map<const Matrix, 0, Eigen::OuterStride<>>;
+  const Strided Q(q, seq_len, head_dim, Eigen::OuterStride<>(row_stride_q));
+  const Strided K(k, seq_len, head_dim, Eigen::OuterStride<>(row_stride_kv));
+  const Strided V(v, seq_len, head_dim, Eigen::OuterStride<>(row_stride_kv));
+  Eigen::Map<Matrix, 0, Eigen::OuterStride<>> O(out, seq_len, head_dim, Eigen::OuterStride<>(row_stride_out));
+  Matrix scores = (Q * K.transpose()) * scale;  // [S, S]; only the lower triangle is used
+  for (int i = 0; i < seq_len; ++i) {
+    float* row = scores.row(i).data();
+    float peak = row[0];
+    for (int j = 1; j <= i; ++j) peak = std::max(peak, row[j]);
+    double total = 0;
+    for (int j = 0; j <= i; ++j) {
+      row[j] = std::exp(row[j] - peak);
+      total += row[j];
+    }
+    const float inverse = float(1.0 / total);
+    for (int j = 0; j <= i; ++j) row[j] *= inverse;
+    for (int j = i + 1; j < seq_len; ++j) row[j] = 0.0f;
+  }
+  O.noalias() = scores * V;
+}
+
+StandardAttention::StandardAttention(const ModelConfig& config, std::shared_ptr<const RopeTable> rope)
+    : config_(config), rope_(std::move(rope)) {}
+
+Matrix StandardAttention::forward(const LayerWeights& w, const Matrix& x, int batch, int seq_len,
+                                  const CaptureHook& capture) {
+  const int H = config_.heads, G = config_.kv_heads, dh = config_.head_dim, g = config_.group_size();
+  EKV_CHECK(seq_len <= rope_->positions(), "sequence length ", seq_len, " exceeds the model context ",
+            rope_->positions());
+  Matrix q, k, v;
+  linear(x, w.wq, q);  // [B*S, H*d_h]
+  linear(x, w.wk, k);  // [B*S, G*d_h]
+  linear(x, w.wv, v);  // [B*S, G*d_h]
+  if (capture) capture(LayerActivations{w.index, batch, seq_len, x, q, k, v});
+  // RoPE on every head at its position (rows of a sequence are positions 0..S-1).
+#pragma omp parallel for schedule(static)
+  for (Eigen::Index r = 0; r < q.rows(); ++r) {
+    const Eigen::Index position = r % seq_len;
+    for (int h = 0; h < H; ++h)
+      rotate_half_inplace(q.row(r).data() + h * dh, dh / 2, rope_->cos(position), rope_->sin(position));
+    for (int j = 0; j < G; ++j)
+      rotate_half_inplace(k.row(r).data() + j * dh, dh / 2, rope_->cos(position), rope_->sin(position));
+  }
+  Matrix attended(x.rows(), Eigen::Index(H) * dh);  // [B*S, H*d_h]
+  const float scale = float(1.0 / std::sqrt(double(dh)));
+#pragma omp parallel for schedule(dynamic) collapse(2)
+  for (int b = 0; b < batch; ++b)
+    for (int h = 0; h < H; ++h) {
+      const Eigen::Index row0 = Eigen::Index(b) * seq_len;
+      const int j = h / g;  // the KV head of query head h
+      causal_attention_head(q.row(row0).data() + h * dh, k.row(row0).data() + j * dh, v.row(row0).data() + j * dh,
+                            seq_len, dh, q.cols(), k.cols(), scale, attended.row(row0).data() + h * dh,
+                            attended.cols());
+    }
+  Matrix out;
+  linear(attended, w.wo, out);  // [B*S, d]
+  return out;
+}
+
+Forward::Forward(const ModelSource& model)
+    : model_(model),
+      globals_(model.globals()),
+      rope_(std::make_shared<RopeTable>(rope_frequencies(model.config()), model.config().context)),
+      standard_(std::make_shared<StandardAttention>(model.config(), rope_)),
+      attention_(std::size_t(model.config().layers)) {}
+
+void Forward::set_attention(int layer, std::shared_ptr<AttentionImpl> attention) {
+  EKV_CHECK(layer >= 0 && layer < config().layers, "set_attention: layer ", layer, " out of range");
+  attention_[std::size_t(layer)] = std::move(attention);
+}
+
+const LayerWeights& Forward::layer_weights(int layer, LayerWeights& scratch) {
+  if (!keep_weights_) return scratch = model_.layer(layer);
+  if (kept_.empty()) kept_.resize(std::size_t(config().layers));
+  LayerWeights& kept = kept_[std::size_t(layer)];
+  if (kept.wq.size() == 0) kept = model_.layer(layer);
+  return kept;
+}
+
+Matrix Forward::hidden_states(std::span<const std::int32_t> tokens, int batch, int seq_len) {
+  const ModelConfig& c = config();
+  EKV_CHECK(batch > 0 && seq_len > 0 && tokens.size() == std::size_t(batch) * std::size_t(seq_len),
+            "forward: ", tokens.size(), " tokens do not form ", batch, " sequences of ", seq_len);
+  Matrix hidden(Eigen::Index(tokens.size()), c.hidden);  // [B*S, d]
+  for (std::size_t t = 0; t < tokens.size(); ++t) {
+    EKV_CHECK(tokens[t] >= 0 && tokens[t] < c.vocab, "forward: token id ", tokens[t], " outside the vocabulary of ",
+              c.vocab);
+    hidden.row(Eigen::Index(t)) = globals_.embedding.row(tokens[t]);
+  }
+  Matrix normed, gate, up, mlp_out;
+  LayerWeights scratch;
+  for (int l = 0; l < c.layers; ++l) {
+    const LayerWeights& w = layer_weights(l, scratch);
+    rms_norm(hidden, w.attn_norm, c.norm_eps, normed);
+    AttentionImpl& attention = attention_[std::size_t(l)] ? *attention_[std::size_t(l)] : *standard_;
+    hidden += attention.forward(w, normed, batch, seq_len, capture_);
+    rms_norm(hidden, w.ffn_norm, c.norm_eps, normed);
+    linear(normed, w.w_gate, gate);  // [B*S, ffn]
+    linear(normed, w.w_up, up);      // [B*S, ffn]
+#pragma omp parallel for schedule(static)
+    for (Eigen::Index r = 0; r < gate.rows(); ++r)
+      for (Eigen::Index i = 0; i < gate.cols(); ++i) {
+        const float a = gate(r, i);
+        gate(r, i) = a / (1.0f + std::exp(-a)) * up(r, i);  // SwiGLU: silu(gate) * up
+      }
+    linear(gate, w.w_down, mlp_out);
+    hidden += mlp_out;
+  }
+  rms_norm(hidden, globals_.final_norm, c.norm_eps, normed);
+  return normed;
+}
+
+Matrix Forward::logits(const Matrix& hidden, Eigen::Index row0, Eigen::Index rows) {
+  const Matrix& head = config().tied_embeddings ? globals_.embedding : globals_.output;
+  Matrix slice = hidden.middleRows(row0, rows);
+  Matrix out;
+  linear(slice, head, out);  // [rows, vocab]
+  return out;
+}
+
+}  // namespace ekv

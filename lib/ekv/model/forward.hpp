@@ -1,0 +1,91 @@
+// The LLaMA decoder in fp32, layer-streaming: every sequence of a batch passes layer l before
+// layer l+1's weights are loaded, so one layer's weights are resident at a time.
+//
+// Two extension points: a capture hook that sees each layer's attention input x (after
+// RMSNorm) and q/k/v, and a per-layer attention implementation that can be swapped (the
+// compressed EliteKV attention plugs in there).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "ekv/model/model_source.hpp"
+#include "ekv/model/weights.hpp"
+#include "ekv/rope/frequencies.hpp"
+
+namespace ekv {
+
+// Rows are tokens with the sequences stacked: row = sequence * seq_len + position.
+struct LayerActivations {
+  int layer;
+  int batch;
+  int seq_len;
+  const Matrix& x;  // [B*S, d]       attention input after the layer's RMSNorm
+  const Matrix& q;  // [B*S, H*d_h]   before RoPE
+  const Matrix& k;  // [B*S, G*d_h]   before RoPE
+  const Matrix& v;  // [B*S, G*d_h]
+};
+using CaptureHook = std::function<void(const LayerActivations&)>;
+
+class AttentionImpl {
+ public:
+  virtual ~AttentionImpl() = default;
+  // x: [B*S, d] normed input of `layer`; returns the attention block's output [B*S, d] (after
+  // W_o). Calls `capture` (when set) with the layer's activations.
+  virtual Matrix forward(const LayerWeights& weights, const Matrix& x, int batch, int seq_len,
+                         const CaptureHook& capture) = 0;
+};
+
+// Ordinary causal grouped-query attention with RoPE on every chunk.
+class StandardAttention final : public AttentionImpl {
+ public:
+  StandardAttention(const ModelConfig& config, std::shared_ptr<const RopeTable> rope);
+  Matrix forward(const LayerWeights& weights, const Matrix& x, int batch, int seq_len,
+                 const CaptureHook& capture) override;
+
+ private:
+  ModelConfig config_;
+  std::shared_ptr<const RopeTable> rope_;
+};
+
+// Causal softmax attention for one (sequence, query head): q, k [S, d_h] (rotated), v [S, d_h].
+// Writes out [S, d_h]. Masked pairs never enter the softmax (no -inf arithmetic).
+void causal_attention_head(const float* q, const float* k, const float* v, int seq_len, int head_dim,
+                           Eigen::Index row_stride_q, Eigen::Index row_stride_kv, float scale, float* out,
+                           Eigen::Index row_stride_out);
+
+void rms_norm(const Matrix& x, const Vector& weight, double eps, Matrix& out);
+
+class Forward {
+ public:
+  explicit Forward(const ModelSource& model);
+
+  const ModelConfig& config() const { return model_.config(); }
+  void set_attention(int layer, std::shared_ptr<AttentionImpl> attention);  // nullptr: standard
+  void set_capture(CaptureHook capture) { capture_ = std::move(capture); }
+  // Keep every layer's weights after first use (small models, repeated batches).
+  void set_keep_weights(bool keep) { keep_weights_ = keep; }
+
+  // tokens: [batch, seq_len] row-major. Returns the final hidden states after the final
+  // norm, [batch*seq_len, d].
+  Matrix hidden_states(std::span<const std::int32_t> tokens, int batch, int seq_len);
+  // Logits of `rows` rows of hidden starting at `row0`: [rows, vocab].
+  Matrix logits(const Matrix& hidden, Eigen::Index row0, Eigen::Index rows);
+
+ private:
+  const LayerWeights& layer_weights(int layer, LayerWeights& scratch);
+
+  const ModelSource& model_;
+  GlobalWeights globals_;
+  std::shared_ptr<const RopeTable> rope_;
+  std::shared_ptr<AttentionImpl> standard_;
+  std::vector<std::shared_ptr<AttentionImpl>> attention_;
+  std::vector<LayerWeights> kept_;
+  bool keep_weights_ = false;
+  CaptureHook capture_;
+};
+
+}  // namespace ekv
