@@ -3,21 +3,73 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include <algorithm>
+#include <chrono>
+#include <mutex>
+
 #include "ekv/core/error.hpp"
 
 namespace ekv {
+
+namespace {
+std::mutex g_stats_mutex;
+LinearStats g_stats;
+}  // namespace
+
+LinearStats linear_stats() {
+  std::lock_guard<std::mutex> lock(g_stats_mutex);
+  return g_stats;
+}
+
+void reset_linear_stats() {
+  std::lock_guard<std::mutex> lock(g_stats_mutex);
+  g_stats = {};
+}
+
+namespace {
+// One thread pool: OpenBLAS's own pthreads would compete with OpenMP threads that spin
+// after every parallel region, so OpenBLAS runs single-threaded and the GEMM is split here.
+void single_threaded_blas() {
+  static const bool done = [] {
+    openblas_set_num_threads(1);
+    return true;
+  }();
+  (void)done;
+}
+}  // namespace
 
 void linear(const Matrix& x, const Matrix& weight, Matrix& y) {
   EKV_CHECK(x.cols() == weight.cols(), "linear: input has ", x.cols(), " features, weight expects ", weight.cols());
   y.resize(x.rows(), weight.rows());
   if (x.rows() == 0) return;
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(x.rows()), int(weight.rows()), int(x.cols()), 1.0f,
-              x.data(), int(x.cols()), weight.data(), int(weight.cols()), 0.0f, y.data(), int(y.cols()));
+  single_threaded_blas();
+  const auto start = std::chrono::steady_clock::now();
+  const int n = int(x.rows()), out = int(weight.rows()), in = int(x.cols());
+  const int threads = omp_get_max_threads();
+  // Many rows (prefill): each thread takes a block of rows. Few rows (decode): a block of outputs.
+  const bool split_rows = n >= 32 * threads;
+  const int parts = split_rows ? std::min(threads, n) : std::min(threads, out);
+#pragma omp parallel for schedule(static) num_threads(parts)
+  for (int part = 0; part < parts; ++part) {
+    const int total = split_rows ? n : out;
+    const int begin = int(std::int64_t(total) * part / parts), end = int(std::int64_t(total) * (part + 1) / parts);
+    if (split_rows) {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, end - begin, out, in, 1.0f, x.data() + std::size_t(begin) * in,
+                  in, weight.data(), in, 0.0f, y.data() + std::size_t(begin) * out, out);
+    } else {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, end - begin, in, 1.0f, x.data(), in,
+                  weight.data() + std::size_t(begin) * in, in, 0.0f, y.data() + begin, out);
+    }
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::lock_guard<std::mutex> lock(g_stats_mutex);
+  ++g_stats.calls;
+  g_stats.flops += 2.0 * double(n) * double(out) * double(in);
+  g_stats.seconds += seconds;
 }
 
 void set_compute_threads(int threads) {
   if (threads <= 0) return;
-  openblas_set_num_threads(threads);
   omp_set_num_threads(threads);
 }
 

@@ -1,5 +1,9 @@
 // y = x Wᵀ through OpenBLAS sgemm: the linear layers of the model (x [N, in], W [out, in]).
+// Threads come from OpenMP (the GEMM is split into blocks of rows or of outputs); OpenBLAS
+// itself is set to one thread, so one pool serves the whole program.
 #pragma once
+
+#include <cstdint>
 
 #include "ekv/model/weights.hpp"
 
@@ -7,7 +11,16 @@ namespace ekv {
 
 void linear(const Matrix& x, const Matrix& weight, Matrix& y);  // y resized to [N, out]
 
-// Sets the threads used by OpenBLAS and OpenMP (0: leave the libraries' defaults).
+// Totals over every linear() call since the last reset: for throughput reports.
+struct LinearStats {
+  std::uint64_t calls = 0;
+  double flops = 0;
+  double seconds = 0;
+};
+LinearStats linear_stats();
+void reset_linear_stats();
+
+// Sets the OpenMP threads of every parallel loop and GEMM (0: OpenMP's default, one per core).
 void set_compute_threads(int threads);
 
 }  // namespace ekv

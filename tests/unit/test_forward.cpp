@@ -1,0 +1,215 @@
+// The forward pass on a planted tiny LLaMA: equal to a naive fp64 reference written here from
+// the definitions, causal, batch-independent, and its two extension points work.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <numbers>
+
+#include "ekv/check/perplexity.hpp"
+#include "ekv/model/forward.hpp"
+#include "ekv/rope/frequencies.hpp"
+#include "gguf_builder.hpp"
+
+namespace ekv::test {
+namespace {
+
+namespace fs = std::filesystem;
+using Dense = Eigen::MatrixXd;
+
+Dense to_double(const Matrix& m) { return m.cast<double>(); }
+
+Dense rms(const Dense& x, const Vector& w, double eps) {
+  Dense out = x;
+  for (Eigen::Index r = 0; r < x.rows(); ++r) {
+    const double inv = 1.0 / std::sqrt(x.row(r).squaredNorm() / double(x.cols()) + eps);
+    for (Eigen::Index c = 0; c < x.cols(); ++c) out(r, c) = x(r, c) * inv * w[c];
+  }
+  return out;
+}
+
+// Straight from the definitions: one sequence, every loop explicit, fp64.
+Dense reference_logits(const TinyModel& m, const std::vector<std::int32_t>& tokens) {
+  const ModelConfig& c = m.config;
+  const int S = int(tokens.size()), dh = c.head_dim, half = dh / 2;
+  Dense h(S, c.hidden);
+  for (int t = 0; t < S; ++t) h.row(t) = m.globals.embedding.row(tokens[size_t(t)]).cast<double>();
+  for (const auto& w : m.layers) {
+    const Dense x = rms(h, w.attn_norm, c.norm_eps);
+    Dense q = x * to_double(w.wq).transpose(), k = x * to_double(w.wk).transpose();
+    const Dense v = x * to_double(w.wv).transpose();
+    auto rotate = [&](Dense& a, int heads) {
+      for (int t = 0; t < S; ++t)
+        for (int head = 0; head < heads; ++head)
+          for (int i = 0; i < half; ++i) {
+            const double angle = t * std::pow(c.rope_theta, -2.0 * i / dh);
+            const double x1 = a(t, head * dh + i), x2 = a(t, head * dh + i + half);
+            a(t, head * dh + i) = x1 * std::cos(angle) - x2 * std::sin(angle);
+            a(t, head * dh + i + half) = x2 * std::cos(angle) + x1 * std::sin(angle);
+          }
+    };
+    rotate(q, c.heads);
+    rotate(k, c.kv_heads);
+    Dense attended = Dense::Zero(S, c.heads * dh);
+    for (int head = 0; head < c.heads; ++head) {
+      const int j = head / (c.heads / c.kv_heads);
+      for (int t = 0; t < S; ++t) {
+        std::vector<double> p(size_t(t + 1));
+        double peak = -1e300, total = 0;
+        for (int u = 0; u <= t; ++u) {
+          p[size_t(u)] = q.row(t).segment(head * dh, dh).dot(k.row(u).segment(j * dh, dh)) / std::sqrt(double(dh));
+          peak = std::max(peak, p[size_t(u)]);
+        }
+        for (auto& value : p) total += (value = std::exp(value - peak));
+        for (int u = 0; u <= t; ++u)
+          attended.row(t).segment(head * dh, dh) += p[size_t(u)] / total * v.row(u).segment(j * dh, dh);
+      }
+    }
+    h += attended * to_double(w.wo).transpose();
+    const Dense y = rms(h, w.ffn_norm, c.norm_eps);
+    Dense gate = y * to_double(w.w_gate).transpose();
+    const Dense up = y * to_double(w.w_up).transpose();
+    for (Eigen::Index i = 0; i < gate.size(); ++i) gate.data()[i] = gate.data()[i] / (1 + std::exp(-gate.data()[i])) * up.data()[i];
+    h += gate * to_double(w.w_down).transpose();
+  }
+  return rms(h, m.globals.final_norm, c.norm_eps) * to_double(m.globals.output).transpose();
+}
+
+class ForwardTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = temp_dir("forward");
+    write_file(dir_ / "tiny.gguf", tiny_model_gguf(tiny_).build());
+    model_ = ModelSource::open(dir_ / "tiny.gguf");
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  fs::path dir_;
+  TinyModel tiny_ = make_tiny_model(5);
+  std::unique_ptr<ModelSource> model_;
+  std::vector<std::int32_t> tokens_ = {3, 17, 5, 5, 39, 0, 22, 8, 13, 1, 30, 2};
+};
+
+TEST_F(ForwardTest, MatchesNaiveReference) {
+  Forward forward(*model_);
+  const Matrix hidden = forward.hidden_states(tokens_, 1, int(tokens_.size()));
+  const Matrix logits = forward.logits(hidden, 0, hidden.rows());
+  const Dense expected = reference_logits(tiny_, tokens_);
+  const double error = (logits.cast<double>() - expected).cwiseAbs().maxCoeff() / expected.cwiseAbs().maxCoeff();
+  EXPECT_LT(error, 1e-5) << "relative max error vs the fp64 reference";
+}
+
+TEST_F(ForwardTest, CausalAndBatchIndependent) {
+  Forward forward(*model_);
+  const int S = int(tokens_.size());
+  std::vector<std::int32_t> changed = tokens_;
+  changed.back() = 11;  // only the last token differs
+  std::vector<std::int32_t> both = tokens_;
+  both.insert(both.end(), changed.begin(), changed.end());
+  const Matrix batch = forward.hidden_states(both, 2, S);
+  const Matrix alone = forward.hidden_states(tokens_, 1, S);
+  // Sequence 0 of the batch equals the sequence run alone (to float rounding of BLAS blocking).
+  EXPECT_LT((batch.topRows(S) - alone).cwiseAbs().maxCoeff(), 1e-5f);
+  // Every position before the changed token is unaffected by it; the last one is.
+  EXPECT_LT((batch.topRows(S - 1) - batch.middleRows(S, S - 1)).cwiseAbs().maxCoeff(), 1e-5f);
+  EXPECT_GT((batch.row(S - 1) - batch.row(2 * S - 1)).cwiseAbs().maxCoeff(), 1e-3f);
+}
+
+TEST_F(ForwardTest, CaptureHookSeesNormedInputs) {
+  Forward forward(*model_);
+  int calls = 0;
+  forward.set_capture([&](const LayerActivations& a) {
+    ++calls;
+    EXPECT_EQ(a.x.rows(), Eigen::Index(tokens_.size()));
+    EXPECT_EQ(a.q.cols(), tiny_.config.heads * tiny_.config.head_dim);
+    EXPECT_EQ(a.k.cols(), tiny_.config.kv_heads * tiny_.config.head_dim);
+    if (a.layer == 0) {
+      // Layer 0's input is RMSNorm(embedding), recomputed independently here.
+      Dense embedded(Eigen::Index(tokens_.size()), tiny_.config.hidden);
+      for (size_t t = 0; t < tokens_.size(); ++t)
+        embedded.row(Eigen::Index(t)) = tiny_.globals.embedding.row(tokens_[t]).cast<double>();
+      const Dense expected = rms(embedded, tiny_.layers[0].attn_norm, tiny_.config.norm_eps);
+      EXPECT_LT((a.x.cast<double>() - expected).cwiseAbs().maxCoeff(), 1e-5);
+      EXPECT_LT((a.k.cast<double>() - expected * tiny_.layers[0].wk.cast<double>().transpose()).cwiseAbs().maxCoeff(),
+                1e-4);
+    }
+  });
+  forward.hidden_states(tokens_, 1, int(tokens_.size()));
+  EXPECT_EQ(calls, tiny_.config.layers);
+}
+
+// An attention that contributes nothing: the model becomes embeddings + MLPs.
+class NoAttention final : public AttentionImpl {
+ public:
+  int calls = 0;
+  Matrix forward(const LayerWeights&, const Matrix& x, int, int, const CaptureHook&) override {
+    ++calls;
+    return Matrix::Zero(x.rows(), x.cols());
+  }
+};
+
+TEST_F(ForwardTest, AttentionCanBeSwappedPerLayer) {
+  Forward forward(*model_);
+  const Matrix before = forward.hidden_states(tokens_, 1, int(tokens_.size()));
+  auto replacement = std::make_shared<NoAttention>();
+  forward.set_attention(1, replacement);
+  const Matrix after = forward.hidden_states(tokens_, 1, int(tokens_.size()));
+  EXPECT_EQ(replacement->calls, 1);
+  EXPECT_GT((after - before).cwiseAbs().maxCoeff(), 1e-3f);
+  forward.set_attention(1, nullptr);
+  EXPECT_EQ(forward.hidden_states(tokens_, 1, int(tokens_.size())), before);
+}
+
+TEST_F(ForwardTest, PerplexityProtocol) {
+  Forward forward(*model_);
+  std::vector<std::int32_t> text;
+  for (int i = 0; i < 50; ++i) text.push_back((i * 7 + 3) % tiny_.config.vocab);
+  const PerplexityResult r = perplexity(forward, text, {8, 0, 2});
+  EXPECT_EQ(r.windows, 6);  // 50 tokens hold 6 full windows of 8; the tail is not used
+  EXPECT_EQ(r.scored, 6 * 7);
+  // Recompute window 2's NLL directly from the reference logits.
+  const std::vector<std::int32_t> window(text.begin() + 16, text.begin() + 24);
+  const Dense logits = reference_logits(tiny_, window);
+  double nll = 0;
+  for (int t = 0; t < 7; ++t) {
+    const double peak = logits.row(t).maxCoeff();
+    nll += std::log((logits.row(t).array() - peak).exp().sum()) + peak - logits(t, window[size_t(t + 1)]);
+  }
+  const PerplexityResult single = perplexity(forward, window, {8, 0, 1});
+  EXPECT_NEAR(single.nll_sum, nll, 1e-4 * std::abs(nll));
+  EXPECT_GT(r.perplexity(), 1.0);
+}
+
+TEST(RopeFrequencies, ScalingRules) {
+  ModelConfig c;
+  c.head_dim = 128;
+  c.rope_theta = 500000;
+  const auto plain = rope_frequencies(c);
+  ASSERT_EQ(plain.size(), 64u);
+  EXPECT_DOUBLE_EQ(plain[0], 1.0);
+  EXPECT_NEAR(plain[10], std::pow(500000.0, -20.0 / 128), 1e-15);
+  c.rope_scaling.kind = "linear";
+  c.rope_scaling.factor = 4;
+  EXPECT_DOUBLE_EQ(rope_frequencies(c)[10], plain[10] / 4);
+  // llama3 (Llama-3.1 values): short wavelengths kept, long ones divided by 8, between blended.
+  c.rope_scaling = {"llama3", 8.0, 1.0, 4.0, 8192};
+  const auto scaled = rope_frequencies(c);
+  for (size_t i = 0; i < plain.size(); ++i) {
+    const double wavelength = 2 * std::numbers::pi / plain[i];
+    if (wavelength < 8192.0 / 4) EXPECT_DOUBLE_EQ(scaled[i], plain[i]) << i;
+    else if (wavelength > 8192.0) EXPECT_DOUBLE_EQ(scaled[i], plain[i] / 8) << i;
+    else {
+      EXPECT_LT(scaled[i], plain[i]);
+      EXPECT_GT(scaled[i], plain[i] / 8);
+    }
+  }
+}
+
+TEST(RopeTable, AnglesInDoublePrecisionAtLongPositions) {
+  const std::vector<double> omega = {1.0, 1e-3};
+  const RopeTable table(omega, 1'000'001);
+  EXPECT_NEAR(table.cos(1'000'000)[0], std::cos(1e6), 1e-6);
+  EXPECT_NEAR(table.sin(1'000'000)[1], std::sin(1e3), 1e-6);
+}
+
+}  // namespace
+}  // namespace ekv::test
