@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job: the whole pipeline on the default model. Each stage is one step; --stage N
-# resumes from stage N. Today's stages: set-up, build, model fetch, model description.
-# Later stages (calibrate, select-rope, jlrd, export, check) join here as they land.
+# resumes from stage N. Today's stages: set-up, build, model fetch and corpora, model
+# description, perplexity of the original model on the evaluation corpus. Later stages
+# (calibrate, select-rope, jlrd, export, compare) join here as they land.
+# EKV_PPL_WINDOWS (default 32; 0 = the whole corpus) bounds the perplexity stage.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STAGE=0
@@ -12,7 +14,8 @@ while (($#)); do
     --out) OUT="$2"; shift 2 ;;
     -h|--help)
       echo "usage: scripts/run-pipeline.sh [--stage N] [--out DIR]"
-      echo "  stages: 0 setup, 1 build, 2 fetch model, 3 describe model (ekv-info)"
+      echo "  stages: 0 setup, 1 build, 2 fetch model + corpora, 3 describe model (ekv-info),"
+      echo "          4 perplexity of the original model (ekv-check ppl)"
       exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
@@ -32,4 +35,7 @@ step() {  # step N NAME COMMAND...: runs COMMAND when N >= STAGE, logging to out
 step 0 setup "$ROOT/scripts/setup.sh"
 step 1 build "$ROOT/scripts/build.sh"
 MODEL=$("$ROOT/scripts/fetch-model.sh")
+CORPORA=$("$ROOT/scripts/make-corpora.sh")
 step 3 info "$BIN/ekv-info" "$MODEL"
+step 4 ppl "$BIN/ekv-check" ppl --model "$MODEL" --text "$CORPORA/eval.txt" --window 512 \
+  --max-windows "${EKV_PPL_WINDOWS:-32}"

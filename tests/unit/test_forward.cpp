@@ -114,6 +114,25 @@ TEST_F(ForwardTest, CausalAndBatchIndependent) {
   EXPECT_GT((batch.row(S - 1) - batch.row(2 * S - 1)).cwiseAbs().maxCoeff(), 1e-3f);
 }
 
+TEST_F(ForwardTest, MicroBatchesAndEarlyStop) {
+  Forward forward(*model_);
+  const int S = 4;
+  const std::span<const std::int32_t> three(tokens_.data(), 12);
+  const Matrix whole = forward.hidden_states(three, 3, S);
+  std::vector<int> firsts;
+  forward.set_capture([&](const LayerActivations& a) {
+    if (a.layer == 0) firsts.push_back(a.first_sequence);
+    EXPECT_LE(a.batch, 2);
+  });
+  forward.set_micro_batch(2);
+  EXPECT_LT((forward.hidden_states(three, 3, S) - whole).cwiseAbs().maxCoeff(), 1e-5f);
+  EXPECT_EQ(firsts, (std::vector<int>{0, 2}));
+  // Stopping after layer 0 returns the residual stream there: not the final output.
+  const Matrix early = forward.hidden_states(three, 3, S, 0);
+  EXPECT_EQ(early.rows(), whole.rows());
+  EXPECT_GT((early - whole).cwiseAbs().maxCoeff(), 1e-3f);
+}
+
 TEST_F(ForwardTest, CaptureHookSeesNormedInputs) {
   Forward forward(*model_);
   int calls = 0;
@@ -141,7 +160,7 @@ TEST_F(ForwardTest, CaptureHookSeesNormedInputs) {
 class NoAttention final : public AttentionImpl {
  public:
   int calls = 0;
-  Matrix forward(const LayerWeights&, const Matrix& x, int, int, const CaptureHook&) override {
+  Matrix forward(const LayerWeights&, const Matrix& x, int, int, int, const CaptureHook&) override {
     ++calls;
     return Matrix::Zero(x.rows(), x.cols());
   }

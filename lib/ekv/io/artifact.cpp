@@ -53,6 +53,7 @@ hid_t native_type(ElementKind kind) {
     case ElementKind::i32: return H5T_NATIVE_INT32;
     case ElementKind::i64: return H5T_NATIVE_INT64;
     case ElementKind::u8: return H5T_NATIVE_UINT8;
+    case ElementKind::u16: return H5T_NATIVE_UINT16;
   }
   return -1;
 }
@@ -62,6 +63,7 @@ std::size_t element_size(ElementKind kind) {
     case ElementKind::f32: case ElementKind::i32: return 4;
     case ElementKind::f64: case ElementKind::i64: return 8;
     case ElementKind::u8: return 1;
+    case ElementKind::u16: return 2;
   }
   return 0;
 }
@@ -112,6 +114,7 @@ std::string_view element_kind_name(ElementKind kind) {
     case ElementKind::i32: return "int32";
     case ElementKind::i64: return "int64";
     case ElementKind::u8: return "uint8";
+    case ElementKind::u16: return "uint16";
   }
   return "?";
 }
@@ -185,6 +188,10 @@ void ArtifactWriter::write(const std::string& name, std::span<const std::int32_t
 void ArtifactWriter::write(const std::string& name, std::span<const std::int64_t> data,
                            std::vector<std::uint64_t> shape, bool compress) {
   write_raw(name, data.data(), data.size(), ElementKind::i64, std::move(shape), compress);
+}
+void ArtifactWriter::write(const std::string& name, std::span<const std::uint16_t> data,
+                           std::vector<std::uint64_t> shape, bool compress) {
+  write_raw(name, data.data(), data.size(), ElementKind::u16, std::move(shape), compress);
 }
 
 namespace {
@@ -304,6 +311,7 @@ DatasetInfo ArtifactReader::info(const std::string& name) const {
   else if (type_class == H5T_INTEGER && size == 4) info.kind = ElementKind::i32;
   else if (type_class == H5T_INTEGER && size == 8) info.kind = ElementKind::i64;
   else if (type_class == H5T_INTEGER && size == 1) info.kind = ElementKind::u8;
+  else if (type_class == H5T_INTEGER && size == 2) info.kind = ElementKind::u16;
   else fail(cat(where, ": unsupported element type (class ", int(type_class), ", ", size, " bytes)"));
   const int rank = H5Sget_simple_extent_ndims(space.get());
   EKV_CHECK(rank >= 0 && rank <= 8, where, ": unsupported rank ", rank);
@@ -398,6 +406,14 @@ std::vector<std::int64_t> ArtifactReader::read_i64(const std::string& name,
   const DatasetInfo info = checked_info(name, false, expected_shape);
   std::vector<std::int64_t> values(element_count<std::int64_t>(info));
   read_raw(name, values.data(), values.size(), ElementKind::i64);
+  return values;
+}
+
+std::vector<std::uint16_t> ArtifactReader::read_u16(const std::string& name,
+                                                    const std::vector<std::int64_t>& expected_shape) const {
+  const DatasetInfo info = checked_info(name, false, expected_shape);
+  std::vector<std::uint16_t> values(element_count<std::uint16_t>(info));
+  read_raw(name, values.data(), values.size(), ElementKind::u16);
   return values;
 }
 

@@ -36,7 +36,7 @@ struct Provenance {
 std::string utc_now_iso8601();
 ArtifactInput file_input(const std::filesystem::path& path, const std::string& type);  // hashes the file
 
-enum class ElementKind { f32, f64, i32, i64, u8 };
+enum class ElementKind { f32, f64, i32, i64, u8, u16 };  // u16 also carries bf16 bit patterns
 std::string_view element_kind_name(ElementKind kind);
 
 struct DatasetInfo {
@@ -61,6 +61,8 @@ class ArtifactWriter {
   void write(const std::string& name, std::span<const std::int32_t> data, std::vector<std::uint64_t> shape,
              bool compress = false);
   void write(const std::string& name, std::span<const std::int64_t> data, std::vector<std::uint64_t> shape,
+             bool compress = false);
+  void write(const std::string& name, std::span<const std::uint16_t> data, std::vector<std::uint64_t> shape,
              bool compress = false);
 
   // Attributes on "/" or on an existing dataset or group.
@@ -109,6 +111,8 @@ class ArtifactReader {
                                      const std::vector<std::int64_t>& expected_shape = {}) const;
   std::vector<std::int64_t> read_i64(const std::string& name,
                                      const std::vector<std::int64_t>& expected_shape = {}) const;
+  std::vector<std::uint16_t> read_u16(const std::string& name,
+                                      const std::vector<std::int64_t>& expected_shape = {}) const;
 
   bool has_attribute(const std::string& object, const std::string& name) const;
   std::string string_attribute(const std::string& object, const std::string& name) const;

@@ -46,8 +46,8 @@ void causal_attention_head(const float* q, const float* k, const float* v, int s
 StandardAttention::StandardAttention(const ModelConfig& config, std::shared_ptr<const RopeTable> rope)
     : config_(config), rope_(std::move(rope)) {}
 
-Matrix StandardAttention::forward(const LayerWeights& w, const Matrix& x, int batch, int seq_len,
-                                  const CaptureHook& capture) {
+Matrix StandardAttention::forward(const LayerWeights& w, const Matrix& x, int first_sequence, int batch,
+                                  int seq_len, const CaptureHook& capture) {
   const int H = config_.heads, G = config_.kv_heads, dh = config_.head_dim, g = config_.group_size();
   EKV_CHECK(seq_len <= rope_->positions(), "sequence length ", seq_len, " exceeds the model context ",
             rope_->positions());
@@ -55,7 +55,7 @@ Matrix StandardAttention::forward(const LayerWeights& w, const Matrix& x, int ba
   linear(x, w.wq, q);  // [B*S, H*d_h]
   linear(x, w.wk, k);  // [B*S, G*d_h]
   linear(x, w.wv, v);  // [B*S, G*d_h]
-  if (capture) capture(LayerActivations{w.index, batch, seq_len, x, q, k, v});
+  if (capture) capture(LayerActivations{w.index, first_sequence, batch, seq_len, x, q, k, v});
   // RoPE on every head at its position (rows of a sequence are positions 0..S-1).
 #pragma omp parallel for schedule(static)
   for (Eigen::Index r = 0; r < q.rows(); ++r) {
@@ -101,35 +101,45 @@ const LayerWeights& Forward::layer_weights(int layer, LayerWeights& scratch) {
   return kept;
 }
 
-Matrix Forward::hidden_states(std::span<const std::int32_t> tokens, int batch, int seq_len) {
+Matrix Forward::hidden_states(std::span<const std::int32_t> tokens, int batch, int seq_len, int last_layer) {
   const ModelConfig& c = config();
   EKV_CHECK(batch > 0 && seq_len > 0 && tokens.size() == std::size_t(batch) * std::size_t(seq_len),
             "forward: ", tokens.size(), " tokens do not form ", batch, " sequences of ", seq_len);
-  Matrix hidden(Eigen::Index(tokens.size()), c.hidden);  // [B*S, d]
+  if (last_layer < 0) last_layer = c.layers - 1;
+  EKV_CHECK(last_layer < c.layers, "forward: last layer ", last_layer, " out of range");
+  Matrix hidden(Eigen::Index(tokens.size()), c.hidden);  // [B*S, d] residual stream
   for (std::size_t t = 0; t < tokens.size(); ++t) {
     EKV_CHECK(tokens[t] >= 0 && tokens[t] < c.vocab, "forward: token id ", tokens[t], " outside the vocabulary of ",
               c.vocab);
     hidden.row(Eigen::Index(t)) = globals_.embedding.row(tokens[t]);
   }
-  Matrix normed, gate, up, mlp_out;
+  const int step = micro_batch_ > 0 ? std::min(micro_batch_, batch) : batch;
+  Matrix part, normed, gate, up, mlp_out;
   LayerWeights scratch;
-  for (int l = 0; l < c.layers; ++l) {
+  for (int l = 0; l <= last_layer; ++l) {
     const LayerWeights& w = layer_weights(l, scratch);
-    rms_norm(hidden, w.attn_norm, c.norm_eps, normed);
     AttentionImpl& attention = attention_[std::size_t(l)] ? *attention_[std::size_t(l)] : *standard_;
-    hidden += attention.forward(w, normed, batch, seq_len, capture_);
-    rms_norm(hidden, w.ffn_norm, c.norm_eps, normed);
-    linear(normed, w.w_gate, gate);  // [B*S, ffn]
-    linear(normed, w.w_up, up);      // [B*S, ffn]
+    for (int first = 0; first < batch; first += step) {
+      const int count = std::min(step, batch - first);
+      const Eigen::Index row0 = Eigen::Index(first) * seq_len, rows = Eigen::Index(count) * seq_len;
+      part = hidden.middleRows(row0, rows);  // [b*S, d]
+      rms_norm(part, w.attn_norm, c.norm_eps, normed);
+      part += attention.forward(w, normed, first, count, seq_len, capture_);
+      rms_norm(part, w.ffn_norm, c.norm_eps, normed);
+      linear(normed, w.w_gate, gate);  // [b*S, ffn]
+      linear(normed, w.w_up, up);      // [b*S, ffn]
 #pragma omp parallel for schedule(static)
-    for (Eigen::Index r = 0; r < gate.rows(); ++r)
-      for (Eigen::Index i = 0; i < gate.cols(); ++i) {
-        const float a = gate(r, i);
-        gate(r, i) = a / (1.0f + std::exp(-a)) * up(r, i);  // SwiGLU: silu(gate) * up
-      }
-    linear(gate, w.w_down, mlp_out);
-    hidden += mlp_out;
+      for (Eigen::Index r = 0; r < gate.rows(); ++r)
+        for (Eigen::Index i = 0; i < gate.cols(); ++i) {
+          const float a = gate(r, i);
+          gate(r, i) = a / (1.0f + std::exp(-a)) * up(r, i);  // SwiGLU: silu(gate) * up
+        }
+      linear(gate, w.w_down, mlp_out);
+      part += mlp_out;
+      hidden.middleRows(row0, rows) = part;
+    }
   }
+  if (last_layer < c.layers - 1) return hidden;
   rms_norm(hidden, globals_.final_norm, c.norm_eps, normed);
   return normed;
 }

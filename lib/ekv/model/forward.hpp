@@ -21,7 +21,8 @@ namespace ekv {
 // Rows are tokens with the sequences stacked: row = sequence * seq_len + position.
 struct LayerActivations {
   int layer;
-  int batch;
+  int first_sequence;  // index of the first sequence of this micro-batch in the whole batch
+  int batch;           // sequences in this micro-batch
   int seq_len;
   const Matrix& x;  // [B*S, d]       attention input after the layer's RMSNorm
   const Matrix& q;  // [B*S, H*d_h]   before RoPE
@@ -33,9 +34,9 @@ using CaptureHook = std::function<void(const LayerActivations&)>;
 class AttentionImpl {
  public:
   virtual ~AttentionImpl() = default;
-  // x: [B*S, d] normed input of `layer`; returns the attention block's output [B*S, d] (after
+  // x: [B*S, d] normed input of `layer` for sequences [first_sequence, first_sequence + B); returns the attention block's output [B*S, d] (after
   // W_o). Calls `capture` (when set) with the layer's activations.
-  virtual Matrix forward(const LayerWeights& weights, const Matrix& x, int batch, int seq_len,
+  virtual Matrix forward(const LayerWeights& weights, const Matrix& x, int first_sequence, int batch, int seq_len,
                          const CaptureHook& capture) = 0;
 };
 
@@ -43,7 +44,7 @@ class AttentionImpl {
 class StandardAttention final : public AttentionImpl {
  public:
   StandardAttention(const ModelConfig& config, std::shared_ptr<const RopeTable> rope);
-  Matrix forward(const LayerWeights& weights, const Matrix& x, int batch, int seq_len,
+  Matrix forward(const LayerWeights& weights, const Matrix& x, int first_sequence, int batch, int seq_len,
                  const CaptureHook& capture) override;
 
  private:
@@ -68,10 +69,14 @@ class Forward {
   void set_capture(CaptureHook capture) { capture_ = std::move(capture); }
   // Keep every layer's weights after first use (small models, repeated batches).
   void set_keep_weights(bool keep) { keep_weights_ = keep; }
+  // Within a layer, process at most this many sequences at a time (0: all): bounds the
+  // activations (q/k/v, FFN intermediates) while the residual stream of all sequences stays.
+  void set_micro_batch(int sequences) { micro_batch_ = sequences; }
 
   // tokens: [batch, seq_len] row-major. Returns the final hidden states after the final
-  // norm, [batch*seq_len, d].
-  Matrix hidden_states(std::span<const std::int32_t> tokens, int batch, int seq_len);
+  // norm, [batch*seq_len, d]. With last_layer < L-1 it stops after that layer and returns
+  // the residual stream there (no final norm): enough for capturing layers [0, last_layer].
+  Matrix hidden_states(std::span<const std::int32_t> tokens, int batch, int seq_len, int last_layer = -1);
   // Logits of `rows` rows of hidden starting at `row0`: [rows, vocab].
   Matrix logits(const Matrix& hidden, Eigen::Index row0, Eigen::Index rows);
 
@@ -85,6 +90,7 @@ class Forward {
   std::vector<std::shared_ptr<AttentionImpl>> attention_;
   std::vector<LayerWeights> kept_;
   bool keep_weights_ = false;
+  int micro_batch_ = 0;
   CaptureHook capture_;
 };
 

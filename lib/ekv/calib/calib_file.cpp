@@ -1,0 +1,181 @@
+#include "ekv/calib/calib_file.hpp"
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "ekv/core/error.hpp"
+
+namespace ekv {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+std::string layer_path(int layer, const char* name) { return "/layers/" + std::to_string(layer) + "/" + name; }
+
+std::vector<std::uint16_t> to_bf16(const std::vector<float>& values) {
+  std::vector<std::uint16_t> out(values.size());
+  for (std::size_t i = 0; i < values.size(); ++i)
+    out[i] = Eigen::numext::bit_cast<std::uint16_t>(Eigen::bfloat16(values[i]));
+  return out;
+}
+
+std::vector<float> from_bf16(const std::vector<std::uint16_t>& bits) {
+  std::vector<float> out(bits.size());
+  for (std::size_t i = 0; i < bits.size(); ++i) {
+    const std::uint32_t wide = std::uint32_t(bits[i]) << 16;
+    std::memcpy(&out[i], &wide, 4);
+  }
+  return out;
+}
+
+// Eigen matrices are column-major; artifacts are row-major.
+std::vector<double> row_major(const Eigen::MatrixXd& m) {
+  std::vector<double> out(std::size_t(m.size()));
+  Eigen::Map<Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(out.data(), m.rows(), m.cols()) = m;
+  return out;
+}
+
+Eigen::MatrixXd from_row_major(const std::vector<double>& values, Eigen::Index rows, Eigen::Index cols) {
+  return Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(values.data(), rows,
+                                                                                                  cols);
+}
+
+}  // namespace
+
+void write_calib(const CalibData& data, const fs::path& path, const std::string& model_fingerprint,
+                 const std::vector<ArtifactInput>& inputs) {
+  ArtifactWriter writer(path, "calib", kCalibFormatVersion, model_fingerprint, inputs);
+  const auto n = std::uint64_t(data.num_seqs), s = std::uint64_t(data.seq_len), d = std::uint64_t(data.hidden);
+  writer.write("/tokens", std::span<const std::int32_t>(data.tokens), {n, s}, true);
+  writer.write("/offsets", std::span<const std::int64_t>(data.offsets), {n});
+  writer.write("/kept_sequences", std::span<const std::int64_t>(data.kept), {std::uint64_t(data.kept.size())});
+  for (const auto& stats : data.layers) {
+    writer.write(layer_path(stats.layer, "gram"), std::span<const double>(row_major(stats.gram)), {d, d});
+    writer.set_attribute(layer_path(stats.layer, "gram"), "count", stats.count);
+    writer.write(layer_path(stats.layer, "q_norm_sum"), std::span<const double>(row_major(stats.q_norm_sum)),
+                 {std::uint64_t(stats.q_norm_sum.rows()), std::uint64_t(stats.q_norm_sum.cols())});
+    writer.write(layer_path(stats.layer, "k_norm_sum"), std::span<const double>(row_major(stats.k_norm_sum)),
+                 {std::uint64_t(stats.k_norm_sum.rows()), std::uint64_t(stats.k_norm_sum.cols())});
+    const std::vector<std::uint64_t> x_shape = {std::uint64_t(stats.kept_sequences), s, d};
+    if (data.store_dtype == "bf16")
+      writer.write(layer_path(stats.layer, "x"), std::span<const std::uint16_t>(to_bf16(stats.x)), x_shape, true);
+    else
+      writer.write(layer_path(stats.layer, "x"), std::span<const float>(stats.x), x_shape, true);
+  }
+  writer.set_attribute("/", "seq_len", std::int64_t(data.seq_len));
+  writer.set_attribute("/", "num_seqs", std::int64_t(data.num_seqs));
+  writer.set_attribute("/", "keep_seqs", std::int64_t(data.keep_seqs));
+  writer.set_attribute("/", "seeds", json(data.seeds).dump());
+  writer.set_attribute("/", "layer_begin", std::int64_t(data.layer_begin));
+  writer.set_attribute("/", "layer_end", std::int64_t(data.layer_end));
+  writer.set_attribute("/", "store_dtype", data.store_dtype);
+  writer.set_attribute("/", "hidden", std::int64_t(data.hidden));
+  writer.set_attribute("/", "heads", std::int64_t(data.heads));
+  writer.set_attribute("/", "kv_heads", std::int64_t(data.kv_heads));
+  writer.set_attribute("/", "head_dim", std::int64_t(data.head_dim));
+  writer.set_attribute("/", "sources", json(data.sources).dump());
+  writer.commit();
+}
+
+CalibData read_calib(const fs::path& path, bool with_x, Provenance* provenance) {
+  const ArtifactReader reader(path, "calib", kCalibFormatVersion);
+  if (provenance) *provenance = reader.provenance();
+  const std::string file = path.string();
+  CalibData data;
+  auto positive = [&](const char* name, int& out) {
+    const std::int64_t value = reader.int_attribute("/", name);
+    EKV_CHECK(value >= 0 && value < (std::int64_t(1) << 31), file, ": attribute ", name, ": invalid value ", value);
+    out = int(value);
+  };
+  positive("seq_len", data.seq_len);
+  positive("num_seqs", data.num_seqs);
+  positive("keep_seqs", data.keep_seqs);
+  positive("layer_begin", data.layer_begin);
+  positive("layer_end", data.layer_end);
+  positive("hidden", data.hidden);
+  positive("heads", data.heads);
+  positive("kv_heads", data.kv_heads);
+  positive("head_dim", data.head_dim);
+  EKV_CHECK(data.layer_begin < data.layer_end, file, ": attributes layer_begin/layer_end: empty range [",
+            data.layer_begin, ", ", data.layer_end, ")");
+  EKV_CHECK(data.keep_seqs <= data.num_seqs, file, ": attribute keep_seqs ", data.keep_seqs, " exceeds num_seqs ",
+            data.num_seqs);
+  EKV_CHECK(data.kv_heads > 0 && data.head_dim % 2 == 0, file, ": attributes kv_heads/head_dim are invalid");
+  data.store_dtype = reader.string_attribute("/", "store_dtype");
+  EKV_CHECK(data.store_dtype == "f32" || data.store_dtype == "bf16", file, ": attribute store_dtype: expected f32 "
+            "or bf16, found ", data.store_dtype);
+  try {
+    data.seeds = json::parse(reader.string_attribute("/", "seeds")).get<std::vector<std::uint64_t>>();
+    data.sources = json::parse(reader.string_attribute("/", "sources")).get<std::vector<std::string>>();
+  } catch (const json::exception& e) {
+    fail(cat(file, ": attribute seeds/sources: not a JSON list: ", e.what()));
+  }
+  const std::int64_t n = data.num_seqs, s = data.seq_len, d = data.hidden, chunks = data.head_dim / 2;
+  data.tokens = reader.read_i32("/tokens", {n, s});
+  data.offsets = reader.read_i64("/offsets", {n});
+  data.kept = reader.read_i64("/kept_sequences", {data.keep_seqs});
+  for (auto index : data.kept)
+    EKV_CHECK(index >= 0 && index < n, file, ":/kept_sequences: index ", index, " outside [0, ", n, ")");
+  for (int l = data.layer_begin; l < data.layer_end; ++l) {
+    LayerStatistics stats;
+    stats.layer = l;
+    stats.gram = from_row_major(reader.read_f64(layer_path(l, "gram"), {d, d}), d, d);
+    stats.count = reader.int_attribute(layer_path(l, "gram"), "count");
+    EKV_CHECK(stats.count == n * s, file, ":", layer_path(l, "gram"), " attribute count: expected ", n * s,
+              " tokens, found ", stats.count);
+    stats.q_norm_sum = from_row_major(reader.read_f64(layer_path(l, "q_norm_sum"), {data.heads, chunks}),
+                                      data.heads, chunks);
+    stats.k_norm_sum = from_row_major(reader.read_f64(layer_path(l, "k_norm_sum"), {data.kv_heads, chunks}),
+                                      data.kv_heads, chunks);
+    const std::vector<std::int64_t> x_shape = {data.keep_seqs, s, d};
+    stats.kept_sequences = data.keep_seqs;
+    if (with_x)
+      stats.x = data.store_dtype == "bf16" ? from_bf16(reader.read_u16(layer_path(l, "x"), x_shape))
+                                           : reader.read_f32(layer_path(l, "x"), x_shape);
+    else
+      reader.info(layer_path(l, "x"));  // present, even when not read
+    data.layers.push_back(std::move(stats));
+  }
+  return data;
+}
+
+CalibData merge_calib(const std::vector<fs::path>& shards, std::string* model_fingerprint) {
+  EKV_CHECK(!shards.empty(), "calibration merge: no shards given");
+  Provenance first_provenance;
+  CalibData merged = read_calib(shards.front(), true, &first_provenance);
+  for (std::size_t i = 1; i < shards.size(); ++i) {
+    Provenance provenance;
+    const CalibData shard = read_calib(shards[i], true, &provenance);
+    const std::string file = shards[i].string();
+    EKV_CHECK(provenance.model_fingerprint == first_provenance.model_fingerprint, file,
+              ": model_fingerprint: made from a different model than ", shards.front().string(), " (expected ",
+              first_provenance.model_fingerprint, ", found ", provenance.model_fingerprint, ")");
+    EKV_CHECK(shard.seq_len == merged.seq_len, file, ": seq_len: expected ", merged.seq_len, ", found ", shard.seq_len);
+    EKV_CHECK(shard.layer_begin == merged.layer_begin && shard.layer_end == merged.layer_end, file,
+              ": layers: expected ", merged.layer_begin, ":", merged.layer_end, ", found ", shard.layer_begin, ":",
+              shard.layer_end);
+    EKV_CHECK(shard.hidden == merged.hidden && shard.heads == merged.heads && shard.kv_heads == merged.kv_heads &&
+                  shard.head_dim == merged.head_dim,
+              file, ": model shape differs from ", shards.front().string());
+    EKV_CHECK(shard.store_dtype == merged.store_dtype, file, ": store_dtype: expected ", merged.store_dtype,
+              ", found ", shard.store_dtype);
+    for (std::size_t l = 0; l < merged.layers.size(); ++l) merged.layers[l].merge(shard.layers[l]);
+    merged.tokens.insert(merged.tokens.end(), shard.tokens.begin(), shard.tokens.end());
+    merged.offsets.insert(merged.offsets.end(), shard.offsets.begin(), shard.offsets.end());
+    for (auto index : shard.kept) merged.kept.push_back(index + merged.num_seqs);
+    merged.num_seqs += shard.num_seqs;
+    merged.keep_seqs += shard.keep_seqs;
+    merged.seeds.insert(merged.seeds.end(), shard.seeds.begin(), shard.seeds.end());
+    for (const auto& source : shard.sources)
+      if (std::find(merged.sources.begin(), merged.sources.end(), source) == merged.sources.end())
+        merged.sources.push_back(source);
+  }
+  if (model_fingerprint) *model_fingerprint = first_provenance.model_fingerprint;
+  return merged;
+}
+
+}  // namespace ekv

@@ -1,0 +1,53 @@
+// calib.h5 (ekv.type "calib", format version 1): what ekv-calibrate measured.
+//
+//   /tokens                   int32 [N, S]   the sampled sequences
+//   /offsets                  int64 [N]      where each starts in the token stream
+//   /kept_sequences           int64 [K]      which sequences of /tokens the stored x belong to
+//   /layers/<l>/gram          f64 [d, d]     Σ x xᵀ (attribute count: tokens)
+//   /layers/<l>/q_norm_sum    f64 [H, n_c]   Σ ‖q_c‖ per query head and chunk
+//   /layers/<l>/k_norm_sum    f64 [G, n_c]   Σ ‖k_c‖ per KV head and chunk
+//   /layers/<l>/x             f32 [K, S, d]  attention inputs of the first K sequences
+//                             (uint16 bf16 bit patterns with store_dtype = bf16)
+// Root attributes: seq_len, num_seqs, keep_seqs, seeds (JSON list), layer_begin, layer_end,
+// store_dtype, hidden, heads, kv_heads, head_dim, sources (JSON list of token sources).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "ekv/calib/statistics.hpp"
+#include "ekv/io/artifact.hpp"
+
+namespace ekv {
+
+inline constexpr std::int64_t kCalibFormatVersion = 1;
+
+struct CalibData {
+  int hidden = 0, heads = 0, kv_heads = 0, head_dim = 0;
+  int seq_len = 0;
+  int num_seqs = 0;
+  int keep_seqs = 0;
+  std::vector<std::uint64_t> seeds;  // one per merged shard
+  int layer_begin = 0, layer_end = 0;
+  std::string store_dtype = "f32";   // f32 | bf16
+  std::vector<std::string> sources;
+  std::vector<std::int32_t> tokens;   // [N, S]
+  std::vector<std::int64_t> offsets;  // [N]
+  std::vector<std::int64_t> kept;     // [K] indices into tokens of the stored x
+  std::vector<LayerStatistics> layers;  // layer_begin .. layer_end-1
+};
+
+void write_calib(const CalibData& data, const std::filesystem::path& path, const std::string& model_fingerprint,
+                 const std::vector<ArtifactInput>& inputs);
+
+// Reads and validates every dataset against the root attributes. `with_x` = false skips the
+// stored inputs (they are the largest part).
+CalibData read_calib(const std::filesystem::path& path, bool with_x = true, Provenance* provenance = nullptr);
+
+// Sums the shards' statistics and concatenates their samples; refuses shards of another
+// model, sequence length, layer range, shape or storage dtype, naming the file.
+CalibData merge_calib(const std::vector<std::filesystem::path>& shards, std::string* model_fingerprint);
+
+}  // namespace ekv

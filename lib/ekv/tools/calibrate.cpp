@@ -1,0 +1,193 @@
+#include "ekv/tools/calibrate.hpp"
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "ekv/calib/calib_file.hpp"
+#include "ekv/core/error.hpp"
+#include "ekv/core/log.hpp"
+#include "ekv/core/progress.hpp"
+#include "ekv/io/safetensors.hpp"
+#include "ekv/model/forward.hpp"
+#include "ekv/model/linear.hpp"
+#include "ekv/model/model_source.hpp"
+#include "ekv/model/tokenizer.hpp"
+
+namespace ekv {
+
+namespace fs = std::filesystem;
+
+void CalibrateOptions::register_with(CLI::App& app) {
+  app.add_option("--model,-m", model, "A .gguf file or an HF folder");
+  app.add_option("--text,-t", texts, "Calibration text files (UTF-8), tokenized and concatenated in order");
+  app.add_option("--tokens", tokens, "Pre-tokenized input instead of --text: safetensors with an I32 'tokens' tensor");
+  app.add_option("--seq-len,-S", seq_len, "Tokens per sampled sequence")->capture_default_str();
+  app.add_option("--num-seqs,-N", num_seqs, "Sequences sampled from the token stream")->capture_default_str();
+  app.add_option("--seed", seed, "Seed of the sequence sampler (same seed, same bytes)")->capture_default_str();
+  app.add_option("--layers", layers, "Layer range a:b (b exclusive) to capture; default: all layers");
+  app.add_option("--store-dtype", store_dtype, "Storage of the kept attention inputs X")
+      ->check(CLI::IsMember({"f32", "bf16"}))
+      ->capture_default_str();
+  app.add_option("--keep-seqs,-K", keep_seqs, "Store X of the first K sequences (all N feed the statistics)")
+      ->capture_default_str();
+  app.add_option("--micro-batch", micro_batch, "Sequences per step inside a layer (bounds memory)")
+      ->capture_default_str();
+  app.add_option("--threads", threads, "Compute threads (0: one per core)")->capture_default_str();
+  app.add_option("--output,-o", output, "Output calib.h5 (written atomically)");
+}
+
+void CalibrateOptions::check() const {
+  EKV_CHECK(!model.empty(), "--model is required");
+  EKV_CHECK(!output.empty(), "--output is required");
+  EKV_CHECK(texts.empty() != tokens.empty(), "give either --text files or --tokens, not both and not neither");
+  for (const auto& text : texts) EKV_CHECK(fs::is_regular_file(text), text, ": no such text file");
+  EKV_CHECK(tokens.empty() || fs::is_regular_file(tokens), tokens, ": no such token file");
+  EKV_CHECK(seq_len >= 2, "--seq-len ", seq_len, ": must be at least 2");
+  EKV_CHECK(num_seqs >= 1, "--num-seqs ", num_seqs, ": must be at least 1");
+  EKV_CHECK(keep_seqs >= 0 && keep_seqs <= num_seqs, "--keep-seqs ", keep_seqs, ": must be within [0, --num-seqs]");
+  EKV_CHECK(micro_batch >= 1, "--micro-batch ", micro_batch, ": must be at least 1");
+}
+
+void MergeOptions::register_with(CLI::App& command) {
+  command.add_option("shards", shards, "calib.h5 shards of the same model, made from different sequences")
+      ->required()
+      ->expected(2, -1);
+  command.add_option("--output,-o", output, "Merged calib.h5")->required();
+}
+
+void MergeOptions::check() const {
+  for (const auto& shard : shards)
+    EKV_CHECK(fs::absolute(shard).lexically_normal() != fs::absolute(output).lexically_normal(), output,
+              ": output would overwrite the shard it reads");
+}
+
+namespace {
+
+std::pair<int, int> parse_layers(const std::string& text, int layer_count) {
+  if (text.empty()) return {0, layer_count};
+  int begin = -1, end = -1;
+  char colon = 0;
+  std::istringstream in(text);
+  in >> begin >> colon >> end;
+  EKV_CHECK(in && !in.rdbuf()->in_avail() && colon == ':' && begin >= 0 && begin < end && end <= layer_count,
+            "--layers ", text, ": expected a:b with 0 <= a < b <= ", layer_count);
+  return {begin, end};
+}
+
+std::vector<std::int32_t> read_token_file(const std::string& path) {
+  const SafetensorsFile file(path);
+  const SafetensorsEntry* entry = file.find("tokens");
+  EKV_CHECK(entry, path, ": no tensor named tokens");
+  EKV_CHECK(entry->dtype == DType::i32, path, ": tensor tokens: expected I32, found ", dtype_name(entry->dtype));
+  std::vector<std::int32_t> tokens(entry->elements());
+  std::memcpy(tokens.data(), file.bytes(*entry).data(), tokens.size() * sizeof(std::int32_t));
+  return tokens;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  EKV_CHECK(in, path, ": cannot open");
+  std::ostringstream content;
+  content << in.rdbuf();
+  return content.str();
+}
+
+}  // namespace
+
+// Starts of N sequences of S tokens, uniform over the stream, from a fixed-algorithm generator
+// (std::mt19937_64 is specified exactly, so offsets are the same on every platform).
+std::vector<std::int64_t> sample_offsets(std::int64_t stream, int seq_len, int num_seqs, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  const auto span = std::uint64_t(stream - seq_len + 1);
+  std::vector<std::int64_t> offsets(static_cast<std::size_t>(num_seqs));
+  for (auto& offset : offsets) offset = std::int64_t(rng() % span);
+  return offsets;
+}
+
+void run_calibrate(const CalibrateOptions& options) {
+  options.check();
+  set_compute_threads(options.threads);
+  const auto model = ModelSource::open(options.model);
+  const ModelConfig& config = model->config();
+  EKV_CHECK(options.seq_len <= config.context, "--seq-len ", options.seq_len, " exceeds the model context ",
+            config.context);
+  const auto [layer_begin, layer_end] = parse_layers(options.layers, config.layers);
+
+  std::vector<std::int32_t> stream;
+  std::vector<ArtifactInput> inputs = {{options.model, model->format(), "fingerprint:" + model->fingerprint()}};
+  CalibData data;
+  if (!options.tokens.empty()) {
+    stream = read_token_file(options.tokens);
+    inputs.push_back(file_input(options.tokens, "tokens"));
+    data.sources.push_back(options.tokens);
+  } else {
+    const Tokenizer tokenizer = Tokenizer::for_model(options.model);
+    for (const auto& text : options.texts) {
+      const auto ids = tokenizer.encode(read_text(text));
+      log::info(cat("tokenized ", text, ": ", ids.size(), " tokens"));
+      stream.insert(stream.end(), ids.begin(), ids.end());
+      inputs.push_back(file_input(text, "text"));
+      data.sources.push_back(text);
+    }
+  }
+  EKV_CHECK(stream.size() >= std::size_t(options.seq_len), "the calibration input has ", stream.size(),
+            " tokens, fewer than one sequence of --seq-len ", options.seq_len);
+  for (auto id : stream)
+    EKV_CHECK(id >= 0 && id < config.vocab, "token id ", id, " is outside the model's vocabulary of ", config.vocab);
+
+  data.hidden = config.hidden;
+  data.heads = config.heads;
+  data.kv_heads = config.kv_heads;
+  data.head_dim = config.head_dim;
+  data.seq_len = options.seq_len;
+  data.num_seqs = options.num_seqs;
+  data.keep_seqs = options.keep_seqs;
+  data.seeds = {options.seed};
+  data.layer_begin = layer_begin;
+  data.layer_end = layer_end;
+  data.store_dtype = options.store_dtype;
+  data.offsets = sample_offsets(std::int64_t(stream.size()), options.seq_len, options.num_seqs, options.seed);
+  for (auto offset : data.offsets)
+    data.tokens.insert(data.tokens.end(), stream.begin() + offset, stream.begin() + offset + options.seq_len);
+  for (int k = 0; k < options.keep_seqs; ++k) data.kept.push_back(k);
+  for (int l = layer_begin; l < layer_end; ++l) data.layers.emplace_back(l, config);
+
+  Forward forward(*model);
+  forward.set_micro_batch(options.micro_batch);
+  const std::uint64_t tokens_per_layer = std::uint64_t(options.num_seqs) * std::uint64_t(options.seq_len);
+  Progress progress("calibrate", tokens_per_layer * std::uint64_t(layer_end), "token-layers");
+  forward.set_capture([&](const LayerActivations& a) {
+    if (a.layer >= layer_begin) data.layers[std::size_t(a.layer - layer_begin)].add(a, options.keep_seqs);
+    progress.advance(std::uint64_t(a.batch) * std::uint64_t(a.seq_len));
+  });
+  const auto start = std::chrono::steady_clock::now();
+  forward.hidden_states(data.tokens, options.num_seqs, options.seq_len, layer_end - 1);
+  progress.finish();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  write_calib(data, options.output, model->fingerprint(), inputs);
+  std::printf("final: calib=%s seqs=%d seq_len=%d tokens=%llu layers=%d:%d keep=%d store=%s tokens/s=%.1f\n",
+              options.output.c_str(), options.num_seqs, options.seq_len, (unsigned long long)tokens_per_layer,
+              layer_begin, layer_end, options.keep_seqs, options.store_dtype.c_str(),
+              double(tokens_per_layer) / seconds);
+  std::fflush(stdout);
+}
+
+void run_calibrate_merge(const MergeOptions& options) {
+  options.check();
+  std::string fingerprint;
+  const CalibData merged = merge_calib(std::vector<fs::path>(options.shards.begin(), options.shards.end()),
+                                       &fingerprint);
+  std::vector<ArtifactInput> inputs;
+  for (const auto& shard : options.shards) inputs.push_back(file_input(shard, "calib"));
+  write_calib(merged, options.output, fingerprint, inputs);
+  std::printf("final: calib=%s shards=%zu seqs=%d keep=%d layers=%d:%d\n", options.output.c_str(),
+              options.shards.size(), merged.num_seqs, merged.keep_seqs, merged.layer_begin, merged.layer_end);
+  std::fflush(stdout);
+}
+
+}  // namespace ekv

@@ -1,0 +1,203 @@
+// ekv-calibrate on a planted tiny model: the stored sums agree with the stored inputs and an
+// independent recomputation, shards merge exactly, a seed fixes every byte, bad input leaves
+// no output behind.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "ekv/calib/calib_file.hpp"
+#include "ekv/io/safetensors.hpp"
+#include "ekv/tools/calibrate.hpp"
+#include "expect_error.hpp"
+#include "gguf_builder.hpp"
+
+namespace ekv::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+class CalibrateTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = temp_dir("calibrate");
+    write_file(dir_ / "tiny.gguf", tiny_model_gguf(tiny_).build());
+    std::vector<std::int32_t> stream;
+    for (int i = 0; i < 700; ++i) stream.push_back((i * 13 + i / 7) % tiny_.config.vocab);
+    write_tokens(dir_ / "tokens.safetensors", stream);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  static void write_tokens(const fs::path& path, const std::vector<std::int32_t>& tokens) {
+    SafetensorsWriter writer(path);
+    writer.declare("tokens", DType::i32, {std::int64_t(tokens.size())});
+    writer.write("tokens", std::as_bytes(std::span(tokens)));
+    writer.commit();
+  }
+
+  CalibrateOptions options(const std::string& output, std::uint64_t seed = 3) const {
+    CalibrateOptions o;
+    o.model = (dir_ / "tiny.gguf").string();
+    o.tokens = (dir_ / "tokens.safetensors").string();
+    o.seq_len = 16;
+    o.num_seqs = 6;
+    o.keep_seqs = 6;
+    o.micro_batch = 4;  // two micro-batches: sequences must still arrive in order
+    o.seed = seed;
+    o.output = (dir_ / output).string();
+    return o;
+  }
+
+  fs::path dir_;
+  TinyModel tiny_ = make_tiny_model(9);
+};
+
+using RowMajorD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+TEST_F(CalibrateTest, GramEqualsStoredInputs) {
+  run_calibrate(options("c.h5"));
+  const CalibData data = read_calib(dir_ / "c.h5");
+  ASSERT_EQ(data.layers.size(), 2u);
+  for (const auto& stats : data.layers) {
+    ASSERT_EQ(stats.x.size(), std::size_t(6 * 16 * 32));
+    const RowMajorD x = Eigen::Map<const Matrix>(stats.x.data(), 6 * 16, 32).cast<double>();
+    const Eigen::MatrixXd expected = x.transpose() * x;
+    EXPECT_LT((stats.gram - expected).cwiseAbs().maxCoeff(), 1e-9 * expected.cwiseAbs().maxCoeff());
+    EXPECT_EQ(stats.count, 6 * 16);
+    EXPECT_TRUE(stats.gram.isApprox(stats.gram.transpose()));
+    EXPECT_GT(stats.q_norm_sum.minCoeff(), 0.0);
+  }
+}
+
+TEST_F(CalibrateTest, LayerZeroInputIsNormedEmbedding) {
+  run_calibrate(options("c.h5"));
+  const CalibData data = read_calib(dir_ / "c.h5");
+  const auto& x = data.layers[0].x;
+  for (int t = 0; t < 6 * 16; ++t) {
+    const int token = data.tokens[std::size_t(t)];
+    const Eigen::VectorXd e = tiny_.globals.embedding.row(token).transpose().cast<double>();
+    const double inv = 1.0 / std::sqrt(e.squaredNorm() / 32 + tiny_.config.norm_eps);
+    for (int c = 0; c < 32; ++c)
+      ASSERT_NEAR(x[std::size_t(t * 32 + c)], e[c] * inv * tiny_.layers[0].attn_norm[c], 1e-5) << t << "," << c;
+  }
+  // The tokens are the stream at the recorded offsets.
+  EXPECT_EQ(data.tokens[16], (data.offsets[1] * 13 + data.offsets[1] / 7) % tiny_.config.vocab);
+}
+
+TEST_F(CalibrateTest, ChunkNormSumsMatchDefinition) {
+  run_calibrate(options("c.h5"));
+  const CalibData data = read_calib(dir_ / "c.h5");
+  const auto& stats = data.layers[1];
+  const Matrix x = Eigen::Map<const Matrix>(stats.x.data(), 6 * 16, 32);
+  const Matrix k = x * tiny_.layers[1].wk.transpose();  // [T, G*d_h], before RoPE
+  double expected = 0;  // KV head 1, chunk 2: dims (8+2, 8+2+4)
+  for (Eigen::Index t = 0; t < k.rows(); ++t) expected += std::hypot(double(k(t, 10)), double(k(t, 14)));
+  EXPECT_NEAR(stats.k_norm_sum(1, 2), expected, 1e-4 * expected);
+}
+
+TEST_F(CalibrateTest, SameSeedSameBytes) {
+  run_calibrate(options("a.h5", 5));
+  run_calibrate(options("b.h5", 5));
+  run_calibrate(options("c.h5", 6));
+  const ArtifactReader a(dir_ / "a.h5", "calib", 1), b(dir_ / "b.h5", "calib", 1), c(dir_ / "c.h5", "calib", 1);
+  const auto datasets = a.datasets();
+  ASSERT_EQ(datasets.size(), b.datasets().size());
+  for (const auto& info : datasets) {
+    switch (info.kind) {
+      case ElementKind::f64: EXPECT_EQ(a.read_f64(info.name), b.read_f64(info.name)) << info.name; break;
+      case ElementKind::f32: EXPECT_EQ(a.read_f32(info.name), b.read_f32(info.name)) << info.name; break;
+      case ElementKind::i32: EXPECT_EQ(a.read_i32(info.name), b.read_i32(info.name)) << info.name; break;
+      case ElementKind::i64: EXPECT_EQ(a.read_i64(info.name), b.read_i64(info.name)) << info.name; break;
+      default: ADD_FAILURE() << info.name << ": unexpected dtype";
+    }
+  }
+  EXPECT_NE(a.read_i64("/offsets"), c.read_i64("/offsets"));
+}
+
+TEST_F(CalibrateTest, MergeAddsSumsAndConcatenatesSamples) {
+  CalibrateOptions first = options("s1.h5", 1), second = options("s2.h5", 2);
+  second.keep_seqs = 2;
+  run_calibrate(first);
+  run_calibrate(second);
+  run_calibrate_merge({{(dir_ / "s1.h5").string(), (dir_ / "s2.h5").string()}, (dir_ / "all.h5").string()});
+  const CalibData s1 = read_calib(dir_ / "s1.h5"), s2 = read_calib(dir_ / "s2.h5"), all = read_calib(dir_ / "all.h5");
+  EXPECT_EQ(all.num_seqs, 12);
+  EXPECT_EQ(all.keep_seqs, 8);
+  EXPECT_EQ(all.seeds, (std::vector<std::uint64_t>{1, 2}));
+  EXPECT_EQ(all.kept, (std::vector<std::int64_t>{0, 1, 2, 3, 4, 5, 6, 7}));
+  for (std::size_t l = 0; l < all.layers.size(); ++l) {
+    EXPECT_EQ(all.layers[l].gram, s1.layers[l].gram + s2.layers[l].gram);
+    EXPECT_EQ(all.layers[l].k_norm_sum, s1.layers[l].k_norm_sum + s2.layers[l].k_norm_sum);
+    EXPECT_EQ(all.layers[l].count, 12 * 16);
+    EXPECT_EQ(all.layers[l].x.size(), std::size_t(8 * 16 * 32));
+  }
+  EXPECT_EQ(std::vector<std::int32_t>(all.tokens.begin() + 6 * 16, all.tokens.end()), s2.tokens);
+}
+
+TEST_F(CalibrateTest, MergeRefusesMismatches) {
+  run_calibrate(options("s1.h5", 1));
+  CalibrateOptions other = options("s16.h5", 2);
+  other.seq_len = 8;
+  run_calibrate(other);
+  const std::string s16 = (dir_ / "s16.h5").string();
+  EXPECT_EKV_ERROR(run_calibrate_merge({{(dir_ / "s1.h5").string(), s16}, (dir_ / "m.h5").string()}), s16,
+                   "seq_len", "expected 16, found 8");
+  CalibrateOptions layers = options("l.h5", 2);
+  layers.layers = "1:2";
+  run_calibrate(layers);
+  const std::string l = (dir_ / "l.h5").string();
+  EXPECT_EKV_ERROR(run_calibrate_merge({{(dir_ / "s1.h5").string(), l}, (dir_ / "m.h5").string()}), l, "layers");
+  EXPECT_FALSE(fs::exists(dir_ / "m.h5"));
+}
+
+TEST_F(CalibrateTest, LayerRangeAndBf16) {
+  CalibrateOptions o = options("l.h5");
+  o.layers = "1:2";
+  o.store_dtype = "bf16";
+  run_calibrate(o);
+  run_calibrate(options("full.h5"));
+  const CalibData part = read_calib(dir_ / "l.h5"), full = read_calib(dir_ / "full.h5");
+  ASSERT_EQ(part.layers.size(), 1u);
+  EXPECT_EQ(part.layers[0].layer, 1);
+  EXPECT_EQ(part.layers[0].gram, full.layers[1].gram);  // the statistics never see the rounding
+  double worst = 0;
+  for (std::size_t i = 0; i < part.layers[0].x.size(); ++i)
+    worst = std::max(worst, double(std::abs(part.layers[0].x[i] - full.layers[1].x[i]) /
+                                   (std::abs(full.layers[1].x[i]) + 1e-3f)));
+  EXPECT_LT(worst, 8e-3);  // bf16 keeps 8 significant bits
+}
+
+TEST_F(CalibrateTest, BadInputLeavesNoFile) {
+  write_tokens(dir_ / "short.safetensors", {1, 2, 3});
+  CalibrateOptions o = options("bad.h5");
+  o.tokens = (dir_ / "short.safetensors").string();
+  EXPECT_EKV_ERROR(run_calibrate(o), "fewer than one sequence");
+  o = options("bad.h5");
+  o.seq_len = 1000;
+  EXPECT_EKV_ERROR(run_calibrate(o), "--seq-len 1000", "context");
+  o = options("bad.h5");
+  o.num_seqs = 0;
+  o.keep_seqs = 0;
+  EXPECT_EKV_ERROR(run_calibrate(o), "--num-seqs 0");
+  o = options("bad.h5");
+  o.layers = "1:9";
+  EXPECT_EKV_ERROR(run_calibrate(o), "--layers 1:9");
+  write_tokens(dir_ / "oov.safetensors", std::vector<std::int32_t>(100, 40));
+  o = options("bad.h5");
+  o.tokens = (dir_ / "oov.safetensors").string();
+  EXPECT_EKV_ERROR(run_calibrate(o), "token id 40", "vocabulary");
+  EXPECT_FALSE(fs::exists(dir_ / "bad.h5"));
+  EXPECT_FALSE(fs::exists(dir_ / "bad.h5.tmp"));
+  o = options("no/such/dir/out.h5");
+  EXPECT_EKV_ERROR(run_calibrate(o), "out.h5", "does not exist");
+}
+
+TEST(SampleOffsets, UniformAndReproducible) {
+  const auto a = sample_offsets(1000, 100, 5000, 42);
+  EXPECT_EQ(a, sample_offsets(1000, 100, 5000, 42));
+  EXPECT_EQ(*std::min_element(a.begin(), a.end()), 0);
+  EXPECT_EQ(*std::max_element(a.begin(), a.end()), 900);  // last valid start is reached
+  EXPECT_EQ(sample_offsets(100, 100, 3, 1), (std::vector<std::int64_t>{0, 0, 0}));
+}
+
+}  // namespace
+}  // namespace ekv::test
