@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job: the whole pipeline on the default model. Each stage is one step; --stage N
 # resumes from stage N. Today's stages: set-up, build, model fetch and corpora, model
-# description, perplexity of the original model on the evaluation corpus. Later stages
-# (calibrate, select-rope, jlrd, export, compare) join here as they land.
+# description, perplexity of the original model on the evaluation corpus, calibration
+# (calib.h5: 64 x 512 tokens of the calibration corpus). Later stages (select-rope, jlrd,
+# export, compare) join here as they land.
 # EKV_PPL_WINDOWS (default 32; 0 = the whole corpus) bounds the perplexity stage.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -15,7 +16,7 @@ while (($#)); do
     -h|--help)
       echo "usage: scripts/run-pipeline.sh [--stage N] [--out DIR]"
       echo "  stages: 0 setup, 1 build, 2 fetch model + corpora, 3 describe model (ekv-info),"
-      echo "          4 perplexity of the original model (ekv-check ppl)"
+      echo "          4 perplexity of the original model (ekv-check ppl), 5 calibrate (ekv-calibrate)"
       exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
@@ -39,3 +40,6 @@ CORPORA=$("$ROOT/scripts/make-corpora.sh")
 step 3 info "$BIN/ekv-info" "$MODEL"
 step 4 ppl "$BIN/ekv-check" ppl --model "$MODEL" --text "$CORPORA/eval.txt" --window 512 \
   --max-windows "${EKV_PPL_WINDOWS:-32}"
+step 5 calibrate "$BIN/ekv-calibrate" --model "$MODEL" --text "$CORPORA/calib.txt" --seq-len 512 --num-seqs 64 \
+  --seed 0 --keep-seqs 8 -o "$OUT/calib.h5"
+step 5 describe-calib "$BIN/ekv-info" "$OUT/calib.h5"

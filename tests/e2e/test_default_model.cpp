@@ -5,7 +5,10 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "ekv/calib/calib_file.hpp"
+#include "ekv/model/forward.hpp"
 #include "ekv/model/hf_writer.hpp"
+#include "ekv/tools/calibrate.hpp"
 #include "ekv/model/model_source.hpp"
 #include "gguf_builder.hpp"
 
@@ -66,6 +69,38 @@ TEST_F(DefaultModel, GgufToHfRoundTripIsExact) {
   EXPECT_EQ(ga.embedding, gb.embedding);
   EXPECT_EQ(ga.final_norm, gb.final_norm);
   EXPECT_EQ(gb.output.size(), 0);  // tied
+  fs::remove_all(dir);
+}
+
+TEST_F(DefaultModel, CalibrationStoresTheForwardPassInputs) {
+  const char* corpus = std::getenv("EKV_CALIB_TEXT");
+  ASSERT_TRUE(corpus && fs::exists(corpus)) << "EKV_CALIB_TEXT is missing; run scripts/make-corpora.sh";
+  const fs::path dir = temp_dir("e2e-calibrate");
+  CalibrateOptions options;
+  options.model = default_model();
+  options.texts = {corpus};
+  options.seq_len = 64;
+  options.num_seqs = 3;
+  options.keep_seqs = 3;
+  options.micro_batch = 2;
+  options.layers = "14:16";
+  options.output = (dir / "calib.h5").string();
+  run_calibrate(options);
+  const CalibData data = read_calib(options.output);
+  ASSERT_EQ(data.layers.size(), 2u);
+  // An independent forward pass over the same tokens, capturing layer 15's attention input.
+  const auto model = ModelSource::open(default_model());
+  Forward forward(*model);
+  Matrix captured;
+  forward.set_capture([&](const LayerActivations& a) {
+    if (a.layer == 15) captured = a.x;
+  });
+  forward.hidden_states(data.tokens, 3, 64, 15);
+  ASSERT_EQ(captured.rows(), 3 * 64);
+  const Matrix stored = Eigen::Map<const Matrix>(data.layers[1].x.data(), 3 * 64, 576);
+  EXPECT_LT((stored - captured).cwiseAbs().maxCoeff(), 1e-5f * captured.cwiseAbs().maxCoeff());
+  const Eigen::MatrixXd gram = captured.cast<double>().transpose() * captured.cast<double>();
+  EXPECT_LT((data.layers[1].gram - gram).cwiseAbs().maxCoeff(), 1e-6 * gram.cwiseAbs().maxCoeff());
   fs::remove_all(dir);
 }
 

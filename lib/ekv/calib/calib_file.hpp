@@ -39,15 +39,34 @@ struct CalibData {
   std::vector<LayerStatistics> layers;  // layer_begin .. layer_end-1
 };
 
+// Writes calib.h5 one layer at a time, so a run holds one layer's statistics in memory.
+// Nothing is visible at the path until finish() commits it.
+class CalibWriter {
+ public:
+  CalibWriter(const std::filesystem::path& path, const std::string& model_fingerprint,
+              const std::vector<ArtifactInput>& inputs);
+  void write_layer(const LayerStatistics& stats, const std::string& store_dtype, int seq_len);
+  // Writes tokens, offsets, kept sequences and the root attributes of `header` (its layers
+  // are not written again), then commits.
+  void finish(const CalibData& header);
+
+ private:
+  ArtifactWriter writer_;
+};
+
 void write_calib(const CalibData& data, const std::filesystem::path& path, const std::string& model_fingerprint,
                  const std::vector<ArtifactInput>& inputs);
 
 // Reads and validates every dataset against the root attributes. `with_x` = false skips the
 // stored inputs (they are the largest part).
 CalibData read_calib(const std::filesystem::path& path, bool with_x = true, Provenance* provenance = nullptr);
+// The root attributes, tokens, offsets and kept indices, without any layer.
+CalibData read_calib_header(const ArtifactReader& reader);
+LayerStatistics read_calib_layer(const ArtifactReader& reader, const CalibData& header, int layer, bool with_x);
 
-// Sums the shards' statistics and concatenates their samples; refuses shards of another
-// model, sequence length, layer range, shape or storage dtype, naming the file.
-CalibData merge_calib(const std::vector<std::filesystem::path>& shards, std::string* model_fingerprint);
+// Sums the shards' statistics and concatenates their samples into `output`, one layer at a
+// time; refuses shards of another model, sequence length, layer range, shape or storage
+// dtype, naming the file. Returns the merged header (without layers).
+CalibData merge_calib(const std::vector<std::filesystem::path>& shards, const std::filesystem::path& output);
 
 }  // namespace ekv

@@ -1,8 +1,10 @@
 #include "ekv/calib/statistics.hpp"
 
 #include <cblas.h>
+#include <omp.h>
 
 #include <cmath>
+#include <vector>
 
 #include "ekv/core/error.hpp"
 
@@ -32,10 +34,21 @@ void LayerStatistics::add(const LayerActivations& a, int keep_seqs) {
   const Eigen::Index d = gram.rows();
   EKV_CHECK(a.x.cols() == d, "calibration statistics: layer ", layer, " input has ", a.x.cols(),
             " features, expected ", d);
-  // Σ x xᵀ in fp64: the block is widened first, then one dsyrk (lower triangle) adds it.
-  const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> wide = a.x.cast<double>();
-  cblas_dsyrk(CblasColMajor, CblasLower, CblasNoTrans, int(d), int(wide.rows()), 1.0, wide.data(), int(d), 1.0,
-              gram.data(), int(d));
+  // Σ x xᵀ in fp64: each thread widens a block of rows and adds it with dsyrk (lower
+  // triangle) into its own sum; the sums are added in thread order, so a given thread count
+  // always gives the same bits.
+  const int threads = omp_get_max_threads();
+  std::vector<Eigen::MatrixXd> partial(std::size_t(threads), Eigen::MatrixXd::Zero(d, d));
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int part = 0; part < threads; ++part) {
+    const Eigen::Index begin = a.x.rows() * part / threads, end = a.x.rows() * (part + 1) / threads;
+    if (end == begin) continue;
+    const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> wide =
+        a.x.middleRows(begin, end - begin).cast<double>();
+    cblas_dsyrk(CblasColMajor, CblasLower, CblasNoTrans, int(d), int(wide.rows()), 1.0, wide.data(), int(d), 0.0,
+                partial[std::size_t(part)].data(), int(d));
+  }
+  for (const auto& sum : partial) gram.triangularView<Eigen::Lower>() += sum;
   gram.triangularView<Eigen::StrictlyUpper>() = gram.transpose();  // keep the stored matrix whole
   const int head_dim = int(q_norm_sum.cols()) * 2;
   add_chunk_norms(a.q, int(q_norm_sum.rows()), head_dim, q_norm_sum);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 
 #include "ekv/core/error.hpp"
@@ -30,6 +31,13 @@ MappedFile::MappedFile(const std::filesystem::path& path) : path_(path) {
   } else {
     ::close(fd);
   }
+}
+
+void release_pages(std::span<const std::byte> bytes) {
+  const auto page = std::uintptr_t(::sysconf(_SC_PAGESIZE));
+  const auto begin = (std::uintptr_t(bytes.data()) + page - 1) / page * page;
+  const auto end = (std::uintptr_t(bytes.data()) + bytes.size()) / page * page;
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 MappedFile::~MappedFile() {

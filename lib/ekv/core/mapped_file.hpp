@@ -26,4 +26,9 @@ class MappedFile {
   std::size_t size_ = 0;
 };
 
+// Drops the resident pages wholly inside `bytes` from this process's mapping (the data stays
+// in the page cache and the mapping stays valid): after a tensor is dequantized its source
+// pages no longer count toward the resident memory of a layer-streaming run.
+void release_pages(std::span<const std::byte> bytes);
+
 }  // namespace ekv

@@ -4,6 +4,7 @@
 
 #include "ekv/core/error.hpp"
 #include "ekv/model/linear.hpp"
+#include "ekv/model/tensor_names.hpp"
 
 namespace ekv {
 
@@ -83,7 +84,7 @@ Matrix StandardAttention::forward(const LayerWeights& w, const Matrix& x, int fi
 
 Forward::Forward(const ModelSource& model)
     : model_(model),
-      globals_(model.globals()),
+      globals_{model.matrix(kEmbeddingName), model.vector(kFinalNormName), Matrix()},
       rope_(std::make_shared<RopeTable>(rope_frequencies(model.config()), model.config().context)),
       standard_(std::make_shared<StandardAttention>(model.config(), rope_)),
       attention_(std::size_t(model.config().layers)) {}
@@ -145,6 +146,7 @@ Matrix Forward::hidden_states(std::span<const std::int32_t> tokens, int batch, i
 }
 
 Matrix Forward::logits(const Matrix& hidden, Eigen::Index row0, Eigen::Index rows) {
+  if (!config().tied_embeddings && globals_.output.size() == 0) globals_.output = model_.matrix(kOutputName);
   const Matrix& head = config().tied_embeddings ? globals_.embedding : globals_.output;
   Matrix slice = hidden.middleRows(row0, rows);
   Matrix out;

@@ -84,7 +84,7 @@ class Forward {
   const LayerWeights& layer_weights(int layer, LayerWeights& scratch);
 
   const ModelSource& model_;
-  GlobalWeights globals_;
+  GlobalWeights globals_;  // the output head of an untied model is loaded by the first logits()
   std::shared_ptr<const RopeTable> rope_;
   std::shared_ptr<AttentionImpl> standard_;
   std::vector<std::shared_ptr<AttentionImpl>> attention_;

@@ -6,6 +6,7 @@
 
 #include "ekv/core/error.hpp"
 #include "ekv/core/log.hpp"
+#include "ekv/core/mapped_file.hpp"
 #include "ekv/core/sha256.hpp"
 #include "ekv/model/tensor_names.hpp"
 
@@ -75,7 +76,9 @@ void ModelSource::load_into(const std::string& name, std::span<float> out) const
   const TensorRecord& record = tensor(name);
   EKV_CHECK(out.size() == record.elements(), record.file, ": tensor ", record.source_name, ": ", out.size(),
             " values requested, tensor has ", record.elements());
-  dequantize(record.dtype, raw_bytes(record), out);
+  const std::span<const std::byte> source = raw_bytes(record);
+  dequantize(record.dtype, source, out);
+  release_pages(source);
   for (std::size_t i = 0; i < out.size(); ++i)
     EKV_CHECK(std::isfinite(out[i]), record.file, ": tensor ", record.source_name, ": non-finite value ", out[i],
               " at element ", i);
@@ -88,26 +91,25 @@ std::vector<float> ModelSource::load(const std::string& name) const {
   return values;
 }
 
-namespace {
-// Dequantizes straight into the Eigen storage: no second copy of the weights.
-Matrix load_matrix(const ModelSource& source, const std::string& name) {
-  const TensorRecord& record = source.tensor(name);
-  Matrix m(record.shape.at(0), record.shape.at(1));
-  source.load_into(name, {m.data(), std::size_t(m.size())});
+Matrix ModelSource::matrix(const std::string& name) const {
+  const TensorRecord& record = tensor(name);
+  EKV_CHECK(record.shape.size() == 2, record.file, ": tensor ", record.source_name, " is not a matrix");
+  Matrix m(record.shape[0], record.shape[1]);  // dequantized straight into the Eigen storage
+  load_into(name, {m.data(), std::size_t(m.size())});
   return m;
 }
-Vector load_vector(const ModelSource& source, const std::string& name) {
-  Vector v(Eigen::Index(source.tensor(name).elements()));
-  source.load_into(name, {v.data(), std::size_t(v.size())});
+
+Vector ModelSource::vector(const std::string& name) const {
+  Vector v(Eigen::Index(tensor(name).elements()));
+  load_into(name, {v.data(), std::size_t(v.size())});
   return v;
 }
-}  // namespace
 
 LayerWeights ModelSource::layer(int index) const {
   EKV_CHECK(index >= 0 && index < config_.layers, path_.string(), ": layer ", index, " out of range [0, ",
             config_.layers, ")");
-  auto matrix = [&](const char* suffix) { return load_matrix(*this, layer_tensor_name(index, suffix)); };
-  auto vector = [&](const char* suffix) { return load_vector(*this, layer_tensor_name(index, suffix)); };
+  auto matrix = [&](const char* suffix) { return this->matrix(layer_tensor_name(index, suffix)); };
+  auto vector = [&](const char* suffix) { return this->vector(layer_tensor_name(index, suffix)); };
   LayerWeights weights;
   weights.index = index;
   weights.attn_norm = vector("input_layernorm");
@@ -124,9 +126,9 @@ LayerWeights ModelSource::layer(int index) const {
 
 GlobalWeights ModelSource::globals() const {
   GlobalWeights weights;
-  weights.embedding = load_matrix(*this, kEmbeddingName);
-  weights.final_norm = load_vector(*this, kFinalNormName);
-  if (!config_.tied_embeddings) weights.output = load_matrix(*this, kOutputName);
+  weights.embedding = matrix(kEmbeddingName);
+  weights.final_norm = vector(kFinalNormName);
+  if (!config_.tied_embeddings) weights.output = matrix(kOutputName);
   return weights;
 }
 

@@ -41,6 +41,8 @@ class ModelSource {
   // fp32 values in the HF layout; fails naming file and tensor on NaN or Inf.
   std::vector<float> load(const std::string& name) const;
   void load_into(const std::string& name, std::span<float> out) const;  // out.size() == elements
+  Matrix matrix(const std::string& name) const;  // a 2-D tensor as [rows, cols]
+  Vector vector(const std::string& name) const;
   LayerWeights layer(int index) const;
   GlobalWeights globals() const;
 

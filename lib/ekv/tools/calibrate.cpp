@@ -155,21 +155,30 @@ void run_calibrate(const CalibrateOptions& options) {
   for (auto offset : data.offsets)
     data.tokens.insert(data.tokens.end(), stream.begin() + offset, stream.begin() + offset + options.seq_len);
   for (int k = 0; k < options.keep_seqs; ++k) data.kept.push_back(k);
-  for (int l = layer_begin; l < layer_end; ++l) data.layers.emplace_back(l, config);
 
+  // Each layer's statistics go to the file as soon as its last micro-batch is through, so one
+  // layer's sums are in memory at a time (the peak does not grow with depth).
+  CalibWriter writer(options.output, model->fingerprint(), inputs);
+  LayerStatistics current(layer_begin, config);
   Forward forward(*model);
   forward.set_micro_batch(options.micro_batch);
   const std::uint64_t tokens_per_layer = std::uint64_t(options.num_seqs) * std::uint64_t(options.seq_len);
   Progress progress("calibrate", tokens_per_layer * std::uint64_t(layer_end), "token-layers");
   forward.set_capture([&](const LayerActivations& a) {
-    if (a.layer >= layer_begin) data.layers[std::size_t(a.layer - layer_begin)].add(a, options.keep_seqs);
+    if (a.layer >= layer_begin) {
+      current.add(a, options.keep_seqs);
+      if (a.first_sequence + a.batch == options.num_seqs) {
+        writer.write_layer(current, options.store_dtype, options.seq_len);
+        current = LayerStatistics(a.layer + 1, config);
+      }
+    }
     progress.advance(std::uint64_t(a.batch) * std::uint64_t(a.seq_len));
   });
   const auto start = std::chrono::steady_clock::now();
   forward.hidden_states(data.tokens, options.num_seqs, options.seq_len, layer_end - 1);
   progress.finish();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  write_calib(data, options.output, model->fingerprint(), inputs);
+  writer.finish(data);
   std::printf("final: calib=%s seqs=%d seq_len=%d tokens=%llu layers=%d:%d keep=%d store=%s tokens/s=%.1f\n",
               options.output.c_str(), options.num_seqs, options.seq_len, (unsigned long long)tokens_per_layer,
               layer_begin, layer_end, options.keep_seqs, options.store_dtype.c_str(),
@@ -179,12 +188,8 @@ void run_calibrate(const CalibrateOptions& options) {
 
 void run_calibrate_merge(const MergeOptions& options) {
   options.check();
-  std::string fingerprint;
-  const CalibData merged = merge_calib(std::vector<fs::path>(options.shards.begin(), options.shards.end()),
-                                       &fingerprint);
-  std::vector<ArtifactInput> inputs;
-  for (const auto& shard : options.shards) inputs.push_back(file_input(shard, "calib"));
-  write_calib(merged, options.output, fingerprint, inputs);
+  const CalibData merged =
+      merge_calib(std::vector<fs::path>(options.shards.begin(), options.shards.end()), options.output);
   std::printf("final: calib=%s shards=%zu seqs=%d keep=%d layers=%d:%d\n", options.output.c_str(),
               options.shards.size(), merged.num_seqs, merged.keep_seqs, merged.layer_begin, merged.layer_end);
   std::fflush(stdout);
