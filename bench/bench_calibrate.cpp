@@ -17,7 +17,9 @@
 #include <sstream>
 #include <string>
 
+#include "bench_util.hpp"
 #include "ekv/calib/calib_file.hpp"
+#include "ekv/core/read_file.hpp"
 #include "ekv/core/progress.hpp"
 #include "ekv/io/safetensors.hpp"
 #include "ekv/model/forward.hpp"
@@ -30,14 +32,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+using ekv::bench::now_seconds;
 
 int overhead(const std::string& model_path, const std::string& text_path, int num_seqs, int seq_len) {
   const auto model = ekv::ModelSource::open(model_path);
-  std::ifstream in(text_path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  const auto stream = ekv::Tokenizer::for_model(model_path).encode(text.str());
+  const auto stream = ekv::Tokenizer::for_model(model_path).encode(ekv::read_file(text_path));
   std::vector<std::int32_t> tokens;
   for (const auto offset : ekv::sample_offsets(std::int64_t(stream.size()), seq_len, num_seqs, 0))
     tokens.insert(tokens.end(), stream.begin() + offset, stream.begin() + offset + seq_len);
@@ -48,9 +47,9 @@ int overhead(const std::string& model_path, const std::string& text_path, int nu
   plain.set_micro_batch(8);
   plain.set_keep_weights(true);
   plain.hidden_states(tokens, num_seqs, seq_len, layers - 1);  // warm-up: weights loaded once
-  double start = now();
+  double start = now_seconds();
   plain.hidden_states(tokens, num_seqs, seq_len, layers - 1);
-  const double forward_seconds = now() - start;
+  const double forward_seconds = now_seconds() - start;
 
   const fs::path out = fs::temp_directory_path() / "ekv-bench-calib.h5";
   ekv::CalibWriter writer(out, model->fingerprint(), {});
@@ -62,9 +61,9 @@ int overhead(const std::string& model_path, const std::string& text_path, int nu
       current = ekv::LayerStatistics(a.layer + 1, model->config());
     }
   });
-  start = now();
+  start = now_seconds();
   plain.hidden_states(tokens, num_seqs, seq_len, layers - 1);
-  const double calibrate_seconds = now() - start;
+  const double calibrate_seconds = now_seconds() - start;
   std::printf("forward: %d x %d tokens, %.1f tokens/s; with calibration capture: %.1f tokens/s; overhead %.1f%%\n",
               num_seqs, seq_len, total / forward_seconds, total / calibrate_seconds,
               100.0 * (calibrate_seconds / forward_seconds - 1.0));

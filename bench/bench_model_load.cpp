@@ -10,19 +10,14 @@
 #include <fstream>
 #include <string>
 
+#include "bench_util.hpp"
 #include "ekv/model/model_source.hpp"
 
 namespace {
 
 std::string g_model;
 
-long peak_rss_kib() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line))
-    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
-  return -1;
-}
+using ekv::bench::peak_rss_kib;
 
 void BM_OpenModel(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(ekv::ModelSource::open(g_model));

@@ -20,6 +20,8 @@
 #include <tuple>
 #include <vector>
 
+#include "bench_util.hpp"
+#include "ekv/core/read_file.hpp"
 #include "ekv/model/forward.hpp"
 #include "ekv/model/linear.hpp"
 #include "ekv/model/model_source.hpp"
@@ -27,15 +29,8 @@
 
 namespace {
 
-double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
-
-long peak_rss_kib() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line))
-    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
-  return -1;
-}
+using ekv::bench::now_seconds;
+using ekv::bench::peak_rss_kib;
 
 // GFLOP/s of bare sgemm (row-major x [n, in] times Wᵀ, W [out, in]) on one shape, OpenBLAS using
 // its own threads: the reference the forward's linear layers are held against.
@@ -48,9 +43,9 @@ double sgemm_gflops(int n, int out, int in, int repeats) {
                 y.data(), out);
   };
   call();  // warm-up
-  const double start = now();
+  const double start = now_seconds();
   for (int r = 0; r < repeats; ++r) call();
-  return 2.0 * n * double(out) * in * repeats / (now() - start) / 1e9;
+  return 2.0 * n * double(out) * in * repeats / (now_seconds() - start) / 1e9;
 }
 
 }  // namespace
@@ -75,10 +70,7 @@ int main(int argc, char** argv) {
   }
   ekv::set_compute_threads(threads);
   const auto model = ekv::ModelSource::open(argv[1]);
-  std::ifstream in(argv[2], std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  const std::vector<std::int32_t> all = ekv::Tokenizer::for_model(argv[1]).encode(text.str());
+  const std::vector<std::int32_t> all = ekv::Tokenizer::for_model(argv[1]).encode(ekv::read_file(argv[2]));
   const std::size_t needed = std::size_t(window) * std::size_t(batch);
   if (all.size() < needed) {
     std::fprintf(stderr, "the text has %zu tokens, %zu needed\n", all.size(), needed);
@@ -91,12 +83,12 @@ int main(int argc, char** argv) {
   // Warm-up pass loads and keeps the weights; timed passes measure compute only.
   forward.hidden_states(tokens, batch, window);
   ekv::reset_linear_stats();
-  const double start = now();
+  const double start = now_seconds();
   for (int r = 0; r < repeats; ++r) {
     const ekv::Matrix hidden = forward.hidden_states(tokens, batch, window);
     for (int b = 0; b < batch; ++b) forward.logits(hidden, Eigen::Index(b) * window, window);
   }
-  const double seconds = now() - start;
+  const double seconds = now_seconds() - start;
   const ekv::LinearStats stats = ekv::linear_stats();
 
   // Bare sgemm on the forward's shapes, weighted by how many FLOPs each shape carried.

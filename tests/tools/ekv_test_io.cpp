@@ -9,12 +9,11 @@
 //                                                      "tokens" tensor of a safetensors file
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "ekv/core/error.hpp"
+#include "ekv/core/read_file.hpp"
 #include "ekv/io/gguf.hpp"
 #include "ekv/io/safetensors.hpp"
 #include "ekv/model/forward.hpp"
@@ -46,10 +45,7 @@ void copy_safetensors(const std::string& in, const std::string& out) {
 void tokenize(const std::string& model, const std::string& text_path, const std::string& out, bool gpt2) {
   ekv::Tokenizer tokenizer = ekv::Tokenizer::for_model(model);
   if (gpt2) tokenizer.set_pre_tokenizer(ekv::PreTokenizer::gpt2);
-  std::ifstream in(text_path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  const std::vector<std::int32_t> ids = tokenizer.encode(text.str());
+  const std::vector<std::int32_t> ids = tokenizer.encode(ekv::read_file(text_path));
   ekv::SafetensorsWriter writer(out);
   writer.declare("tokens", ekv::DType::i32, {std::int64_t(ids.size())});
   writer.write("tokens", std::as_bytes(std::span(ids)));

@@ -4,7 +4,6 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <random>
 #include <sstream>
 
@@ -12,6 +11,7 @@
 #include "ekv/core/error.hpp"
 #include "ekv/core/log.hpp"
 #include "ekv/core/progress.hpp"
+#include "ekv/core/read_file.hpp"
 #include "ekv/io/safetensors.hpp"
 #include "ekv/model/forward.hpp"
 #include "ekv/model/linear.hpp"
@@ -89,14 +89,6 @@ std::vector<std::int32_t> read_token_file(const std::string& path) {
   return tokens;
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  EKV_CHECK(in, path, ": cannot open");
-  std::ostringstream content;
-  content << in.rdbuf();
-  return content.str();
-}
-
 }  // namespace
 
 // Starts of N sequences of S tokens, uniform over the stream, from a fixed-algorithm generator
@@ -128,7 +120,7 @@ void run_calibrate(const CalibrateOptions& options) {
   } else {
     const Tokenizer tokenizer = Tokenizer::for_model(options.model);
     for (const auto& text : options.texts) {
-      const auto ids = tokenizer.encode(read_text(text));
+      const auto ids = tokenizer.encode(read_file(text));
       log::info(cat("tokenized ", text, ": ", ids.size(), " tokens"));
       stream.insert(stream.end(), ids.begin(), ids.end());
       inputs.push_back(file_input(text, "text"));

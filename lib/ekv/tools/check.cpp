@@ -2,12 +2,11 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "ekv/check/perplexity.hpp"
 #include "ekv/core/error.hpp"
 #include "ekv/core/log.hpp"
+#include "ekv/core/read_file.hpp"
 #include "ekv/model/forward.hpp"
 #include "ekv/model/linear.hpp"
 #include "ekv/model/model_source.hpp"
@@ -35,16 +34,6 @@ void PplOptions::check() const {
   EKV_CHECK(fs::is_regular_file(text), text, ": no such text file");
 }
 
-namespace {
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  EKV_CHECK(in, path, ": cannot open");
-  std::ostringstream content;
-  content << in.rdbuf();
-  return content.str();
-}
-}  // namespace
-
 void run_check_ppl(const PplOptions& options) {
   options.check();
   set_compute_threads(options.threads);
@@ -52,7 +41,7 @@ void run_check_ppl(const PplOptions& options) {
   EKV_CHECK(options.window <= model->config().context, "--window ", options.window, " exceeds the model context ",
             model->config().context);
   const Tokenizer tokenizer = Tokenizer::for_model(options.model);
-  const std::vector<std::int32_t> tokens = tokenizer.encode(read_text(options.text));
+  const std::vector<std::int32_t> tokens = tokenizer.encode(read_file(options.text));
   log::info(cat("tokenized ", options.text, ": ", tokens.size(), " tokens"));
   Forward forward(*model);
   forward.set_keep_weights(true);
