@@ -45,14 +45,16 @@ void linear(const Matrix& x, const Matrix& weight, Matrix& y) {
   single_threaded_blas();
   const auto start = std::chrono::steady_clock::now();
   const int n = int(x.rows()), out = int(weight.rows()), in = int(x.cols());
-  const int threads = omp_get_max_threads();
-  // Many rows (prefill): each thread takes a block of rows. Few rows (decode): a block of outputs.
-  const bool split_rows = n >= 32 * threads;
-  const int parts = split_rows ? std::min(threads, n) : std::min(threads, out);
-#pragma omp parallel for schedule(static) num_threads(parts)
-  for (int part = 0; part < parts; ++part) {
-    const int total = split_rows ? n : out;
-    const int begin = int(std::int64_t(total) * part / parts), end = int(std::int64_t(total) * (part + 1) / parts);
+  // Fixed block shapes, whatever the thread count: every output element is computed by the
+  // same sgemm call shape, so results are the same bits on 1 or 16 threads. Many rows
+  // (prefill): blocks of rows; few rows (decode): blocks of outputs.
+  constexpr int kBlock = 256;
+  const bool split_rows = n >= kBlock;
+  const int total = split_rows ? n : out;
+  const int blocks = (total + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(dynamic)
+  for (int block = 0; block < blocks; ++block) {
+    const int begin = block * kBlock, end = std::min(total, begin + kBlock);
     if (split_rows) {
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, end - begin, out, in, 1.0f, x.data() + std::size_t(begin) * in,
                   in, weight.data(), in, 0.0f, y.data() + std::size_t(begin) * out, out);

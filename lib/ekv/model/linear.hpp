@@ -1,6 +1,7 @@
 // y = x Wᵀ through OpenBLAS sgemm: the linear layers of the model (x [N, in], W [out, in]).
-// Threads come from OpenMP (the GEMM is split into blocks of rows or of outputs); OpenBLAS
-// itself is set to one thread, so one pool serves the whole program.
+// Threads come from OpenMP (the GEMM is split into fixed blocks of rows or of outputs, so the
+// result does not depend on the thread count); OpenBLAS itself is set to one thread, so one
+// pool serves the whole program.
 #pragma once
 
 #include <cstdint>

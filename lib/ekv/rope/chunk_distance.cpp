@@ -1,0 +1,176 @@
+#include "ekv/rope/chunk_distance.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <set>
+
+#include "ekv/core/error.hpp"
+
+namespace ekv {
+
+std::vector<std::pair<int, int>> sample_causal_pairs(int seq_len, int count, std::uint64_t seed,
+                                                     std::uint64_t sequence) {
+  const std::uint64_t total = std::uint64_t(seq_len) * std::uint64_t(seq_len + 1) / 2;
+  std::vector<std::uint64_t> indices;
+  if (count <= 0 || std::uint64_t(count) >= total) {
+    indices.resize(total);
+    for (std::uint64_t i = 0; i < total; ++i) indices[i] = i;
+  } else {
+    // Floyd's sampling of distinct indices; the generator is exactly specified by the standard.
+    std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + sequence + 1);
+    std::set<std::uint64_t> chosen;
+    for (std::uint64_t j = total - std::uint64_t(count); j < total; ++j) {
+      const std::uint64_t t = rng() % (j + 1);
+      if (!chosen.insert(t).second) chosen.insert(j);
+    }
+    indices.assign(chosen.begin(), chosen.end());
+  }
+  std::vector<std::pair<int, int>> pairs;
+  pairs.reserve(indices.size());
+  for (const std::uint64_t i : indices) {
+    // Index i enumerates (m, n) row by row: i = m(m+1)/2 + n with n <= m.
+    auto m = std::uint64_t((std::sqrt(8.0 * double(i) + 1.0) - 1.0) / 2.0);
+    while (m * (m + 1) / 2 > i) --m;
+    while ((m + 1) * (m + 2) / 2 <= i) ++m;
+    pairs.emplace_back(int(m), int(i - m * (m + 1) / 2));
+  }
+  return pairs;
+}
+
+ChunkDistances::ChunkDistances(std::vector<double> frequencies, int head_dim, int pairs_per_seq,
+                               std::uint64_t pair_seed)
+    : frequencies_(std::move(frequencies)),
+      head_dim_(head_dim),
+      pairs_per_seq_(pairs_per_seq),
+      pair_seed_(pair_seed),
+      scale_(1.0 / std::sqrt(double(head_dim))),
+      m_(Eigen::MatrixXd::Zero(Eigen::Index(frequencies_.size()), Eigen::Index(frequencies_.size()))) {
+  EKV_CHECK(int(frequencies_.size()) * 2 == head_dim, "chunk distances: ", frequencies_.size(),
+            " frequencies for head dim ", head_dim);
+}
+
+namespace {
+using RowMatrixD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// Rows t: for chunk c the four values (x1, x2, x̃1, x̃2) with x̃ = R(tω_c) x; the rotated pair is
+// negated for queries so that a·b = plain − rot.
+RowMatrixD four_vectors(const Matrix& x, const std::vector<double>& omega, bool negate_rotated) {
+  const int chunks = int(omega.size());
+  RowMatrixD out(x.rows(), 4 * chunks);
+  const double sign = negate_rotated ? -1.0 : 1.0;
+  for (Eigen::Index t = 0; t < x.rows(); ++t)
+    for (int c = 0; c < chunks; ++c) {
+      const double x1 = x(t, c), x2 = x(t, c + chunks);
+      const double angle = double(t) * omega[std::size_t(c)], cs = std::cos(angle), sn = std::sin(angle);
+      out(t, 4 * c) = x1;
+      out(t, 4 * c + 1) = x2;
+      out(t, 4 * c + 2) = sign * (x1 * cs - x2 * sn);
+      out(t, 4 * c + 3) = sign * (x2 * cs + x1 * sn);
+    }
+  return out;
+}
+}  // namespace
+
+void ChunkDistances::add_sequence(const ChunkDistanceInput& input, std::uint64_t sequence_index) {
+  const int chunks = this->chunks(), S = int(input.keys.rows());
+  EKV_CHECK(input.keys.cols() == head_dim_, "chunk distances: keys have ", input.keys.cols(), " dims, expected ",
+            head_dim_);
+  const RowMatrixD b = four_vectors(input.keys, frequencies_, false);  // [S, 4n_c]
+  std::vector<RowMatrixD> a;
+  for (const auto& q : input.queries) {
+    EKV_CHECK(q.rows() == S && q.cols() == head_dim_, "chunk distances: a query head has shape ", q.rows(), "×",
+              q.cols(), ", expected ", S, "×", head_dim_);
+    a.push_back(four_vectors(q, frequencies_, true));
+  }
+  const double s2 = scale_ * scale_;
+
+  // L2, exact over all causal pairs: P(m) = Σ_{n<=m} b(n) b(n)ᵀ; M_cc' += s² a_c(m)ᵀ P_cc'(m) a_c'(m).
+  Eigen::MatrixXd prefix = Eigen::MatrixXd::Zero(4 * chunks, 4 * chunks);
+  Eigen::MatrixXd y(4 * chunks, chunks);
+  for (int m = 0; m < S; ++m) {
+    prefix.noalias() += b.row(m).transpose() * b.row(m);
+    for (const auto& ah : a) {
+      for (int c = 0; c < chunks; ++c)
+        y.col(c).noalias() = prefix.middleCols(4 * c, 4) * ah.row(m).segment(4 * c, 4).transpose();
+      for (int c = 0; c < chunks; ++c)
+        m_.row(c).noalias() += s2 * (ah.row(m).segment(4 * c, 4) * y.middleRows(4 * c, 4));
+    }
+  }
+  pairs_l2_ += std::int64_t(a.size()) * S * (S + 1) / 2;
+
+  // L1 on the pair subsample: one row of D_c per (pair, query head).
+  for (const auto& [m, n] : sample_causal_pairs(S, pairs_per_seq_, pair_seed_, sequence_index))
+    for (const auto& ah : a)
+      for (int c = 0; c < chunks; ++c)
+        l1_rows_.push_back(float(scale_ * ah.row(m).segment(4 * c, 4).dot(b.row(n).segment(4 * c, 4))));
+}
+
+double ChunkDistances::distance(const std::vector<bool>& elite, Objective objective) const {
+  const int chunks = this->chunks();
+  EKV_CHECK(int(elite.size()) == chunks, "distance: ", elite.size(), " flags for ", chunks, " chunks");
+  if (objective == Objective::l2) {
+    Eigen::VectorXd u(chunks);
+    for (int c = 0; c < chunks; ++c) u[c] = elite[std::size_t(c)] ? 0.0 : 1.0;
+    return pairs_l2_ ? u.dot(m_ * u) / double(pairs_l2_) : 0.0;
+  }
+  const std::int64_t rows = pairs_l1();
+  double total = 0;  // summed in row order: the same bits for any thread count
+  for (std::int64_t r = 0; r < rows; ++r) {
+    double residual = 0;
+    for (int c = 0; c < chunks; ++c)
+      if (!elite[std::size_t(c)]) residual += l1_rows_[std::size_t(r * chunks + c)];
+    total += std::abs(residual);
+  }
+  return rows ? total / double(rows) : 0.0;
+}
+
+ChunkDistances::Search ChunkDistances::greedy(int r_max, Objective objective, bool keep_scores) const {
+  const int chunks = this->chunks();
+  EKV_CHECK(r_max >= 0 && r_max <= chunks, "greedy search: r_max ", r_max, " outside [0, ", chunks, "]");
+  Search search;
+  std::vector<bool> elite(std::size_t(chunks), false);
+  search.distance.push_back(distance(elite, objective));
+  const std::int64_t rows = pairs_l1();
+  std::vector<double> residual;  // L1: Σ_{c∉E} D_c per row
+  if (objective == Objective::l1) {
+    residual.assign(std::size_t(rows), 0.0);
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (int c = 0; c < chunks; ++c) residual[std::size_t(r)] += l1_rows_[std::size_t(r * chunks + c)];
+  }
+  Eigen::VectorXd u = Eigen::VectorXd::Ones(chunks);  // L2: indicator of the non-elite chunks
+  for (int round = 0; round < r_max; ++round) {
+    std::vector<double> scores(std::size_t(chunks), std::numeric_limits<double>::quiet_NaN());
+    if (objective == Objective::l1) {
+      // Each candidate's score is summed by one thread in row order: the same bits for any thread count.
+#pragma omp parallel for schedule(dynamic)
+      for (int c = 0; c < chunks; ++c) {
+        if (elite[std::size_t(c)]) continue;
+        double total = 0;
+        for (std::int64_t r = 0; r < rows; ++r)
+          total += std::abs(residual[std::size_t(r)] - double(l1_rows_[std::size_t(r * chunks + c)]));
+        scores[std::size_t(c)] = rows ? total / double(rows) : 0.0;
+      }
+    } else {
+      const Eigen::VectorXd mu = m_ * u;
+      const double base = u.dot(mu);
+      for (int c = 0; c < chunks; ++c)
+        if (!elite[std::size_t(c)])
+          scores[std::size_t(c)] = pairs_l2_ ? (base - 2 * mu[c] + m_(c, c)) / double(pairs_l2_) : 0.0;
+    }
+    int best = -1;
+    for (int c = 0; c < chunks; ++c)  // strict '<': ties go to the lowest chunk
+      if (!elite[std::size_t(c)] && (best < 0 || scores[std::size_t(c)] < scores[std::size_t(best)])) best = c;
+    elite[std::size_t(best)] = true;
+    u[best] = 0.0;
+    if (objective == Objective::l1)
+      for (std::int64_t r = 0; r < rows; ++r) residual[std::size_t(r)] -= l1_rows_[std::size_t(r * chunks + best)];
+    search.order.push_back(best);
+    search.distance.push_back(scores[std::size_t(best)]);
+    if (keep_scores) search.scores.push_back(std::move(scores));
+  }
+  return search;
+}
+
+}  // namespace ekv

@@ -1,0 +1,97 @@
+#include "ekv/rope/rope_file.hpp"
+
+#include <algorithm>
+
+#include "ekv/core/error.hpp"
+
+namespace ekv {
+
+namespace fs = std::filesystem;
+
+namespace {
+std::string layer_path(int layer, const char* name) { return "/layers/" + std::to_string(layer) + "/" + name; }
+}  // namespace
+
+void write_rope(const RopeData& data, const fs::path& path, const std::string& model_fingerprint,
+                const std::vector<ArtifactInput>& inputs) {
+  ArtifactWriter writer(path, "rope", kRopeFormatVersion, model_fingerprint, inputs);
+  const int g = data.kv_heads, r_max = data.options.r_max;
+  for (const auto& layer : data.layers) {
+    std::vector<std::int32_t> order, elite(std::size_t(g) * r_max * r_max, -1);
+    std::vector<double> distance;
+    for (int j = 0; j < g; ++j) {
+      order.insert(order.end(), layer.order[std::size_t(j)].begin(), layer.order[std::size_t(j)].end());
+      distance.insert(distance.end(), layer.distance[std::size_t(j)].begin(), layer.distance[std::size_t(j)].end());
+      for (int r = 1; r <= r_max; ++r)
+        std::copy(layer.sets[std::size_t(j)][std::size_t(r - 1)].begin(),
+                  layer.sets[std::size_t(j)][std::size_t(r - 1)].end(),
+                  elite.begin() + (std::ptrdiff_t(j) * r_max + (r - 1)) * r_max);
+    }
+    const auto G = std::uint64_t(g), R = std::uint64_t(r_max);
+    writer.write(layer_path(layer.layer, "order"), std::span<const std::int32_t>(order), {G, R});
+    writer.write(layer_path(layer.layer, "elite"), std::span<const std::int32_t>(elite), {G, R, R});
+    writer.write(layer_path(layer.layer, "distance"), std::span<const double>(distance), {G, R + 1});
+  }
+  writer.set_attribute("/", "method", select_method_name(data.options.method));
+  writer.set_attribute("/", "objective", objective_name(data.options.objective));
+  writer.set_attribute("/", "r_max", std::int64_t(r_max));
+  writer.set_attribute("/", "pairs_per_seq", std::int64_t(data.options.pairs_per_seq));
+  writer.set_attribute("/", "pair_seed", std::int64_t(data.options.pair_seed));
+  writer.set_attribute("/", "layer_begin", std::int64_t(data.layer_begin));
+  writer.set_attribute("/", "layer_end", std::int64_t(data.layer_end));
+  writer.set_attribute("/", "chunks", std::int64_t(data.chunks));
+  writer.set_attribute("/", "kv_heads", std::int64_t(g));
+  writer.set_attribute("/", "head_dim", std::int64_t(data.head_dim));
+  writer.set_attribute("/", "seq_len", std::int64_t(data.seq_len));
+  writer.set_attribute("/", "sequences", std::int64_t(data.sequences));
+  writer.commit();
+}
+
+RopeData read_rope(const fs::path& path, Provenance* provenance) {
+  const ArtifactReader reader(path, "rope", kRopeFormatVersion);
+  if (provenance) *provenance = reader.provenance();
+  const std::string file = path.string();
+  RopeData data;
+  data.options.method = parse_select_method(reader.string_attribute("/", "method"));
+  data.options.objective = parse_objective(reader.string_attribute("/", "objective"));
+  data.options.r_max = int(reader.int_attribute("/", "r_max"));
+  data.options.pairs_per_seq = int(reader.int_attribute("/", "pairs_per_seq"));
+  data.options.pair_seed = std::uint64_t(reader.int_attribute("/", "pair_seed"));
+  data.layer_begin = int(reader.int_attribute("/", "layer_begin"));
+  data.layer_end = int(reader.int_attribute("/", "layer_end"));
+  data.chunks = int(reader.int_attribute("/", "chunks"));
+  data.kv_heads = int(reader.int_attribute("/", "kv_heads"));
+  data.head_dim = int(reader.int_attribute("/", "head_dim"));
+  data.seq_len = int(reader.int_attribute("/", "seq_len"));
+  data.sequences = int(reader.int_attribute("/", "sequences"));
+  const int g = data.kv_heads, r_max = data.options.r_max;
+  EKV_CHECK(data.chunks > 0 && r_max >= 1 && r_max <= data.chunks && g > 0 && data.layer_begin < data.layer_end,
+            file, ": root attributes r_max/chunks/kv_heads/layers are inconsistent");
+  for (int l = data.layer_begin; l < data.layer_end; ++l) {
+    LayerSelection layer;
+    layer.layer = l;
+    const auto order = reader.read_i32(layer_path(l, "order"), {g, r_max});
+    const auto elite = reader.read_i32(layer_path(l, "elite"), {g, r_max, r_max});
+    const auto distance = reader.read_f64(layer_path(l, "distance"), {g, r_max + 1});
+    for (int j = 0; j < g; ++j) {
+      layer.order.emplace_back(order.begin() + std::ptrdiff_t(j) * r_max, order.begin() + std::ptrdiff_t(j + 1) * r_max);
+      layer.distance.emplace_back(distance.begin() + std::ptrdiff_t(j) * (r_max + 1),
+                                  distance.begin() + std::ptrdiff_t(j + 1) * (r_max + 1));
+      std::vector<std::vector<int>> sets;
+      for (int r = 1; r <= r_max; ++r) {
+        const auto row = elite.begin() + (std::ptrdiff_t(j) * r_max + (r - 1)) * r_max;
+        std::vector<int> set(row, row + r);
+        for (std::size_t i = 0; i < set.size(); ++i)
+          EKV_CHECK(set[i] >= 0 && set[i] < data.chunks && (i == 0 || set[i] > set[i - 1]), file, ":",
+                    layer_path(l, "elite"), ": KV head ", j, ", r = ", r, ": chunks must be distinct, ascending and in [0, ",
+                    data.chunks, ")");
+        sets.push_back(std::move(set));
+      }
+      layer.sets.push_back(std::move(sets));
+    }
+    data.layers.push_back(std::move(layer));
+  }
+  return data;
+}
+
+}  // namespace ekv

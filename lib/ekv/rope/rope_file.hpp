@@ -1,0 +1,33 @@
+// rope.h5 (ekv.type "rope", format version 1): elite chunks per layer and KV head.
+//
+//   /layers/<l>/order     int32 [G, r_max]         pick order (-1 when the method is not nested)
+//   /layers/<l>/elite     int32 [G, r_max, r_max]  row r-1: the r elite chunks ascending, -1 padded
+//   /layers/<l>/distance  f64   [G, r_max + 1]     dist of the r-set on the calibration X (r = 0..r_max)
+// Root attributes: method, objective, r_max, pairs_per_seq, pair_seed, layer_begin, layer_end,
+// chunks, kv_heads, head_dim, seq_len, sequences (calibration sequences searched on).
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "ekv/io/artifact.hpp"
+#include "ekv/rope/selection.hpp"
+
+namespace ekv {
+
+inline constexpr std::int64_t kRopeFormatVersion = 1;
+
+struct RopeData {
+  SelectOptions options;
+  int layer_begin = 0, layer_end = 0;
+  int chunks = 0, kv_heads = 0, head_dim = 0;
+  int seq_len = 0, sequences = 0;
+  std::vector<LayerSelection> layers;
+};
+
+void write_rope(const RopeData& data, const std::filesystem::path& path, const std::string& model_fingerprint,
+                const std::vector<ArtifactInput>& inputs);
+RopeData read_rope(const std::filesystem::path& path, Provenance* provenance = nullptr);
+
+}  // namespace ekv

@@ -1,0 +1,180 @@
+#include "ekv/tools/select_rope.hpp"
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iomanip>
+#include <ostream>
+#include <sstream>
+
+#include "ekv/calib/calib_file.hpp"
+#include "ekv/core/error.hpp"
+#include "ekv/core/log.hpp"
+#include "ekv/core/progress.hpp"
+#include "ekv/model/linear.hpp"
+#include "ekv/model/model_source.hpp"
+#include "ekv/rope/rope_file.hpp"
+
+namespace ekv {
+
+namespace fs = std::filesystem;
+
+void SelectRopeOptions::register_with(CLI::App& app) {
+  app.add_option("--model,-m", model, "The model the calibration file was made from");
+  app.add_option("--calib,-c", calib, "calib.h5 with stored inputs X (ekv-calibrate --keep-seqs > 0)");
+  app.add_option("--method", method, "elite (greedy search) or a baseline")
+      ->check(CLI::IsMember({"elite", "uniform", "high", "low", "norm"}))
+      ->capture_default_str();
+  app.add_option("--objective", objective, "l1: mean |Δlogit| (paper); l2: mean squared, exact Gram form")
+      ->check(CLI::IsMember({"l1", "l2"}))
+      ->capture_default_str();
+  app.add_option("--r-max", r_max, "Largest number of elite chunks per KV head; every r <= r-max is stored")
+      ->capture_default_str();
+  app.add_option("--pairs-per-seq", pairs_per_seq, "Causal pairs sampled per sequence for l1 (0: all)")
+      ->capture_default_str();
+  app.add_option("--pair-seed", pair_seed, "Seed of the pair sample")->capture_default_str();
+  app.add_option("--layers", layers, "Layer range a:b (b exclusive); default: the calibration file's range");
+  app.add_option("--threads", threads, "Compute threads (0: one per core)")->capture_default_str();
+  app.add_option("--output,-o", output, "Output rope.h5 (written atomically)");
+}
+
+void SelectRopeOptions::check() const {
+  EKV_CHECK(!model.empty() && !calib.empty() && !output.empty(), "--model, --calib and --output are required");
+  EKV_CHECK(r_max >= 1, "--r-max ", r_max, ": must be at least 1");
+  EKV_CHECK(pairs_per_seq >= 0, "--pairs-per-seq ", pairs_per_seq, ": must not be negative");
+}
+
+void EvaluateRopeOptions::register_with(CLI::App& command) {
+  command.add_option("--model,-m", model, "The model")->required();
+  command.add_option("--calib,-c", calib, "calib.h5 made from HELD-OUT text (not the search's calibration text)")
+      ->required();
+  command.add_option("ropes", ropes, "rope.h5 files to compare")->required();
+  command.add_option("--r", ranks, "Numbers of elite chunks to evaluate")->capture_default_str();
+  command.add_option("--pairs-per-seq", pairs_per_seq, "Causal pairs sampled per sequence (0: all)")
+      ->capture_default_str();
+  command.add_option("--threads", threads, "Compute threads (0: one per core)")->capture_default_str();
+}
+
+void EvaluateRopeOptions::check() const {
+  for (int r : ranks) EKV_CHECK(r >= 0, "--r ", r, ": must not be negative");
+}
+
+namespace {
+std::pair<int, int> layer_range(const std::string& text, int begin, int end, const std::string& calib) {
+  if (text.empty()) return {begin, end};
+  int a = -1, b = -1;
+  char colon = 0;
+  std::istringstream in(text);
+  in >> a >> colon >> b;
+  EKV_CHECK(in && colon == ':' && a >= begin && a < b && b <= end, "--layers ", text, ": expected a:b within the ",
+            "range ", begin, ":", end, " of ", calib);
+  return {a, b};
+}
+}  // namespace
+
+double run_select_rope(const SelectRopeOptions& options) {
+  options.check();
+  set_compute_threads(options.threads);
+  const auto model = ModelSource::open(options.model);
+  const ModelConfig& config = model->config();
+  const ArtifactReader reader(options.calib, "calib", kCalibFormatVersion);
+  reader.require_model(model->fingerprint(), options.model);
+  const CalibData header = read_calib_header(reader);
+  const auto [begin, end] = layer_range(options.layers, header.layer_begin, header.layer_end, options.calib);
+
+  RopeData data;
+  data.options = {parse_select_method(options.method), parse_objective(options.objective), options.r_max,
+                  options.pairs_per_seq, options.pair_seed};
+  EKV_CHECK(options.r_max <= config.chunks(), "--r-max ", options.r_max, ": the model has ", config.chunks(),
+            " RoPE chunks per head");
+  data.layer_begin = begin;
+  data.layer_end = end;
+  data.chunks = config.chunks();
+  data.kv_heads = config.kv_heads;
+  data.head_dim = config.head_dim;
+  data.seq_len = header.seq_len;
+  data.sequences = header.keep_seqs;
+  Progress progress("select-rope " + options.method + "/" + options.objective, std::uint64_t(end - begin), "layers");
+  double search_seconds = 0;
+  for (int l = begin; l < end; ++l) {
+    const LayerWeights weights = model->layer(l);
+    const LayerStatistics stats = read_calib_layer(reader, header, l, true);
+    const auto start = std::chrono::steady_clock::now();
+    data.layers.push_back(select_layer(weights, stats, config, header.seq_len, data.options));
+    search_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    progress.advance();
+  }
+  progress.finish();
+  write_rope(data, options.output, model->fingerprint(),
+             {{options.model, model->format(), "fingerprint:" + model->fingerprint()},
+              file_input(options.calib, "calib")});
+  std::printf("final: rope=%s method=%s objective=%s layers=%d:%d r_max=%d sequences=%d search_s=%.2f\n",
+              options.output.c_str(), options.method.c_str(), options.objective.c_str(), begin, end, options.r_max,
+              header.keep_seqs, search_seconds);
+  std::fflush(stdout);
+  return search_seconds;
+}
+
+void run_evaluate_rope(const EvaluateRopeOptions& options, std::ostream& out) {
+  options.check();
+  set_compute_threads(options.threads);
+  const auto model = ModelSource::open(options.model);
+  const ModelConfig& config = model->config();
+  const ArtifactReader reader(options.calib, "calib", kCalibFormatVersion);
+  reader.require_model(model->fingerprint(), options.model);
+  const CalibData header = read_calib_header(reader);
+  std::vector<RopeData> ropes;
+  int begin = header.layer_begin, end = header.layer_end;
+  for (const auto& path : options.ropes) {
+    Provenance provenance;
+    ropes.push_back(read_rope(path, &provenance));
+    EKV_CHECK(provenance.model_fingerprint == model->fingerprint(), path,
+              ": model_fingerprint: made from another model than ", options.model);
+    begin = std::max(begin, ropes.back().layer_begin);
+    end = std::min(end, ropes.back().layer_end);
+    for (int r : options.ranks)
+      EKV_CHECK(r <= ropes.back().options.r_max, path, ": r_max ", ropes.back().options.r_max, " < requested r ", r);
+  }
+  EKV_CHECK(begin < end, "the rope files and ", options.calib, " share no layer");
+  // sums[file][rank]: Σ over layers and KV heads of the held-out mean |Δlogit|.
+  std::vector<std::vector<double>> sums(ropes.size(), std::vector<double>(options.ranks.size(), 0.0));
+  SelectOptions sampling;
+  sampling.pairs_per_seq = options.pairs_per_seq;
+  sampling.pair_seed = 12345;  // a sample of its own, unrelated to any search's
+  Progress progress("evaluate", std::uint64_t(end - begin), "layers");
+  for (int l = begin; l < end; ++l) {
+    const LayerWeights weights = model->layer(l);
+    const LayerStatistics stats = read_calib_layer(reader, header, l, true);
+    const auto heads = layer_chunk_distances(weights, stats, config, header.seq_len, sampling);
+    for (std::size_t f = 0; f < ropes.size(); ++f) {
+      const LayerSelection& selection = ropes[f].layers[std::size_t(l - ropes[f].layer_begin)];
+      for (std::size_t i = 0; i < options.ranks.size(); ++i)
+        for (int j = 0; j < config.kv_heads; ++j) {
+          std::vector<bool> elite(std::size_t(config.chunks()), false);
+          if (options.ranks[i] > 0)
+            for (int c : selection.sets[std::size_t(j)][std::size_t(options.ranks[i] - 1)]) elite[std::size_t(c)] = true;
+          sums[f][i] += heads[std::size_t(j)].distance(elite, Objective::l1);
+        }
+    }
+    progress.advance();
+  }
+  progress.finish();
+  const double count = double(end - begin) * config.kv_heads;
+  out << "| method | objective |";
+  for (int r : options.ranks) out << " r=" << r << " |";
+  out << "\n|---|---|";
+  for (std::size_t i = 0; i < options.ranks.size(); ++i) out << "---|";
+  out << "\n";
+  for (std::size_t f = 0; f < ropes.size(); ++f) {
+    out << "| " << select_method_name(ropes[f].options.method) << " | "
+        << (ropes[f].options.method == SelectMethod::elite ? objective_name(ropes[f].options.objective) : "-") << " |";
+    for (std::size_t i = 0; i < options.ranks.size(); ++i)
+      out << " " << std::fixed << std::setprecision(4) << sums[f][i] / count << " |";
+    out << "\n";
+  }
+  out << "(mean |Δlogit| over layers " << begin << ":" << end << ", KV heads, query heads and " << header.keep_seqs
+      << " held-out sequences of " << header.seq_len << " tokens, " << options.pairs_per_seq
+      << " causal pairs sampled per sequence)\n";
+}
+
+}  // namespace ekv
