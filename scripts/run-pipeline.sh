@@ -2,7 +2,8 @@
 # The main job: the whole pipeline on the default model. Each stage is one step; --stage N
 # resumes from stage N. Today's stages: set-up, build, model fetch and corpora, model
 # description, perplexity of the original model on the evaluation corpus, calibration
-# (calib.h5: 64 x 512 tokens of the calibration corpus). Later stages (select-rope, jlrd,
+# (calib.h5: 64 x 512 tokens of the calibration corpus), RoPE selection by every method with
+# the held-out comparison table and plot (scripts/compare-rope.sh). Later stages (jlrd,
 # export, compare) join here as they land.
 # EKV_PPL_WINDOWS (default 32; 0 = the whole corpus) bounds the perplexity stage.
 set -euo pipefail
@@ -16,7 +17,8 @@ while (($#)); do
     -h|--help)
       echo "usage: scripts/run-pipeline.sh [--stage N] [--out DIR]"
       echo "  stages: 0 setup, 1 build, 2 fetch model + corpora, 3 describe model (ekv-info),"
-      echo "          4 perplexity of the original model (ekv-check ppl), 5 calibrate (ekv-calibrate)"
+      echo "          4 perplexity of the original model (ekv-check ppl), 5 calibrate (ekv-calibrate),"
+      echo "          6 RoPE selection, every method, held-out comparison (ekv-select-rope)"
       exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
@@ -43,3 +45,4 @@ step 4 ppl "$BIN/ekv-check" ppl --model "$MODEL" --text "$CORPORA/eval.txt" --wi
 step 5 calibrate "$BIN/ekv-calibrate" --model "$MODEL" --text "$CORPORA/calib.txt" --seq-len 512 --num-seqs 64 \
   --seed 0 --keep-seqs 8 -o "$OUT/calib.h5"
 step 5 describe-calib "$BIN/ekv-info" "$OUT/calib.h5"
+step 6 select-rope "$ROOT/scripts/compare-rope.sh" "$OUT"

@@ -276,6 +276,29 @@ TEST_F(SelectRopeTool, EvaluateTable) {
   EXPECT_EKV_ERROR(run_evaluate_rope(evaluate, out), "elite.h5", "r_max 4");
 }
 
+TEST_F(SelectRopeTool, LayerShardsMergeIntoTheWholeRun) {
+  run_select_rope(options("elite", "whole.h5"));
+  SelectRopeOptions first = options("elite", "l0.h5"), second = options("elite", "l1.h5");
+  first.layers = "0:1";
+  second.layers = "1:2";
+  run_select_rope(first);
+  run_select_rope(second);
+  run_merge_rope({{(dir_ / "l1.h5").string(), (dir_ / "l0.h5").string()}, (dir_ / "merged.h5").string()});
+  const RopeData whole = read_rope(dir_ / "whole.h5"), merged = read_rope(dir_ / "merged.h5");
+  ASSERT_EQ(merged.layers.size(), 2u);
+  for (std::size_t l = 0; l < 2; ++l) {
+    EXPECT_EQ(merged.layers[l].order, whole.layers[l].order);
+    EXPECT_EQ(merged.layers[l].distance, whole.layers[l].distance);
+  }
+  SelectRopeOptions other = options("high", "h1.h5");
+  other.layers = "1:2";
+  run_select_rope(other);
+  EXPECT_EKV_ERROR(run_merge_rope({{(dir_ / "l0.h5").string(), (dir_ / "h1.h5").string()}, (dir_ / "bad.h5").string()}),
+                   "other options");
+  EXPECT_EKV_ERROR(run_merge_rope({{(dir_ / "l0.h5").string(), (dir_ / "whole.h5").string()}, (dir_ / "bad.h5").string()}),
+                   "gap or overlap");
+}
+
 TEST_F(SelectRopeTool, RefusesAnotherModelsCalibration) {
   TinyModel other = make_tiny_model(22);
   other.config.rope_theta = 5000;  // the fingerprint covers config and tensor shapes, not values

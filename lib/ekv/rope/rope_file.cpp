@@ -94,4 +94,36 @@ RopeData read_rope(const fs::path& path, Provenance* provenance) {
   return data;
 }
 
+void merge_rope(const std::vector<fs::path>& shards, const fs::path& output) {
+  EKV_CHECK(shards.size() >= 2, "rope merge: give at least two shards");
+  std::vector<std::pair<RopeData, Provenance>> parts;
+  for (const auto& shard : shards) {
+    Provenance provenance;
+    RopeData data = read_rope(shard, &provenance);
+    parts.emplace_back(std::move(data), std::move(provenance));
+  }
+  std::sort(parts.begin(), parts.end(),
+            [](const auto& a, const auto& b) { return a.first.layer_begin < b.first.layer_begin; });
+  RopeData merged = parts.front().first;
+  const Provenance& first = parts.front().second;
+  std::vector<ArtifactInput> inputs;
+  for (const auto& shard : shards) inputs.push_back(file_input(shard, "rope"));
+  for (std::size_t i = 1; i < parts.size(); ++i) {
+    const RopeData& part = parts[i].first;
+    const std::string& producer = parts[i].second.command_line;
+    EKV_CHECK(parts[i].second.model_fingerprint == first.model_fingerprint, "rope merge: shard (", producer,
+              ") was made from another model");
+    EKV_CHECK(part.options.method == merged.options.method && part.options.objective == merged.options.objective &&
+                  part.options.r_max == merged.options.r_max && part.options.pairs_per_seq == merged.options.pairs_per_seq &&
+                  part.options.pair_seed == merged.options.pair_seed && part.kv_heads == merged.kv_heads &&
+                  part.chunks == merged.chunks,
+              "rope merge: shard (", producer, ") used other options (method, objective, r_max, pairs or shape)");
+    EKV_CHECK(part.layer_begin == merged.layer_end, "rope merge: layers ", part.layer_begin, ":", part.layer_end,
+              " do not continue ", merged.layer_begin, ":", merged.layer_end, " (gap or overlap)");
+    merged.layers.insert(merged.layers.end(), part.layers.begin(), part.layers.end());
+    merged.layer_end = part.layer_end;
+  }
+  write_rope(merged, output, first.model_fingerprint, inputs);
+}
+
 }  // namespace ekv

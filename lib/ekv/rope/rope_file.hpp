@@ -30,4 +30,8 @@ void write_rope(const RopeData& data, const std::filesystem::path& path, const s
                 const std::vector<ArtifactInput>& inputs);
 RopeData read_rope(const std::filesystem::path& path, Provenance* provenance = nullptr);
 
+// Joins layer shards (ekv-select-rope --layers) of one model, method and objective into one
+// file; the shards' layer ranges must tile a contiguous range without overlap.
+void merge_rope(const std::vector<std::filesystem::path>& shards, const std::filesystem::path& output);
+
 }  // namespace ekv

@@ -49,7 +49,18 @@ void EvaluateRopeOptions::register_with(CLI::App& command) {
   command.add_option("--calib,-c", calib, "calib.h5 made from HELD-OUT text (not the search's calibration text)")
       ->required();
   command.add_option("ropes", ropes, "rope.h5 files to compare")->required();
-  command.add_option("--r", ranks, "Numbers of elite chunks to evaluate")->capture_default_str();
+  // A comma list in one argument: a multi-value option would swallow the positional files.
+  command.add_option_function<std::string>(
+             "--r",
+             [this](const std::string& text) {
+               ranks.clear();
+               std::istringstream in(text);
+               std::string item;
+               while (std::getline(in, item, ','))
+                 ranks.push_back(std::stoi(item));
+             },
+             "Numbers of elite chunks to evaluate, comma-separated")
+      ->default_str("2,4,8,16");
   command.add_option("--pairs-per-seq", pairs_per_seq, "Causal pairs sampled per sequence (0: all)")
       ->capture_default_str();
   command.add_option("--threads", threads, "Compute threads (0: one per core)")->capture_default_str();
@@ -57,6 +68,21 @@ void EvaluateRopeOptions::register_with(CLI::App& command) {
 
 void EvaluateRopeOptions::check() const {
   for (int r : ranks) EKV_CHECK(r >= 0, "--r ", r, ": must not be negative");
+}
+
+void MergeRopeOptions::register_with(CLI::App& command) {
+  command.add_option("shards", shards, "rope.h5 layer shards of one model, method and objective")
+      ->required()
+      ->expected(2, -1);
+  command.add_option("--output,-o", output, "Merged rope.h5")->required();
+}
+
+void run_merge_rope(const MergeRopeOptions& options) {
+  merge_rope(std::vector<fs::path>(options.shards.begin(), options.shards.end()), options.output);
+  const RopeData merged = read_rope(options.output);
+  std::printf("final: rope=%s shards=%zu layers=%d:%d\n", options.output.c_str(), options.shards.size(),
+              merged.layer_begin, merged.layer_end);
+  std::fflush(stdout);
 }
 
 namespace {

@@ -38,6 +38,14 @@ struct EvaluateRopeOptions {
   void check() const;
 };
 
+struct MergeRopeOptions {
+  std::vector<std::string> shards;
+  std::string output;
+  void register_with(CLI::App& command);
+};
+
+void run_merge_rope(const MergeRopeOptions& options);
+
 // Returns the seconds spent searching (layer weights loaded and X read excluded).
 double run_select_rope(const SelectRopeOptions& options);
 // Writes a markdown table (one row per rope file, one column per r) of the mean |Δlogit|.
