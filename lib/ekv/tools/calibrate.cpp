@@ -9,6 +9,7 @@
 
 #include "ekv/calib/calib_file.hpp"
 #include "ekv/core/error.hpp"
+#include "ekv/core/layer_range.hpp"
 #include "ekv/core/log.hpp"
 #include "ekv/core/progress.hpp"
 #include "ekv/core/read_file.hpp"
@@ -34,7 +35,7 @@ void CalibrateOptions::register_with(CLI::App& app) {
       ->check(CLI::IsMember({"f32", "bf16"}))
       ->capture_default_str();
   app.add_option("--keep-seqs,-K", keep_seqs, "Store X of the first K sequences (all N feed the statistics)")
-      ->capture_default_str();
+      ->default_str("min(8, N)");
   app.add_option("--micro-batch", micro_batch, "Sequences per step inside a layer (bounds memory)")
       ->capture_default_str();
   app.add_option("--threads", threads, "Compute threads (0: one per core)")->capture_default_str();
@@ -49,7 +50,7 @@ void CalibrateOptions::check() const {
   EKV_CHECK(tokens.empty() || fs::is_regular_file(tokens), tokens, ": no such token file");
   EKV_CHECK(seq_len >= 2, "--seq-len ", seq_len, ": must be at least 2");
   EKV_CHECK(num_seqs >= 1, "--num-seqs ", num_seqs, ": must be at least 1");
-  EKV_CHECK(keep_seqs >= 0 && keep_seqs <= num_seqs, "--keep-seqs ", keep_seqs, ": must be within [0, --num-seqs]");
+  EKV_CHECK(keep_seqs >= -1 && kept() <= num_seqs, "--keep-seqs ", keep_seqs, ": must be within [0, --num-seqs]");
   EKV_CHECK(micro_batch >= 1, "--micro-batch ", micro_batch, ": must be at least 1");
 }
 
@@ -67,17 +68,6 @@ void MergeOptions::check() const {
 }
 
 namespace {
-
-std::pair<int, int> parse_layers(const std::string& text, int layer_count) {
-  if (text.empty()) return {0, layer_count};
-  int begin = -1, end = -1;
-  char colon = 0;
-  std::istringstream in(text);
-  in >> begin >> colon >> end;
-  EKV_CHECK(in && !in.rdbuf()->in_avail() && colon == ':' && begin >= 0 && begin < end && end <= layer_count,
-            "--layers ", text, ": expected a:b with 0 <= a < b <= ", layer_count);
-  return {begin, end};
-}
 
 std::vector<std::int32_t> read_token_file(const std::string& path) {
   const SafetensorsFile file(path);
@@ -108,7 +98,7 @@ void run_calibrate(const CalibrateOptions& options) {
   const ModelConfig& config = model->config();
   EKV_CHECK(options.seq_len <= config.context, "--seq-len ", options.seq_len, " exceeds the model context ",
             config.context);
-  const auto [layer_begin, layer_end] = parse_layers(options.layers, config.layers);
+  const auto [layer_begin, layer_end] = parse_layer_range(options.layers, 0, config.layers, "the model");
 
   std::vector<std::int32_t> stream;
   std::vector<ArtifactInput> inputs = {{options.model, model->format(), "fingerprint:" + model->fingerprint()}};
@@ -138,7 +128,7 @@ void run_calibrate(const CalibrateOptions& options) {
   data.head_dim = config.head_dim;
   data.seq_len = options.seq_len;
   data.num_seqs = options.num_seqs;
-  data.keep_seqs = options.keep_seqs;
+  data.keep_seqs = options.kept();
   data.seeds = {options.seed};
   data.layer_begin = layer_begin;
   data.layer_end = layer_end;
@@ -146,7 +136,7 @@ void run_calibrate(const CalibrateOptions& options) {
   data.offsets = sample_offsets(std::int64_t(stream.size()), options.seq_len, options.num_seqs, options.seed);
   for (auto offset : data.offsets)
     data.tokens.insert(data.tokens.end(), stream.begin() + offset, stream.begin() + offset + options.seq_len);
-  for (int k = 0; k < options.keep_seqs; ++k) data.kept.push_back(k);
+  for (int k = 0; k < options.kept(); ++k) data.kept.push_back(k);
 
   // Each layer's statistics go to the file as soon as its last micro-batch is through, so one
   // layer's sums are in memory at a time (the peak does not grow with depth).
@@ -158,7 +148,7 @@ void run_calibrate(const CalibrateOptions& options) {
   Progress progress("calibrate", tokens_per_layer * std::uint64_t(layer_end), "token-layers");
   forward.set_capture([&](const LayerActivations& a) {
     if (a.layer >= layer_begin) {
-      current.add(a, options.keep_seqs);
+      current.add(a, options.kept());
       if (a.first_sequence + a.batch == options.num_seqs) {
         writer.write_layer(current, options.store_dtype, options.seq_len);
         current = LayerStatistics(a.layer + 1, config);
@@ -173,7 +163,7 @@ void run_calibrate(const CalibrateOptions& options) {
   writer.finish(data);
   std::printf("final: calib=%s seqs=%d seq_len=%d tokens=%llu layers=%d:%d keep=%d store=%s tokens/s=%.1f\n",
               options.output.c_str(), options.num_seqs, options.seq_len, (unsigned long long)tokens_per_layer,
-              layer_begin, layer_end, options.keep_seqs, options.store_dtype.c_str(),
+              layer_begin, layer_end, options.kept(), options.store_dtype.c_str(),
               double(tokens_per_layer) / seconds);
   std::fflush(stdout);
 }

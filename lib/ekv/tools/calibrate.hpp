@@ -3,6 +3,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -18,13 +19,14 @@ struct CalibrateOptions {
   std::uint64_t seed = 0;
   std::string layers;  // "a:b", empty: all
   std::string store_dtype = "f32";
-  int keep_seqs = 8;
+  int keep_seqs = -1;  // -1: min(8, num_seqs)
   int micro_batch = 8;
   int threads = 0;
   std::string output;
 
   void register_with(CLI::App& app);
   void check() const;
+  int kept() const { return keep_seqs < 0 ? std::min(8, num_seqs) : keep_seqs; }
 };
 
 struct MergeOptions {

@@ -4,11 +4,13 @@
 #include <cstdio>
 #include <filesystem>
 #include <iomanip>
+#include <memory>
 #include <ostream>
 #include <sstream>
 
 #include "ekv/calib/calib_file.hpp"
 #include "ekv/core/error.hpp"
+#include "ekv/core/layer_range.hpp"
 #include "ekv/core/log.hpp"
 #include "ekv/core/progress.hpp"
 #include "ekv/model/linear.hpp"
@@ -86,27 +88,30 @@ void run_merge_rope(const MergeRopeOptions& options) {
 }
 
 namespace {
-std::pair<int, int> layer_range(const std::string& text, int begin, int end, const std::string& calib) {
-  if (text.empty()) return {begin, end};
-  int a = -1, b = -1;
-  char colon = 0;
-  std::istringstream in(text);
-  in >> a >> colon >> b;
-  EKV_CHECK(in && colon == ':' && a >= begin && a < b && b <= end, "--layers ", text, ": expected a:b within the ",
-            "range ", begin, ":", end, " of ", calib);
-  return {a, b};
+// The model and a calibration file made from it, validated together.
+struct ModelAndCalib {
+  std::unique_ptr<ModelSource> model;
+  std::unique_ptr<ArtifactReader> reader;
+  CalibData header;
+};
+
+ModelAndCalib open_model_and_calib(const std::string& model_path, const std::string& calib_path, int threads) {
+  set_compute_threads(threads);
+  ModelAndCalib opened;
+  opened.model = ModelSource::open(model_path);
+  opened.reader = std::make_unique<ArtifactReader>(calib_path, "calib", kCalibFormatVersion);
+  opened.reader->require_model(opened.model->fingerprint(), model_path);
+  opened.header = read_calib_header(*opened.reader);
+  return opened;
 }
 }  // namespace
 
 double run_select_rope(const SelectRopeOptions& options) {
   options.check();
-  set_compute_threads(options.threads);
-  const auto model = ModelSource::open(options.model);
+  const auto [model, reader_ptr, header] = open_model_and_calib(options.model, options.calib, options.threads);
+  const ArtifactReader& reader = *reader_ptr;
   const ModelConfig& config = model->config();
-  const ArtifactReader reader(options.calib, "calib", kCalibFormatVersion);
-  reader.require_model(model->fingerprint(), options.model);
-  const CalibData header = read_calib_header(reader);
-  const auto [begin, end] = layer_range(options.layers, header.layer_begin, header.layer_end, options.calib);
+  const auto [begin, end] = parse_layer_range(options.layers, header.layer_begin, header.layer_end, options.calib);
 
   RopeData data;
   data.options = {parse_select_method(options.method), parse_objective(options.objective), options.r_max,
@@ -143,12 +148,9 @@ double run_select_rope(const SelectRopeOptions& options) {
 
 void run_evaluate_rope(const EvaluateRopeOptions& options, std::ostream& out) {
   options.check();
-  set_compute_threads(options.threads);
-  const auto model = ModelSource::open(options.model);
+  const auto [model, reader_ptr, header] = open_model_and_calib(options.model, options.calib, options.threads);
+  const ArtifactReader& reader = *reader_ptr;
   const ModelConfig& config = model->config();
-  const ArtifactReader reader(options.calib, "calib", kCalibFormatVersion);
-  reader.require_model(model->fingerprint(), options.model);
-  const CalibData header = read_calib_header(reader);
   std::vector<RopeData> ropes;
   int begin = header.layer_begin, end = header.layer_end;
   for (const auto& path : options.ropes) {
