@@ -361,7 +361,6 @@ void ArtifactReader::read_raw(const std::string& name, void* out, std::size_t co
 }
 
 namespace {
-template <class T>
 std::size_t element_count(const DatasetInfo& info) {
   std::size_t n = 1;
   for (auto d : info.shape) n *= std::size_t(d);
@@ -378,7 +377,7 @@ void check_finite(const std::vector<T>& values, const std::string& where) {
 std::vector<float> ArtifactReader::read_f32(const std::string& name, const std::vector<std::int64_t>& expected_shape,
                                             bool allow_nonfinite) const {
   const DatasetInfo info = checked_info(name, true, expected_shape);
-  std::vector<float> values(element_count<float>(info));
+  std::vector<float> values(element_count(info));
   read_raw(name, values.data(), values.size(), ElementKind::f32);
   if (!allow_nonfinite) check_finite(values, path_.string() + ":" + name);
   return values;
@@ -387,7 +386,7 @@ std::vector<float> ArtifactReader::read_f32(const std::string& name, const std::
 std::vector<double> ArtifactReader::read_f64(const std::string& name, const std::vector<std::int64_t>& expected_shape,
                                              bool allow_nonfinite) const {
   const DatasetInfo info = checked_info(name, true, expected_shape);
-  std::vector<double> values(element_count<double>(info));
+  std::vector<double> values(element_count(info));
   read_raw(name, values.data(), values.size(), ElementKind::f64);
   if (!allow_nonfinite) check_finite(values, path_.string() + ":" + name);
   return values;
@@ -396,7 +395,7 @@ std::vector<double> ArtifactReader::read_f64(const std::string& name, const std:
 std::vector<std::int32_t> ArtifactReader::read_i32(const std::string& name,
                                                    const std::vector<std::int64_t>& expected_shape) const {
   const DatasetInfo info = checked_info(name, false, expected_shape);
-  std::vector<std::int32_t> values(element_count<std::int32_t>(info));
+  std::vector<std::int32_t> values(element_count(info));
   read_raw(name, values.data(), values.size(), ElementKind::i32);
   return values;
 }
@@ -404,7 +403,7 @@ std::vector<std::int32_t> ArtifactReader::read_i32(const std::string& name,
 std::vector<std::int64_t> ArtifactReader::read_i64(const std::string& name,
                                                    const std::vector<std::int64_t>& expected_shape) const {
   const DatasetInfo info = checked_info(name, false, expected_shape);
-  std::vector<std::int64_t> values(element_count<std::int64_t>(info));
+  std::vector<std::int64_t> values(element_count(info));
   read_raw(name, values.data(), values.size(), ElementKind::i64);
   return values;
 }
@@ -412,7 +411,7 @@ std::vector<std::int64_t> ArtifactReader::read_i64(const std::string& name,
 std::vector<std::uint16_t> ArtifactReader::read_u16(const std::string& name,
                                                     const std::vector<std::int64_t>& expected_shape) const {
   const DatasetInfo info = checked_info(name, false, expected_shape);
-  std::vector<std::uint16_t> values(element_count<std::uint16_t>(info));
+  std::vector<std::uint16_t> values(element_count(info));
   read_raw(name, values.data(), values.size(), ElementKind::u16);
   return values;
 }
