@@ -1,0 +1,96 @@
+// J-LRD numerics: planted low rank recovered by weight and whitened SVD, full rank reproduces
+// W_J, whitened SVD never loses to weight SVD on data error, the W_J layout maps back to heads
+// and dims, and cache-ratio arithmetic.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "ekv/lrd/factorization.hpp"
+#include "ekv/lrd/joint_matrix.hpp"
+#include "gguf_builder.hpp"
+
+namespace ekv {
+namespace {
+
+MatrixD random_d(int rows, int cols, std::mt19937& rng) {
+  std::normal_distribution<double> normal;
+  MatrixD m(rows, cols);
+  for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = normal(rng);
+  return m;
+}
+
+// An anisotropic Gram Σ x xᵀ of 400 correlated samples: what real activations look like.
+Eigen::MatrixXd correlated_gram(int d, std::mt19937& rng) {
+  const MatrixD mix = random_d(d, d, rng);
+  MatrixD x = random_d(400, d, rng) * mix;
+  for (int c = 0; c < d; ++c) x.col(c) *= std::pow(1.3, c % 7);
+  return x.transpose() * x;
+}
+
+TEST(Lrd, PlantedRankIsRecovered) {
+  std::mt19937 rng(1);
+  const MatrixD w = random_d(30, 5, rng) * random_d(5, 24, rng);  // rank 5
+  const Eigen::MatrixXd gram = correlated_gram(24, rng);
+  for (const Eigen::MatrixXd* c : {static_cast<const Eigen::MatrixXd*>(nullptr), &gram}) {
+    const Decomposition decomposition(w, c);
+    EXPECT_LT(decomposition.singular_values()[5], 1e-9 * decomposition.singular_values()[0]);
+    const LowRank f = decomposition.factor(5);
+    EXPECT_LT(weight_error(w, f), 1e-10) << (c ? "whitened" : "weight");
+    EXPECT_GT(weight_error(w, decomposition.factor(4)), 1e-3);
+  }
+}
+
+TEST(Lrd, FullRankReproducesAndWhiteningWinsOnData) {
+  std::mt19937 rng(2);
+  const MatrixD w = random_d(20, 16, rng);
+  const Eigen::MatrixXd gram = correlated_gram(16, rng);
+  const Decomposition plain(w, nullptr), whitened(w, &gram);
+  EXPECT_LT(weight_error(w, plain.factor(16)), 1e-12);
+  EXPECT_LT(weight_error(w, whitened.factor(16)), 1e-9);
+  EXPECT_EQ(whitened.lambda(), 0.0);  // a full-rank Gram needs no regularization
+  for (int rank = 1; rank < 16; ++rank) {
+    // Whitened SVD minimizes the data error; weight SVD minimizes the weight error.
+    EXPECT_LE(data_error(w, whitened.factor(rank), gram), data_error(w, plain.factor(rank), gram) + 1e-12) << rank;
+    EXPECT_LE(weight_error(w, plain.factor(rank)), weight_error(w, whitened.factor(rank)) + 1e-12) << rank;
+  }
+}
+
+TEST(Lrd, SingularGramRaisesLambda) {
+  std::mt19937 rng(3);
+  const MatrixD x = random_d(5, 12, rng);  // 5 samples in 12 dims: rank-deficient Gram
+  const Eigen::MatrixXd gram = x.transpose() * x;
+  const MatrixD w = random_d(8, 12, rng);
+  const Decomposition whitened(w, &gram);
+  EXPECT_GT(whitened.lambda(), 0.0);
+  EXPECT_LT(weight_error(w, whitened.factor(8)), 1e-6);
+}
+
+TEST(Lrd, JointLayoutMapsRowsBack) {
+  const test::TinyModel tiny = test::make_tiny_model(4);  // G = 2, d_h = 8, n_c = 4
+  const LayerWeights& w = tiny.layers[1];
+  JointLayout layout;
+  const MatrixD joint = build_joint_matrix(w, tiny.config, {{1, 3}, {0, 1}}, layout);
+  // Each head keeps d_h − 2r = 4 key rows; then 2 × 8 value rows.
+  EXPECT_EQ(layout.key_rows, 8);
+  ASSERT_EQ(joint.rows(), 8 + 16);
+  std::vector<int> head0;
+  for (const auto& row : layout.rows)
+    if (row.key && row.head == 0) head0.push_back(row.dim);
+  EXPECT_EQ(head0, (std::vector<int>{0, 2, 4, 6}));  // chunks 0 and 2: dims (0, 4) and (2, 6)
+  for (std::size_t i = 0; i < layout.rows.size(); ++i) {
+    const auto& row = layout.rows[i];
+    const Matrix& source = row.key ? w.wk : w.wv;
+    EXPECT_EQ(joint.row(Eigen::Index(i)), source.row(row.head * 8 + row.dim).cast<double>()) << i;
+  }
+}
+
+TEST(Lrd, CacheRatio) {
+  // LLaMA-2-7B (MHA, G = 32, d_h = 128): r = 8 and d_kv = 512 keep 1/8 of the cache.
+  EXPECT_DOUBLE_EQ(cache_ratio(8, 32, 128, 512), 0.125);
+  // SmolLM2 (GQA, G = 3, d_h = 64): r = 4, d_kv = 72 -> (24 + 72) / 384 = 25 %.
+  EXPECT_DOUBLE_EQ(cache_ratio(4, 3, 64, 72), 0.25);
+  EXPECT_DOUBLE_EQ(cache_ratio(32, 3, 64, 0), 0.5);  // all chunks elite, no latent: K only
+}
+
+}  // namespace
+}  // namespace ekv
