@@ -3,6 +3,7 @@
 // and dims, and cache-ratio arithmetic.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <random>
 
 #include "ekv/lrd/factorization.hpp"

@@ -1,0 +1,81 @@
+#include "ekv/lrd/attention_error.hpp"
+
+#include <cmath>
+
+#include "ekv/core/error.hpp"
+#include "ekv/model/forward.hpp"
+#include "ekv/model/linear.hpp"
+
+namespace ekv {
+
+namespace {
+// Rotates the chosen chunks of every head in place, row t at position t.
+void rotate_chunks(Matrix& a, int heads, int head_dim, const std::vector<std::vector<int>>& chunks_of_head,
+                   int group, const RopeTable& rope) {
+  const int half = head_dim / 2;
+  for (Eigen::Index t = 0; t < a.rows(); ++t)
+    for (int h = 0; h < heads; ++h) {
+      float* head = a.row(t).data() + h * head_dim;
+      const float* cs = rope.cos(t);
+      const float* sn = rope.sin(t);
+      for (int c : chunks_of_head[std::size_t(h / group)]) {
+        const float x1 = head[c], x2 = head[c + half];
+        head[c] = x1 * cs[c] - x2 * sn[c];
+        head[c + half] = x2 * cs[c] + x1 * sn[c];
+      }
+    }
+}
+}  // namespace
+
+AttentionError attention_error(const LayerWeights& w, const ModelConfig& c, const std::vector<std::vector<int>>& elite,
+                               const JointLayout& layout, const LowRank& f, const std::vector<float>& x_all,
+                               int sequences, int seq_len, const RopeTable& rope) {
+  const int H = c.heads, G = c.kv_heads, dh = c.head_dim, g = c.group_size(), d = c.hidden;
+  EKV_CHECK(x_all.size() >= std::size_t(sequences) * seq_len * d, "attention error: ", sequences,
+            " sequences requested, fewer stored");
+  std::vector<std::vector<int>> all(static_cast<std::size_t>(G));
+  for (auto& chunks : all)
+    for (int ch = 0; ch < dh / 2; ++ch) chunks.push_back(ch);
+  const Matrix a = f.a.cast<float>(), b = f.b.cast<float>();
+  const float scale = float(1.0 / std::sqrt(double(dh)));
+  double logit_diff = 0, logit_norm = 0, out_diff = 0, out_norm = 0;
+  for (int s = 0; s < sequences; ++s) {
+    const Matrix x = Eigen::Map<const Matrix>(x_all.data() + std::size_t(s) * seq_len * d, seq_len, d);
+    Matrix q, k, v, latent, rebuilt;
+    linear(x, w.wq, q);
+    linear(x, w.wk, k);
+    linear(x, w.wv, v);
+    linear(x, a, latent);       // [S, rank]  c = A x
+    linear(latent, b, rebuilt);  // [S, rows]  B c: non-elite keys, then values
+    Matrix q2 = q, k2 = k, v2(v.rows(), v.cols());
+    for (std::size_t i = 0; i < layout.rows.size(); ++i) {
+      const auto& row = layout.rows[i];
+      (row.key ? k2 : v2).col(row.head * dh + row.dim) = rebuilt.col(Eigen::Index(i));
+    }
+    rotate_chunks(q, H, dh, all, g, rope);
+    rotate_chunks(k, G, dh, all, 1, rope);
+    rotate_chunks(q2, H, dh, elite, g, rope);
+    rotate_chunks(k2, G, dh, elite, 1, rope);
+    Matrix o(seq_len, H * dh), o2(seq_len, H * dh);
+    for (int h = 0; h < H; ++h) {
+      const int j = h / g;
+      const Matrix l1 = q.middleCols(h * dh, dh) * k.middleCols(j * dh, dh).transpose();
+      const Matrix l2 = q2.middleCols(h * dh, dh) * k2.middleCols(j * dh, dh).transpose();
+      for (int m = 0; m < seq_len; ++m)
+        for (int n = 0; n <= m; ++n) {
+          const double diff = double(l2(m, n) - l1(m, n)) * scale;
+          logit_diff += diff * diff;
+          logit_norm += double(l1(m, n)) * l1(m, n) * scale * scale;
+        }
+      causal_attention_head(q.col(h * dh).data(), k.col(j * dh).data(), v.col(j * dh).data(), seq_len, dh,
+                            q.cols(), k.cols(), scale, o.col(h * dh).data(), o.cols());
+      causal_attention_head(q2.col(h * dh).data(), k2.col(j * dh).data(), v2.col(j * dh).data(), seq_len, dh,
+                            q2.cols(), k2.cols(), scale, o2.col(h * dh).data(), o2.cols());
+    }
+    out_diff += (o2 - o).cast<double>().squaredNorm();
+    out_norm += o.cast<double>().squaredNorm();
+  }
+  return {std::sqrt(logit_diff / logit_norm), std::sqrt(out_diff / out_norm)};
+}
+
+}  // namespace ekv

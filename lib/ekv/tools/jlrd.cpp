@@ -1,0 +1,290 @@
+#include "ekv/tools/jlrd.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <queue>
+#include <sstream>
+
+#include "ekv/calib/calib_file.hpp"
+#include "ekv/core/atomic_output.hpp"
+#include "ekv/core/error.hpp"
+#include "ekv/core/layer_range.hpp"
+#include "ekv/core/log.hpp"
+#include "ekv/core/progress.hpp"
+#include "ekv/lrd/attention_error.hpp"
+#include "ekv/lrd/layer_factors.hpp"
+#include "ekv/model/linear.hpp"
+#include "ekv/model/model_source.hpp"
+#include "ekv/rope/frequencies.hpp"
+#include "ekv/rope/rope_file.hpp"
+
+namespace ekv {
+
+namespace fs = std::filesystem;
+
+inline constexpr std::int64_t kJlrdFormatVersion = 1;
+
+namespace {
+template <class T>
+void add_list_option(CLI::App& app, const char* name, std::vector<T>& values, const char* help) {
+  // A comma list in one argument (a multi-value option would swallow what follows).
+  app.add_option_function<std::string>(
+      name,
+      [&values](const std::string& text) {
+        values.clear();
+        std::istringstream in(text);
+        std::string item;
+        while (std::getline(in, item, ',')) values.push_back(T(std::stod(item)));
+      },
+      help);
+}
+}  // namespace
+
+void JlrdOptions::register_with(CLI::App& app) {
+  app.add_option("--model,-m", model, "The model");
+  app.add_option("--rope", rope, "rope.h5 from ekv-select-rope (the elite chunks)");
+  app.add_option("--calib,-c", calib, "calib.h5: Gram for whitening/balancing/data error, X for attention errors");
+  app.add_option("--r", r, "Elite chunks per KV head (at most the rope file's r_max)")->capture_default_str();
+  app.add_option("--mode", mode, "joint (J-LRD) or separate (S-LRD baseline)")
+      ->check(CLI::IsMember({"joint", "separate"}))
+      ->capture_default_str();
+  app.add_option("--svd", svd, "weight (the paper) or whitened by the calibration Gram")
+      ->check(CLI::IsMember({"weight", "whitened"}))
+      ->capture_default_str();
+  app.add_flag("--balance-kv", balance_kv, "Scale K rows by ‖W_v X‖/‖W_kn X‖ before factoring");
+  add_list_option(app, "--rank", ranks, "Latent sizes d_kv, comma-separated; the first is stored, all are swept");
+  add_list_option(app, "--cache-ratio", cache_ratios, "Or target cache ratios (uniform d_kv), comma-separated");
+  app.add_option("--budget", budget, "Or one whole-model cache ratio with ranks chosen per layer");
+  app.add_option("--layers", layers, "Layer range a:b (b exclusive); default: the rope file's range");
+  app.add_option("--attention-seqs", attention_seqs, "Stored sequences for the attention errors (0: skip)")
+      ->capture_default_str();
+  app.add_option("--threads", threads, "Compute threads (0: one per core)")->capture_default_str();
+  app.add_option("--output,-o", output, "Output jlrd.h5 (and a .csv sweep table beside it)");
+}
+
+void JlrdOptions::check() const {
+  EKV_CHECK(!model.empty() && !rope.empty() && !output.empty(), "--model, --rope and --output are required");
+  EKV_CHECK(int(!ranks.empty()) + int(!cache_ratios.empty()) + int(budget > 0) == 1,
+            "give exactly one of --rank, --cache-ratio, --budget");
+  EKV_CHECK(r >= 0, "--r ", r, ": must not be negative");
+  EKV_CHECK(!calib.empty() || (svd == "weight" && !balance_kv && budget <= 0),
+            "--svd whitened, --balance-kv and --budget need --calib");
+  for (double f : cache_ratios) EKV_CHECK(f > 0 && f <= 1, "--cache-ratio ", f, ": must be in (0, 1]");
+  EKV_CHECK(budget >= 0 && budget <= 1, "--budget ", budget, ": must be in (0, 1]");
+}
+
+namespace {
+std::string layer_path(int layer, const char* name) { return "/layers/" + std::to_string(layer) + "/" + name; }
+
+std::vector<float> as_floats(const MatrixD& m) {
+  std::vector<float> out(std::size_t(m.size()));
+  for (Eigen::Index i = 0; i < m.size(); ++i) out[std::size_t(i)] = float(m.data()[i]);
+  return out;
+}
+
+struct SweepRow {
+  int layer, rank;
+  double cache_ratio, weight_error, data_error, logit_error, output_error;
+};
+
+constexpr const char* kSweepColumns = "layer,rank,cache_ratio,weight_error,data_error,logit_error,output_error";
+
+// Per-layer ranks for a total of `dims` latent dims: each dim costs one cached element per
+// token, and dim i of layer l lowers that layer's squared relative error by σ_i² / ‖W_J X‖²
+// (whitened) or σ_i² / ‖W_J‖² (weight SVD). The gains fall within a layer, so taking the
+// largest ones first minimizes the summed squared error.
+std::vector<int> allocate_budget(const std::vector<std::unique_ptr<LayerFactors>>& factors,
+                                 const std::vector<LayerStatistics>& stats, bool whitened, long long dims) {
+  const std::size_t layers = factors.size();
+  using Gain = std::pair<double, std::size_t>;
+  std::priority_queue<Gain> gains;
+  std::vector<int> chosen(layers, 0);
+  std::vector<double> norm(layers);
+  for (std::size_t l = 0; l < layers; ++l) {
+    const auto& f = *factors[l];
+    norm[l] = whitened ? std::pow(data_norm(f.joint(), stats[l].gram), 2) : f.joint().squaredNorm();
+    if (f.max_rank() > 0) gains.push({std::pow(f.singular_values()[0], 2) / norm[l], l});
+  }
+  for (long long spent = 0; spent < dims && !gains.empty(); ++spent) {
+    const std::size_t l = gains.top().second;
+    gains.pop();
+    const int next = ++chosen[l];
+    const auto& f = *factors[l];
+    if (next < f.max_rank()) gains.push({std::pow(f.singular_values()[next], 2) / norm[l], l});
+  }
+  return chosen;
+}
+
+void write_sweep_csv(const std::vector<SweepRow>& table, const AtomicOutput& output, const fs::path& path) {
+  fs::create_directories(fs::path(output.temp_path()).parent_path());
+  std::ofstream csv(output.temp_path());
+  csv << kSweepColumns << '\n';
+  for (const auto& row : table)
+    csv << row.layer << ',' << row.rank << ',' << row.cache_ratio << ',' << row.weight_error << ','
+        << row.data_error << ',' << row.logit_error << ',' << row.output_error << '\n';
+  EKV_CHECK(csv.good(), path.string(), ": write failed");
+}
+}  // namespace
+
+void run_jlrd(const JlrdOptions& options) {
+  options.check();
+  set_compute_threads(options.threads);
+  const auto model = ModelSource::open(options.model);
+  const ModelConfig& c = model->config();
+  Provenance rope_provenance;
+  const RopeData rope = read_rope(options.rope, &rope_provenance);
+  EKV_CHECK(rope_provenance.model_fingerprint == model->fingerprint(), options.rope,
+            ": model_fingerprint: made from another model than ", options.model);
+  EKV_CHECK(options.r <= rope.options.r_max, "--r ", options.r, ": ", options.rope, " holds r up to ",
+            rope.options.r_max);
+  std::unique_ptr<ArtifactReader> calib;
+  CalibData header;
+  int lowest = rope.layer_begin, highest = rope.layer_end;
+  if (!options.calib.empty()) {
+    calib = std::make_unique<ArtifactReader>(options.calib, "calib", kCalibFormatVersion);
+    calib->require_model(model->fingerprint(), options.model);
+    header = read_calib_header(*calib);
+    lowest = std::max(lowest, header.layer_begin);
+    highest = std::min(highest, header.layer_end);
+  }
+  const auto [begin, end] = parse_layer_range(options.layers, lowest, highest, "the rope and calibration files");
+  const int G = c.kv_heads, dh = c.head_dim, full = 2 * G * dh;
+  LrdOptions lrd{options.mode == "joint", options.svd == "whitened", options.balance_kv};
+  EKV_CHECK(lrd.joint || options.budget <= 0, "--budget needs --mode joint (ranks are prefixes of one SVD)");
+
+  // One decomposition per layer; every rank of the sweep is cut from it.
+  std::vector<std::unique_ptr<LayerFactors>> factors;
+  std::vector<std::vector<std::vector<int>>> elite_sets;
+  std::vector<LayerStatistics> stats;
+  Progress progress("jlrd decompose", std::uint64_t(end - begin), "layers");
+  for (int l = begin; l < end; ++l) {
+    const LayerWeights weights = model->layer(l);
+    std::vector<std::vector<int>> elite(static_cast<std::size_t>(G));
+    if (options.r > 0)
+      for (int j = 0; j < G; ++j)
+        elite[std::size_t(j)] = rope.layers[std::size_t(l - rope.layer_begin)].sets[std::size_t(j)][std::size_t(options.r - 1)];
+    JointLayout layout;
+    MatrixD joint = build_joint_matrix(weights, c, elite, layout);
+    stats.push_back(calib ? read_calib_layer(*calib, header, l, options.attention_seqs > 0) : LayerStatistics());
+    factors.push_back(std::make_unique<LayerFactors>(std::move(joint), std::move(layout),
+                                                     calib ? &stats.back().gram : nullptr, lrd));
+    elite_sets.push_back(std::move(elite));
+    progress.advance();
+  }
+  progress.finish();
+
+  // Ranks to sweep per layer (uniform), or the budgeted per-layer ranks.
+  const int layers = end - begin;
+  std::vector<std::vector<int>> sweep(static_cast<std::size_t>(layers));
+  auto clamp_rank = [&](int l, double wanted) {
+    return std::clamp(int(std::lround(wanted)), 0, factors[std::size_t(l)]->max_rank());
+  };
+  for (int l = 0; l < layers; ++l) {
+    for (int rank : options.ranks) sweep[std::size_t(l)].push_back(clamp_rank(l, rank));
+    for (double f : options.cache_ratios) {
+      const double d_kv = f * full - 2.0 * options.r * G;
+      EKV_CHECK(d_kv >= 0, "--cache-ratio ", f, ": r = ", options.r, " alone caches ", 2.0 * options.r * G / full,
+                " of the full cache");
+      sweep[std::size_t(l)].push_back(clamp_rank(l, d_kv));
+    }
+  }
+  if (options.budget > 0) {
+    const double total = options.budget * full * layers - 2.0 * options.r * G * layers;
+    EKV_CHECK(total >= 0, "--budget ", options.budget, " is below what r = ", options.r, " alone caches");
+    const std::vector<int> chosen = allocate_budget(factors, stats, lrd.whitened, std::llround(total));
+    for (int l = 0; l < layers; ++l) sweep[std::size_t(l)].push_back(chosen[std::size_t(l)]);
+  }
+
+  // Sweep table, and the factors of the first (chosen) rank of every layer.
+  const bool with_attention = calib && options.attention_seqs > 0;
+  const int attention_seqs = with_attention ? std::min(options.attention_seqs, header.keep_seqs) : 0;
+  const RopeTable rope_table(rope_frequencies(c), std::max(header.seq_len, 1));
+  std::vector<SweepRow> table, stored_rows;
+  const fs::path csv_path = fs::path(options.output).replace_extension(".csv");
+  AtomicOutput csv_output(csv_path);
+  ArtifactWriter writer(options.output, "jlrd", kJlrdFormatVersion, model->fingerprint(),
+                        {{options.model, model->format(), "fingerprint:" + model->fingerprint()},
+                         file_input(options.rope, "rope")});
+  std::vector<std::int32_t> stored_ranks;
+  double cached = 0;
+  Progress sweeping("jlrd sweep", std::uint64_t(layers), "layers");
+  for (int l = 0; l < layers; ++l) {
+    const auto& f = *factors[std::size_t(l)];
+    const LayerWeights weights = with_attention ? model->layer(begin + l) : LayerWeights();
+    for (std::size_t i = 0; i < sweep[std::size_t(l)].size(); ++i) {
+      const int rank = sweep[std::size_t(l)][i];
+      const LowRank low = f.factor(rank);
+      SweepRow row{begin + l, rank, cache_ratio(options.r, G, dh, rank), weight_error(f.joint(), low), NAN, NAN, NAN};
+      if (calib) row.data_error = data_error(f.joint(), low, stats[std::size_t(l)].gram);
+      if (with_attention) {
+        const AttentionError e = attention_error(weights, c, elite_sets[std::size_t(l)], f.layout(), low,
+                                                 stats[std::size_t(l)].x, attention_seqs, header.seq_len, rope_table);
+        row.logit_error = e.logits;
+        row.output_error = e.output;
+      }
+      table.push_back(row);
+      if (i == 0) {
+        const int keys = f.layout().key_rows;
+        writer.write(layer_path(begin + l, "a"), std::span<const float>(as_floats(low.a)),
+                     {std::uint64_t(rank), std::uint64_t(c.hidden)});
+        writer.write(layer_path(begin + l, "b_k"), std::span<const float>(as_floats(low.b.topRows(keys))),
+                     {std::uint64_t(keys), std::uint64_t(rank)});
+        writer.write(layer_path(begin + l, "b_v"), std::span<const float>(as_floats(low.b.bottomRows(G * dh))),
+                     {std::uint64_t(G * dh), std::uint64_t(rank)});
+        std::vector<std::int32_t> key_dims;
+        for (int k = 0; k < keys; ++k) {
+          key_dims.push_back(f.layout().rows[std::size_t(k)].head);
+          key_dims.push_back(f.layout().rows[std::size_t(k)].dim);
+        }
+        writer.write(layer_path(begin + l, "key_dims"), std::span<const std::int32_t>(key_dims),
+                     {std::uint64_t(keys), 2});
+        const Eigen::VectorXd sigma = f.singular_values();
+        writer.write(layer_path(begin + l, "sigma"), std::span<const double>(sigma.data(), std::size_t(sigma.size())),
+                     {std::uint64_t(sigma.size())});
+        writer.set_attribute(layer_path(begin + l, "a"), "alpha", f.alpha());
+        writer.set_attribute(layer_path(begin + l, "a"), "lambda", f.lambda());
+        stored_ranks.push_back(rank);
+        stored_rows.push_back(row);
+        cached += 2.0 * options.r * G + rank;
+      }
+    }
+    sweeping.advance();
+  }
+  sweeping.finish();
+  std::vector<double> flat;
+  for (const auto& row : table)
+    flat.insert(flat.end(), {double(row.layer), double(row.rank), row.cache_ratio, row.weight_error, row.data_error,
+                             row.logit_error, row.output_error});
+  writer.write("/sweep", std::span<const double>(flat), {table.size(), 7});
+  writer.set_attribute("/sweep", "columns", std::string(kSweepColumns));
+  writer.write("/ranks", std::span<const std::int32_t>(stored_ranks), {stored_ranks.size()});
+  const double model_ratio = cached / (double(full) * layers);
+  for (const auto& [name, value] : std::vector<std::pair<std::string, std::string>>{
+           {"mode", options.mode}, {"svd", options.svd}, {"balance_kv", options.balance_kv ? "true" : "false"},
+           {"allocation", options.budget > 0 ? "budget" : "uniform"}})
+    writer.set_attribute("/", name, value);
+  writer.set_attribute("/", "r", std::int64_t(options.r));
+  writer.set_attribute("/", "layer_begin", std::int64_t(begin));
+  writer.set_attribute("/", "layer_end", std::int64_t(end));
+  writer.set_attribute("/", "cache_ratio", model_ratio);
+  write_sweep_csv(table, csv_output, csv_path);
+  writer.commit();
+  csv_output.commit();
+  // Summary over the stored (first) rank of each layer.
+  double data_sum = 0, output_sum = 0;
+  for (const SweepRow& row : stored_rows) {
+    data_sum += row.data_error;
+    output_sum += row.output_error;
+  }
+  std::printf("final: jlrd=%s mode=%s svd=%s balance=%s r=%d layers=%d:%d cache_ratio=%.4f mean_data_error=%.4f "
+              "mean_output_error=%.4f\n",
+              options.output.c_str(), options.mode.c_str(), options.svd.c_str(), options.balance_kv ? "yes" : "no",
+              options.r, begin, end, model_ratio, data_sum / layers, output_sum / layers);
+  std::fflush(stdout);
+}
+
+}  // namespace ekv

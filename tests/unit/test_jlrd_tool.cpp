@@ -1,0 +1,164 @@
+// The ekv-jlrd tool on the planted tiny model: lossless at full rank, joint <= separate and
+// whitened <= weight on data error, the budget meets its cache ratio, and bad options are refused.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "ekv/io/artifact.hpp"
+#include "ekv/io/safetensors.hpp"
+#include "ekv/lrd/joint_matrix.hpp"
+#include "ekv/tools/calibrate.hpp"
+#include "ekv/tools/jlrd.hpp"
+#include "ekv/tools/select_rope.hpp"
+#include "expect_error.hpp"
+#include "gguf_builder.hpp"
+
+namespace ekv {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct SweepTable {
+  std::vector<std::array<double, 7>> rows;
+  double at(int layer, int rank, int column) const {
+    for (const auto& row : rows)
+      if (int(row[0]) == layer && int(row[1]) == rank) return row[std::size_t(column)];
+    ADD_FAILURE() << "no row for layer " << layer << " rank " << rank;
+    return NAN;
+  }
+};
+
+SweepTable read_sweep(const fs::path& path) {
+  const ArtifactReader reader(path, "jlrd", 1);
+  const auto flat = reader.read_f64("/sweep", {-1, 7}, true);
+  SweepTable table;
+  for (std::size_t i = 0; i < flat.size(); i += 7) {
+    std::array<double, 7> row;
+    std::copy_n(flat.begin() + std::ptrdiff_t(i), 7, row.begin());
+    table.rows.push_back(row);
+  }
+  return table;
+}
+
+class JlrdTool : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = test::temp_dir("jlrd");
+    test::write_file(dir_ / "tiny.gguf", test::tiny_model_gguf(tiny_).build());
+    std::vector<std::int32_t> stream;
+    for (int i = 0; i < 600; ++i) stream.push_back((i * 7 + i / 3) % tiny_.config.vocab);
+    SafetensorsWriter writer(dir_ / "tokens.safetensors");
+    writer.declare("tokens", DType::i32, {std::int64_t(stream.size())});
+    writer.write("tokens", std::as_bytes(std::span(stream)));
+    writer.commit();
+    CalibrateOptions calibrate;
+    calibrate.model = path("tiny.gguf");
+    calibrate.tokens = path("tokens.safetensors");
+    calibrate.seq_len = 32;
+    calibrate.num_seqs = 12;
+    calibrate.keep_seqs = 2;
+    calibrate.output = path("calib.h5");
+    run_calibrate(calibrate);
+    SelectRopeOptions select;
+    select.model = path("tiny.gguf");
+    select.calib = path("calib.h5");
+    select.r_max = 4;  // all n_c chunks
+    select.output = path("rope.h5");
+    run_select_rope(select);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+
+  JlrdOptions options(const std::string& output) const {
+    JlrdOptions o;
+    o.model = path("tiny.gguf");
+    o.rope = path("rope.h5");
+    o.calib = path("calib.h5");
+    o.output = path(output);
+    return o;
+  }
+
+  fs::path dir_;
+  test::TinyModel tiny_ = test::make_tiny_model(31);
+};
+
+TEST_F(JlrdTool, LosslessWithAllChunksEliteAndFullRank) {
+  JlrdOptions o = options("lossless.h5");
+  o.r = 4;  // every chunk keeps RoPE: W_J holds only the 16 value rows
+  o.ranks = {16};
+  run_jlrd(o);
+  const SweepTable table = read_sweep(dir_ / "lossless.h5");
+  for (int layer : {0, 1}) {
+    EXPECT_LT(table.at(layer, 16, 3), 1e-6);   // weight error
+    EXPECT_LT(table.at(layer, 16, 5), 1e-5);   // logit error
+    EXPECT_LT(table.at(layer, 16, 6), 1e-5);   // attention-output error
+    EXPECT_DOUBLE_EQ(table.at(layer, 16, 2), cache_ratio(4, 2, 8, 16));
+  }
+  EXPECT_TRUE(fs::exists(dir_ / "lossless.csv"));
+}
+
+TEST_F(JlrdTool, JointBeatsSeparateAndWhitenedBeatsWeight) {
+  JlrdOptions joint = options("joint.h5"), separate = options("separate.h5"), weight = options("weight.h5");
+  joint.r = separate.r = weight.r = 1;
+  joint.svd = separate.svd = "whitened";
+  separate.mode = "separate";
+  joint.ranks = separate.ranks = weight.ranks = {4, 8, 12, 16, 20};
+  run_jlrd(joint);
+  run_jlrd(separate);
+  run_jlrd(weight);
+  const SweepTable j = read_sweep(dir_ / "joint.h5"), s = read_sweep(dir_ / "separate.h5"),
+                   w = read_sweep(dir_ / "weight.h5");
+  for (int layer : {0, 1}) {
+    double previous = 2.0;
+    for (int rank : {4, 8, 12, 16, 20}) {
+      // A separate factorization is one feasible rank-k factorization of the stack, and the
+      // whitened joint SVD is the best rank-k one for the data error.
+      EXPECT_LE(j.at(layer, rank, 4), s.at(layer, rank, 4) + 1e-9) << layer << "/" << rank;
+      EXPECT_LE(j.at(layer, rank, 4), w.at(layer, rank, 4) + 1e-9) << layer << "/" << rank;
+      EXPECT_LT(j.at(layer, rank, 4), previous);
+      previous = j.at(layer, rank, 4);
+    }
+  }
+}
+
+TEST_F(JlrdTool, BudgetMeetsTheRatioAndBeatsUniform) {
+  JlrdOptions budget = options("budget.h5"), uniform = options("uniform.h5");
+  budget.r = uniform.r = 2;
+  budget.svd = uniform.svd = "whitened";
+  budget.budget = 0.5;
+  uniform.cache_ratios = {0.5};
+  run_jlrd(budget);
+  run_jlrd(uniform);
+  const ArtifactReader rb(dir_ / "budget.h5", "jlrd", 1), ru(dir_ / "uniform.h5", "jlrd", 1);
+  EXPECT_NEAR(rb.float_attribute("/", "cache_ratio"), 0.5, 1.0 / 32);
+  EXPECT_DOUBLE_EQ(ru.float_attribute("/", "cache_ratio"), 0.5);
+  const auto ranks = rb.read_i32("/ranks");
+  const SweepTable b = read_sweep(dir_ / "budget.h5"), u = read_sweep(dir_ / "uniform.h5");
+  double budget_sq = 0, uniform_sq = 0;
+  for (int layer : {0, 1}) {
+    budget_sq += std::pow(b.at(layer, ranks[std::size_t(layer)], 4), 2);
+    uniform_sq += std::pow(u.at(layer, 8, 4), 2);  // 0.5 · 32 − 2·2·2 = 8 per layer
+  }
+  EXPECT_LE(budget_sq, uniform_sq + 1e-12);
+  EXPECT_EQ(rb.read_f32("/layers/0/a", {ranks[0], 32}).size(), std::size_t(ranks[0] * 32));
+}
+
+TEST_F(JlrdTool, Refusals) {
+  JlrdOptions o = options("bad.h5");
+  o.r = 5;
+  o.ranks = {4};
+  EXPECT_EKV_ERROR(run_jlrd(o), "--r 5", "rope.h5");
+  test::TinyModel other = test::make_tiny_model(32);
+  other.config.rope_theta = 777;
+  test::write_file(dir_ / "other.gguf", test::tiny_model_gguf(other).build());
+  o = options("bad.h5");
+  o.ranks = {4};
+  o.model = path("other.gguf");
+  EXPECT_EKV_ERROR(run_jlrd(o), "rope.h5", "another model");
+  o = options("bad.h5");
+  EXPECT_EKV_ERROR(run_jlrd(o), "exactly one of --rank, --cache-ratio, --budget");
+  EXPECT_FALSE(fs::exists(dir_ / "bad.h5"));
+}
+
+}  // namespace
+}  // namespace ekv
