@@ -10,8 +10,10 @@ int main(int argc, char** argv) {
        "Per layer, stack the non-elite key rows of every KV head (elite chunks from rope.h5 at --r) over all value "
        "rows into W_J and factor W_J ≈ B A by SVD: weight SVD (the paper) or whitened by the calibration Gram, "
        "optionally K/V-balanced, jointly (J-LRD) or separately (S-LRD). One decomposition serves every rank of the "
-       "sweep; the table (weight, data, logit and attention-output errors, cache ratio) is also written as CSV.",
-       "ekv-jlrd --model model.gguf --rope rope.h5 --calib calib.h5 --r 4 --svd whitened --cache-ratio 0.25 "
+       "sweep; the table (weight, data, logit and attention-output errors, cache ratio) is also written as CSV. "
+       "Cache ratio = (2rG + d_kv) / (2 G d_h): rotated elite dims plus the latent, over the full K and V. "
+       "--budget F spends the whole model's latent dims where they lower the data error most.",
+       "ekv-jlrd --model model.gguf --rope rope.h5 --calib calib.h5 --r 4 --svd whitened --cache-ratio 0.5,0.25,0.125 "
        "-o jlrd.h5",
        "ekv-select-rope (makes rope.h5), ekv-info (describes jlrd.h5)"},
       [&](CLI::App& app) { options.register_with(app); },

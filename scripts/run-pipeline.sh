@@ -3,8 +3,9 @@
 # resumes from stage N. Today's stages: set-up, build, model fetch and corpora, model
 # description, perplexity of the original model on the evaluation corpus, calibration
 # (calib.h5: 64 x 512 tokens of the calibration corpus), RoPE selection by every method with
-# the held-out comparison table and plot (scripts/compare-rope.sh). Later stages (jlrd,
-# export, compare) join here as they land.
+# the held-out comparison table and plot (scripts/compare-rope.sh), J-LRD at 25% cache
+# (jlrd.h5) and the J-LRD comparison table and plot (scripts/compare-jlrd.sh). Later stages
+# (export, compare) join here as they land.
 # EKV_PPL_WINDOWS (default 32; 0 = the whole corpus) bounds the perplexity stage.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -18,7 +19,8 @@ while (($#)); do
       echo "usage: scripts/run-pipeline.sh [--stage N] [--out DIR]"
       echo "  stages: 0 setup, 1 build, 2 fetch model + corpora, 3 describe model (ekv-info),"
       echo "          4 perplexity of the original model (ekv-check ppl), 5 calibrate (ekv-calibrate),"
-      echo "          6 RoPE selection, every method, held-out comparison (ekv-select-rope)"
+      echo "          6 RoPE selection, every method, held-out comparison (ekv-select-rope),"
+      echo "          7 J-LRD at 25% cache, and the comparison at 50/25/12.5% (ekv-jlrd)"
       exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
@@ -46,3 +48,8 @@ step 5 calibrate "$BIN/ekv-calibrate" --model "$MODEL" --text "$CORPORA/calib.tx
   --seed 0 --keep-seqs 8 -o "$OUT/calib.h5"
 step 5 describe-calib "$BIN/ekv-info" "$OUT/calib.h5"
 step 6 select-rope "$ROOT/scripts/compare-rope.sh" "$OUT"
+# 25% cache: r = 4 elite chunks (24 of the 384 cached elements per token and layer) plus a
+# latent of 72 per layer on average, placed by --budget (docs/results.md has the comparison).
+step 7 jlrd "$BIN/ekv-jlrd" --model "$MODEL" --rope "$OUT/rope-elite-l1.h5" --calib "$OUT/calib.h5" --r 4 \
+  --mode joint --svd whitened --budget 0.25 -o "$OUT/jlrd.h5"
+step 7 compare-jlrd "$ROOT/scripts/compare-jlrd.sh" "$OUT"

@@ -6,10 +6,10 @@
 #include <cmath>
 
 #include "ekv/calib/calib_file.hpp"
-#include "ekv/io/safetensors.hpp"
 #include "ekv/tools/calibrate.hpp"
 #include "expect_error.hpp"
 #include "gguf_builder.hpp"
+#include "token_file.hpp"
 
 namespace ekv::test {
 namespace {
@@ -23,16 +23,9 @@ class CalibrateTest : public ::testing::Test {
     write_file(dir_ / "tiny.gguf", tiny_model_gguf(tiny_).build());
     std::vector<std::int32_t> stream;
     for (int i = 0; i < 700; ++i) stream.push_back((i * 13 + i / 7) % tiny_.config.vocab);
-    write_tokens(dir_ / "tokens.safetensors", stream);
+    write_token_file(dir_ / "tokens.safetensors", stream);
   }
   void TearDown() override { fs::remove_all(dir_); }
-
-  static void write_tokens(const fs::path& path, const std::vector<std::int32_t>& tokens) {
-    SafetensorsWriter writer(path);
-    writer.declare("tokens", DType::i32, {std::int64_t(tokens.size())});
-    writer.write("tokens", std::as_bytes(std::span(tokens)));
-    writer.commit();
-  }
 
   CalibrateOptions options(const std::string& output, std::uint64_t seed = 3) const {
     CalibrateOptions o;
@@ -167,7 +160,7 @@ TEST_F(CalibrateTest, LayerRangeAndBf16) {
 }
 
 TEST_F(CalibrateTest, BadInputLeavesNoFile) {
-  write_tokens(dir_ / "short.safetensors", {1, 2, 3});
+  write_token_file(dir_ / "short.safetensors", {1, 2, 3});
   CalibrateOptions o = options("bad.h5");
   o.tokens = (dir_ / "short.safetensors").string();
   EXPECT_EKV_ERROR(run_calibrate(o), "fewer than one sequence");
@@ -181,7 +174,7 @@ TEST_F(CalibrateTest, BadInputLeavesNoFile) {
   o = options("bad.h5");
   o.layers = "1:9";
   EXPECT_EKV_ERROR(run_calibrate(o), "--layers 1:9");
-  write_tokens(dir_ / "oov.safetensors", std::vector<std::int32_t>(100, 40));
+  write_token_file(dir_ / "oov.safetensors", std::vector<std::int32_t>(100, 40));
   o = options("bad.h5");
   o.tokens = (dir_ / "oov.safetensors").string();
   EXPECT_EKV_ERROR(run_calibrate(o), "token id 40", "vocabulary");

@@ -5,13 +5,13 @@
 #include <filesystem>
 
 #include "ekv/io/artifact.hpp"
-#include "ekv/io/safetensors.hpp"
 #include "ekv/lrd/joint_matrix.hpp"
 #include "ekv/tools/calibrate.hpp"
 #include "ekv/tools/jlrd.hpp"
 #include "ekv/tools/select_rope.hpp"
 #include "expect_error.hpp"
 #include "gguf_builder.hpp"
+#include "token_file.hpp"
 
 namespace ekv {
 namespace {
@@ -47,10 +47,7 @@ class JlrdTool : public ::testing::Test {
     test::write_file(dir_ / "tiny.gguf", test::tiny_model_gguf(tiny_).build());
     std::vector<std::int32_t> stream;
     for (int i = 0; i < 600; ++i) stream.push_back((i * 7 + i / 3) % tiny_.config.vocab);
-    SafetensorsWriter writer(dir_ / "tokens.safetensors");
-    writer.declare("tokens", DType::i32, {std::int64_t(stream.size())});
-    writer.write("tokens", std::as_bytes(std::span(stream)));
-    writer.commit();
+    test::write_token_file(dir_ / "tokens.safetensors", stream);
     CalibrateOptions calibrate;
     calibrate.model = path("tiny.gguf");
     calibrate.tokens = path("tokens.safetensors");
@@ -119,6 +116,25 @@ TEST_F(JlrdTool, JointBeatsSeparateAndWhitenedBeatsWeight) {
       previous = j.at(layer, rank, 4);
     }
   }
+}
+
+TEST_F(JlrdTool, Fp32SvdAgreesWithFp64AndInputsAreRecorded) {
+  JlrdOptions f64 = options("f64.h5"), f32 = options("f32.h5");
+  f64.r = f32.r = 1;
+  f64.svd = f32.svd = "whitened";
+  f32.precision = "f32";
+  f64.ranks = f32.ranks = {4, 12};
+  run_jlrd(f64);
+  run_jlrd(f32);
+  const SweepTable a = read_sweep(dir_ / "f64.h5"), b = read_sweep(dir_ / "f32.h5");
+  for (int layer : {0, 1})
+    for (int rank : {4, 12})
+      for (int column : {3, 4, 6}) EXPECT_NEAR(a.at(layer, rank, column), b.at(layer, rank, column), 1e-4);
+  const ArtifactReader reader(dir_ / "f32.h5", "jlrd", 1);
+  EXPECT_EQ(reader.string_attribute("/", "precision"), "f32");
+  std::vector<std::string> types;
+  for (const auto& input : reader.provenance().inputs) types.push_back(input.type);
+  EXPECT_EQ(types, (std::vector<std::string>{"gguf", "rope", "calib"}));
 }
 
 TEST_F(JlrdTool, BudgetMeetsTheRatioAndBeatsUniform) {

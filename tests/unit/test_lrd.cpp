@@ -8,6 +8,7 @@
 
 #include "ekv/lrd/factorization.hpp"
 #include "ekv/lrd/joint_matrix.hpp"
+#include "ekv/lrd/layer_factors.hpp"
 #include "gguf_builder.hpp"
 
 namespace ekv {
@@ -56,6 +57,23 @@ TEST(Lrd, FullRankReproducesAndWhiteningWinsOnData) {
   }
 }
 
+TEST(Lrd, DataGainsSumToTheDataError) {
+  // The budget allocation relies on this: error² at rank k = Σ_{i ≥ k} gains_i / ‖W X‖².
+  std::mt19937 rng(5);
+  const MatrixD w = random_d(18, 12, rng);
+  const Eigen::MatrixXd gram = correlated_gram(12, rng);
+  for (const Eigen::MatrixXd* c : {static_cast<const Eigen::MatrixXd*>(nullptr), &gram}) {
+    const Decomposition decomposition(w, c);
+    const Eigen::VectorXd gains = decomposition.data_gains(gram);
+    const double total = std::pow(data_norm(w, gram), 2);
+    EXPECT_NEAR(gains.sum() / total, 1.0, 1e-9);
+    for (int rank = 0; rank <= 12; ++rank) {
+      const double from_gains = std::sqrt(gains.tail(12 - rank).sum() / total);
+      EXPECT_NEAR(from_gains, data_error(w, decomposition.factor(rank), gram), 1e-9) << rank;
+    }
+  }
+}
+
 TEST(Lrd, SingularGramRaisesLambda) {
   std::mt19937 rng(3);
   const MatrixD x = random_d(5, 12, rng);  // 5 samples in 12 dims: rank-deficient Gram
@@ -83,6 +101,33 @@ TEST(Lrd, JointLayoutMapsRowsBack) {
     const Matrix& source = row.key ? w.wk : w.wv;
     EXPECT_EQ(joint.row(Eigen::Index(i)), source.row(row.head * 8 + row.dim).cast<double>()) << i;
   }
+}
+
+TEST(Lrd, ErrorCurvesEqualReconstructionForEveryVariant) {
+  // LayerFactors reports errors from tail sums of the decomposition; they must equal the
+  // errors of the reconstructed factors for joint/separate × weight/whitened × balanced or not,
+  // and for fp32 SVD within its precision.
+  const test::TinyModel tiny = test::make_tiny_model(6);
+  std::mt19937 rng(6);
+  const Eigen::MatrixXd gram = correlated_gram(tiny.config.hidden, rng);
+  JointLayout layout;
+  const MatrixD joint = build_joint_matrix(tiny.layers[0], tiny.config, {{1}, {2}}, layout);
+  for (bool is_joint : {true, false})
+    for (bool whitened : {false, true})
+      for (bool balance : {false, true})
+        for (SvdPrecision precision : {SvdPrecision::f64, SvdPrecision::f32}) {
+          const LayerFactors f(joint, layout, &gram, {is_joint, whitened, balance, precision});
+          const double tolerance = precision == SvdPrecision::f64 ? 1e-9 : 2e-5;
+          if (balance) EXPECT_NE(f.alpha(), 1.0);
+          for (int rank = 0; rank <= f.max_rank(); ++rank) {
+            const LowRank low = f.factor(rank);
+            EXPECT_NEAR(f.weight_error(rank), weight_error(joint, low), tolerance)
+                << is_joint << whitened << balance << " rank " << rank;
+            EXPECT_NEAR(f.data_error(rank), data_error(joint, low, gram), tolerance)
+                << is_joint << whitened << balance << " rank " << rank;
+          }
+          EXPECT_NEAR(f.weight_error(f.max_rank()), 0.0, tolerance);
+        }
 }
 
 TEST(Lrd, CacheRatio) {

@@ -11,9 +11,9 @@
 #include "ekv/rope/selection.hpp"
 #include "ekv/tools/calibrate.hpp"
 #include "ekv/tools/select_rope.hpp"
-#include "ekv/io/safetensors.hpp"
 #include "expect_error.hpp"
 #include "gguf_builder.hpp"
+#include "token_file.hpp"
 
 namespace ekv::test {
 namespace {
@@ -178,10 +178,7 @@ class SelectRopeTool : public ::testing::Test {
     write_file(dir_ / "tiny.gguf", tiny_model_gguf(tiny_).build());
     std::vector<std::int32_t> stream;
     for (int i = 0; i < 400; ++i) stream.push_back((i * 11 + i / 5) % tiny_.config.vocab);
-    SafetensorsWriter writer(dir_ / "tokens.safetensors");
-    writer.declare("tokens", DType::i32, {std::int64_t(stream.size())});
-    writer.write("tokens", std::as_bytes(std::span(stream)));
-    writer.commit();
+    write_token_file(dir_ / "tokens.safetensors", stream);
     CalibrateOptions calibrate;
     calibrate.model = (dir_ / "tiny.gguf").string();
     calibrate.tokens = (dir_ / "tokens.safetensors").string();

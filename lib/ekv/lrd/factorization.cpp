@@ -4,27 +4,50 @@
 
 #include <Eigen/Cholesky>
 #include <cmath>
+#include <type_traits>
 
 #include "ekv/core/error.hpp"
 
 namespace ekv {
 
 namespace {
-// Thin SVD of a row-major matrix through LAPACKE_dgesdd: m = U diag(s) Vᵀ.
-void thin_svd(MatrixD m, MatrixD& u, Eigen::VectorXd& s, MatrixD& vt) {
+// Thin SVD of a row-major matrix through LAPACKE_{s,d}gesdd: m = U diag(s) Vᵀ.
+template <class Scalar>
+void thin_svd(const MatrixD& input, MatrixD& u_out, Eigen::VectorXd& s_out, MatrixD& vt_out) {
+  using M = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  M m = input.cast<Scalar>();
   const lapack_int rows = lapack_int(m.rows()), cols = lapack_int(m.cols()), k = std::min(rows, cols);
-  u.resize(rows, k);
-  s.resize(k);
-  vt.resize(k, cols);
-  const lapack_int info = LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'S', rows, cols, m.data(), cols, s.data(), u.data(), k,
-                                         vt.data(), cols);
-  EKV_CHECK(info == 0, "SVD (LAPACKE_dgesdd) of a ", rows, "×", cols, " matrix failed: info ", info);
+  M u(rows, k), vt(k, cols);
+  Eigen::Vector<Scalar, Eigen::Dynamic> s(k);
+  lapack_int info;
+  if constexpr (std::is_same_v<Scalar, float>)
+    info = LAPACKE_sgesdd(LAPACK_ROW_MAJOR, 'S', rows, cols, m.data(), cols, s.data(), u.data(), k, vt.data(), cols);
+  else
+    info = LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'S', rows, cols, m.data(), cols, s.data(), u.data(), k, vt.data(), cols);
+  EKV_CHECK(info == 0, "SVD (LAPACKE_", std::is_same_v<Scalar, float> ? "s" : "d", "gesdd) of a ", rows, "×", cols,
+            " matrix failed: info ", info);
+  if constexpr (std::is_same_v<Scalar, float>) {
+    u_out = u.template cast<double>();
+    s_out = s.template cast<double>();
+    vt_out = vt.template cast<double>();
+  } else {
+    u_out = std::move(u);
+    s_out = std::move(s);
+    vt_out = std::move(vt);
+  }
+}
+
+void thin_svd(const MatrixD& m, SvdPrecision precision, MatrixD& u, Eigen::VectorXd& s, MatrixD& vt) {
+  if (precision == SvdPrecision::f32)
+    thin_svd<float>(m, u, s, vt);
+  else
+    thin_svd<double>(m, u, s, vt);
 }
 }  // namespace
 
-Decomposition::Decomposition(const MatrixD& weights, const Eigen::MatrixXd* gram) {
+Decomposition::Decomposition(const MatrixD& weights, const Eigen::MatrixXd* gram, SvdPrecision precision) {
   if (!gram) {
-    thin_svd(weights, u_, sigma_, vt_);
+    thin_svd(weights, precision, u_, sigma_, vt_);
     return;
   }
   const Eigen::Index d = weights.cols();
@@ -44,7 +67,7 @@ Decomposition::Decomposition(const MatrixD& weights, const Eigen::MatrixXd* gram
   }
   s.triangularView<Eigen::StrictlyUpper>().setZero();
   MatrixD whitened_vt;
-  thin_svd(weights * s, u_, sigma_, whitened_vt);
+  thin_svd(weights * s, precision, u_, sigma_, whitened_vt);
   // A = V_rᵀ S⁻¹ by a triangular solve (Sᵀ Aᵀ = V), never an explicit inverse.
   vt_ = s.transpose().triangularView<Eigen::Upper>().solve(whitened_vt.transpose()).transpose();
 }
@@ -55,6 +78,32 @@ LowRank Decomposition::factor(int rank) const {
   result.a = vt_.topRows(rank);
   result.b = u_.leftCols(rank) * sigma_.head(rank).asDiagonal();
   return result;
+}
+
+Eigen::VectorXd Decomposition::data_gains(const Eigen::MatrixXd& gram) const {
+  return sigma_.cwiseAbs2().cwiseProduct((vt_ * gram).cwiseProduct(vt_).rowwise().sum());
+}
+
+Eigen::VectorXd Decomposition::squared_error_tail(const Eigen::MatrixXd* gram, int scaled_rows,
+                                                  double row_scale) const {
+  const Eigen::Index k = sigma_.size();
+  const MatrixD spread = gram ? MatrixD(vt_ * *gram) : vt_;  // rows a_i C
+  Eigen::VectorXd tail = Eigen::VectorXd::Zero(k + 1);
+  if (scaled_rows == 0 || row_scale == 1) {  // the u_i are orthonormal: only σ_i² a_i C a_iᵀ
+    const Eigen::VectorXd diagonal = sigma_.cwiseAbs2().cwiseProduct(spread.cwiseProduct(vt_).rowwise().sum());
+    for (Eigen::Index i = k - 1; i >= 0; --i) tail[i] = tail[i + 1] + diagonal[i];
+    return tail;
+  }
+  // u_iᵀ D² u_j = δ_ij + (s² − 1) Σ_{scaled rows} u_i u_j
+  const auto top = u_.topRows(scaled_rows);
+  Eigen::MatrixXd terms = (row_scale * row_scale - 1) * (top.transpose() * top);
+  terms.diagonal().array() += 1;
+  terms = terms.cwiseProduct(spread * vt_.transpose());
+  terms = sigma_.asDiagonal() * terms * sigma_.asDiagonal();
+  // tail[i] = tail[i+1] + M_ii + 2 Σ_{j>i} M_ij
+  for (Eigen::Index i = k - 1; i >= 0; --i)
+    tail[i] = tail[i + 1] + terms(i, i) + 2 * terms.row(i).tail(k - 1 - i).sum();
+  return tail;
 }
 
 double weight_error(const MatrixD& weights, const LowRank& f) {

@@ -14,16 +14,29 @@ struct LowRank {
   MatrixD b;  // [rows, rank] up projection
 };
 
+// The SVD itself in fp64 (default) or fp32 (LAPACKE_sgesdd: half the time on big matrices,
+// ~1e-7 relative accuracy, far below the weights' own quantization error).
+enum class SvdPrecision { f64, f32 };
+
 class Decomposition {
  public:
   // gram = nullptr: weight SVD. Otherwise C [d, d]; λ starts at 0 and grows (×10 from 1e-10 of
   // the mean diagonal) until the Cholesky factorization succeeds.
-  Decomposition(const MatrixD& weights, const Eigen::MatrixXd* gram);
+  Decomposition(const MatrixD& weights, const Eigen::MatrixXd* gram, SvdPrecision precision = SvdPrecision::f64);
 
   int max_rank() const { return int(sigma_.size()); }
   const Eigen::VectorXd& singular_values() const { return sigma_; }
   double lambda() const { return lambda_; }
   LowRank factor(int rank) const;
+  // gains[i] = ‖σ_i u_i a_iᵀ X‖² = σ_i² a_iᵀ C a_i: how much keeping dim i lowers ‖(W − BA) X‖².
+  // The u_i are orthonormal, so the squared data error of rank k is exactly the sum of the
+  // gains of the dims beyond k (for weight and whitened SVD alike).
+  Eigen::VectorXd data_gains(const Eigen::MatrixXd& gram) const;
+  // tail[k] = ‖D (W − B_k A_k) X‖² for every rank k = 0..max_rank, without reconstructing:
+  // the residual is Σ_{i≥k} σ_i u_i a_i, so tail[k] = Σ_{i,j≥k} σ_iσ_j (u_iᵀD²u_j)(a_i C a_jᵀ).
+  // D scales the first `scaled_rows` rows by `row_scale` (undoing K/V balancing); with D = I
+  // only the diagonal survives. gram = nullptr: C = I (the weight error).
+  Eigen::VectorXd squared_error_tail(const Eigen::MatrixXd* gram, int scaled_rows = 0, double row_scale = 1) const;
 
  private:
   MatrixD u_;              // [rows, k]

@@ -19,11 +19,23 @@ LayerFactors::LayerFactors(MatrixD joint, JointLayout layout, const Eigen::Matri
     scaled.topRows(keys) *= alpha_;
   }
   const Eigen::MatrixXd* whitening = options.whitened ? gram : nullptr;
+  const SvdPrecision precision = options.precision;
+  weight_norm2_ = joint_.squaredNorm();
+  if (gram) data_norm2_ = std::pow(data_norm(joint_, *gram), 2);
+  const double unscale = 1 / alpha_;  // B_k is divided by α after factoring
   if (options.joint) {
-    joint_svd_ = std::make_unique<Decomposition>(scaled, whitening);
+    joint_svd_ = std::make_unique<Decomposition>(scaled, whitening, precision);
+    weight_tail_ = joint_svd_->squared_error_tail(nullptr, int(keys), unscale);
+    if (gram) data_tail_ = joint_svd_->squared_error_tail(gram, int(keys), unscale);
   } else {
-    if (keys > 0) key_svd_ = std::make_unique<Decomposition>(MatrixD(scaled.topRows(keys)), whitening);
-    value_svd_ = std::make_unique<Decomposition>(MatrixD(scaled.bottomRows(scaled.rows() - keys)), whitening);
+    if (keys > 0) {
+      key_svd_ = std::make_unique<Decomposition>(MatrixD(scaled.topRows(keys)), whitening, precision);
+      key_weight_tail_ = key_svd_->squared_error_tail(nullptr) * (unscale * unscale);
+      if (gram) key_data_tail_ = key_svd_->squared_error_tail(gram) * (unscale * unscale);
+    }
+    value_svd_ = std::make_unique<Decomposition>(MatrixD(scaled.bottomRows(scaled.rows() - keys)), whitening, precision);
+    value_weight_tail_ = value_svd_->squared_error_tail(nullptr);
+    if (gram) value_data_tail_ = value_svd_->squared_error_tail(gram);
   }
 }
 
@@ -41,11 +53,36 @@ Eigen::VectorXd LayerFactors::singular_values() const {
   return joint_svd_ ? joint_svd_->singular_values() : Eigen::VectorXd();
 }
 
-int LayerFactors::key_rank(int rank) const {
-  if (!key_svd_) return 0;
+Eigen::VectorXd LayerFactors::data_gains(const Eigen::MatrixXd& gram) const {
+  EKV_CHECK(joint_svd_, "data gains need the joint decomposition");
+  return joint_svd_->data_gains(gram);
+}
+
+std::pair<int, int> LayerFactors::split(int rank) const {
+  // Keys get their share of the rows, as far as each part's own rank allows.
   const int keys = layout_.key_rows, total = int(joint_.rows());
-  const int share = int(std::lround(double(rank) * keys / total));
-  return std::min({share, key_svd_->max_rank(), rank});
+  const int share = key_svd_ ? std::min({int(std::lround(double(rank) * keys / total)), key_svd_->max_rank(), rank}) : 0;
+  const int v_rank = std::min(rank - share, value_svd_->max_rank());
+  return {rank - v_rank, v_rank};
+}
+
+double LayerFactors::squared_error(int rank, const Eigen::VectorXd& joint, const Eigen::VectorXd& keys,
+                                   const Eigen::VectorXd& values) const {
+  EKV_CHECK(rank >= 0 && rank <= max_rank(), "rank ", rank, " outside [0, ", max_rank(), "]");
+  if (joint_svd_) return joint[rank];
+  const auto [k_rank, v_rank] = split(rank);
+  return (key_svd_ ? keys[k_rank] : 0.0) + values[v_rank];
+}
+
+double LayerFactors::weight_error(int rank) const {
+  const double e2 = squared_error(rank, weight_tail_, key_weight_tail_, value_weight_tail_);
+  return std::sqrt(std::max(0.0, e2) / weight_norm2_);
+}
+
+double LayerFactors::data_error(int rank) const {
+  if (std::isnan(data_norm2_)) return NAN;
+  const double e2 = squared_error(rank, data_tail_, key_data_tail_, value_data_tail_);
+  return std::sqrt(std::max(0.0, e2) / data_norm2_);
 }
 
 LowRank LayerFactors::factor(int rank) const {
@@ -55,9 +92,7 @@ LowRank LayerFactors::factor(int rank) const {
   if (joint_svd_) {
     result = joint_svd_->factor(rank);
   } else {  // block form: A = [A_k; A_v], B = diag(B_k, B_v)
-    int k_rank = key_rank(rank);
-    int v_rank = std::min(rank - k_rank, value_svd_->max_rank());
-    k_rank = rank - v_rank;
+    const auto [k_rank, v_rank] = split(rank);
     const LowRank k = key_svd_ ? key_svd_->factor(k_rank) : LowRank{MatrixD(0, d), MatrixD(0, 0)};
     const LowRank v = value_svd_->factor(v_rank);
     result.a.resize(rank, d);

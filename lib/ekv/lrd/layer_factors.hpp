@@ -5,7 +5,9 @@
 #pragma once
 
 #include <Eigen/Core>
+#include <cmath>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "ekv/lrd/factorization.hpp"
@@ -17,6 +19,7 @@ struct LrdOptions {
   bool joint = true;       // false: S-LRD (K-nope and V factored separately)
   bool whitened = false;   // false: weight SVD (the paper)
   bool balance_kv = false; // scale key rows by α = ‖W_v X‖ / ‖W_kn X‖ before factoring
+  SvdPrecision precision = SvdPrecision::f64;
 };
 
 class LayerFactors {
@@ -34,15 +37,31 @@ class LayerFactors {
   const JointLayout& layout() const { return layout_; }
   // Singular values of the (balanced, whitened when asked) joint matrix; S-LRD: empty.
   Eigen::VectorXd singular_values() const;
-  // S-LRD split of a total rank: the key part's share.
-  int key_rank(int rank) const;
+  // Joint mode: the drop of ‖(W_J − BA) X‖² from each latent dim (Decomposition::data_gains;
+  // with balancing it is measured on the balanced matrix).
+  Eigen::VectorXd data_gains(const Eigen::MatrixXd& gram) const;
+  // ‖W_J − BA‖ / ‖W_J‖ and ‖(W_J − BA) X‖ / ‖W_J X‖ of factor(rank), from error curves computed
+  // once per decomposition (Decomposition::squared_error_tail), so a sweep costs no products.
+  // data_error is NaN without a Gram.
+  double weight_error(int rank) const;
+  double data_error(int rank) const;
 
  private:
   MatrixD joint_;
   JointLayout layout_;
   LrdOptions options_;
+  // The S-LRD split of a total rank into (key rank, value rank), in proportion to their rows.
+  std::pair<int, int> split(int rank) const;
+  // Squared error at `rank` from tails of the joint, or of the key and value decompositions.
+  double squared_error(int rank, const Eigen::VectorXd& joint, const Eigen::VectorXd& keys,
+                       const Eigen::VectorXd& values) const;
+
   double alpha_ = 1.0;
   std::unique_ptr<Decomposition> joint_svd_, key_svd_, value_svd_;
+  double weight_norm2_ = 0, data_norm2_ = NAN;
+  Eigen::VectorXd weight_tail_, data_tail_;              // joint
+  Eigen::VectorXd key_weight_tail_, key_data_tail_;      // separate, already divided by α²
+  Eigen::VectorXd value_weight_tail_, value_data_tail_;  // separate
 };
 
 }  // namespace ekv

@@ -60,6 +60,9 @@ void JlrdOptions::register_with(CLI::App& app) {
   add_list_option(app, "--cache-ratio", cache_ratios, "Or target cache ratios (uniform d_kv), comma-separated");
   app.add_option("--budget", budget, "Or one whole-model cache ratio with ranks chosen per layer");
   app.add_option("--layers", layers, "Layer range a:b (b exclusive); default: the rope file's range");
+  app.add_option("--precision", precision, "SVD in f64, or f32 (LAPACKE_sgesdd: faster on 7B-size layers)")
+      ->check(CLI::IsMember({"f64", "f32"}))
+      ->capture_default_str();
   app.add_option("--attention-seqs", attention_seqs, "Stored sequences for the attention errors (0: skip)")
       ->capture_default_str();
   app.add_option("--threads", threads, "Compute threads (0: one per core)")->capture_default_str();
@@ -93,30 +96,52 @@ struct SweepRow {
 
 constexpr const char* kSweepColumns = "layer,rank,cache_ratio,weight_error,data_error,logit_error,output_error";
 
-// Per-layer ranks for a total of `dims` latent dims: each dim costs one cached element per
-// token, and dim i of layer l lowers that layer's squared relative error by σ_i² / ‖W_J X‖²
-// (whitened) or σ_i² / ‖W_J‖² (weight SVD). The gains fall within a layer, so taking the
-// largest ones first minimizes the summed squared error.
+// Per-layer ranks for a total of `dims` latent dims. Each dim costs one cached element per
+// token and lowers its layer's squared relative data error by gain_i / ‖W_J X‖²
+// (Decomposition::data_gains), so the greedy takes the largest next gain of any layer. Ranks
+// are prefixes; for whitened SVD the gains fall within a layer and the greedy is optimal.
 std::vector<int> allocate_budget(const std::vector<std::unique_ptr<LayerFactors>>& factors,
-                                 const std::vector<LayerStatistics>& stats, bool whitened, long long dims) {
+                                 const std::vector<LayerStatistics>& stats, long long dims) {
   const std::size_t layers = factors.size();
   using Gain = std::pair<double, std::size_t>;
-  std::priority_queue<Gain> gains;
+  std::priority_queue<Gain> next;
+  std::vector<Eigen::VectorXd> gains(layers);
   std::vector<int> chosen(layers, 0);
-  std::vector<double> norm(layers);
   for (std::size_t l = 0; l < layers; ++l) {
     const auto& f = *factors[l];
-    norm[l] = whitened ? std::pow(data_norm(f.joint(), stats[l].gram), 2) : f.joint().squaredNorm();
-    if (f.max_rank() > 0) gains.push({std::pow(f.singular_values()[0], 2) / norm[l], l});
+    gains[l] = f.data_gains(stats[l].gram) / std::pow(data_norm(f.joint(), stats[l].gram), 2);
+    if (f.max_rank() > 0) next.push({gains[l][0], l});
   }
-  for (long long spent = 0; spent < dims && !gains.empty(); ++spent) {
-    const std::size_t l = gains.top().second;
-    gains.pop();
-    const int next = ++chosen[l];
-    const auto& f = *factors[l];
-    if (next < f.max_rank()) gains.push({std::pow(f.singular_values()[next], 2) / norm[l], l});
+  for (long long spent = 0; spent < dims && !next.empty(); ++spent) {
+    const std::size_t l = next.top().second;
+    next.pop();
+    const int rank = ++chosen[l];
+    if (rank < factors[l]->max_rank()) next.push({gains[l][rank], l});
   }
   return chosen;
+}
+
+// The stored factors of one layer: A, B_k, B_v, the (head, dim) of each B_k row, σ, α and λ.
+void write_layer_factors(ArtifactWriter& writer, int layer, const LayerFactors& f, const LowRank& low) {
+  const auto rank = std::uint64_t(low.a.rows()), hidden = std::uint64_t(low.a.cols());
+  const int keys = f.layout().key_rows;
+  const auto values = std::uint64_t(low.b.rows() - keys);
+  writer.write(layer_path(layer, "a"), std::span<const float>(as_floats(low.a)), {rank, hidden});
+  writer.write(layer_path(layer, "b_k"), std::span<const float>(as_floats(low.b.topRows(keys))),
+               {std::uint64_t(keys), rank});
+  writer.write(layer_path(layer, "b_v"), std::span<const float>(as_floats(low.b.bottomRows(Eigen::Index(values)))),
+               {values, rank});
+  std::vector<std::int32_t> key_dims;
+  for (int k = 0; k < keys; ++k) {
+    key_dims.push_back(f.layout().rows[std::size_t(k)].head);
+    key_dims.push_back(f.layout().rows[std::size_t(k)].dim);
+  }
+  writer.write(layer_path(layer, "key_dims"), std::span<const std::int32_t>(key_dims), {std::uint64_t(keys), 2});
+  const Eigen::VectorXd sigma = f.singular_values();
+  writer.write(layer_path(layer, "sigma"), std::span<const double>(sigma.data(), std::size_t(sigma.size())),
+               {std::uint64_t(sigma.size())});
+  writer.set_attribute(layer_path(layer, "a"), "alpha", f.alpha());
+  writer.set_attribute(layer_path(layer, "a"), "lambda", f.lambda());
 }
 
 void write_sweep_csv(const std::vector<SweepRow>& table, const AtomicOutput& output, const fs::path& path) {
@@ -153,7 +178,8 @@ void run_jlrd(const JlrdOptions& options) {
   }
   const auto [begin, end] = parse_layer_range(options.layers, lowest, highest, "the rope and calibration files");
   const int G = c.kv_heads, dh = c.head_dim, full = 2 * G * dh;
-  LrdOptions lrd{options.mode == "joint", options.svd == "whitened", options.balance_kv};
+  LrdOptions lrd{options.mode == "joint", options.svd == "whitened", options.balance_kv,
+                 options.precision == "f32" ? SvdPrecision::f32 : SvdPrecision::f64};
   EKV_CHECK(lrd.joint || options.budget <= 0, "--budget needs --mode joint (ranks are prefixes of one SVD)");
 
   // One decomposition per layer; every rank of the sweep is cut from it.
@@ -195,7 +221,7 @@ void run_jlrd(const JlrdOptions& options) {
   if (options.budget > 0) {
     const double total = options.budget * full * layers - 2.0 * options.r * G * layers;
     EKV_CHECK(total >= 0, "--budget ", options.budget, " is below what r = ", options.r, " alone caches");
-    const std::vector<int> chosen = allocate_budget(factors, stats, lrd.whitened, std::llround(total));
+    const std::vector<int> chosen = allocate_budget(factors, stats, std::llround(total));
     for (int l = 0; l < layers; ++l) sweep[std::size_t(l)].push_back(chosen[std::size_t(l)]);
   }
 
@@ -206,9 +232,10 @@ void run_jlrd(const JlrdOptions& options) {
   std::vector<SweepRow> table, stored_rows;
   const fs::path csv_path = fs::path(options.output).replace_extension(".csv");
   AtomicOutput csv_output(csv_path);
-  ArtifactWriter writer(options.output, "jlrd", kJlrdFormatVersion, model->fingerprint(),
-                        {{options.model, model->format(), "fingerprint:" + model->fingerprint()},
-                         file_input(options.rope, "rope")});
+  std::vector<ArtifactInput> inputs{{options.model, model->format(), "fingerprint:" + model->fingerprint()},
+                                    file_input(options.rope, "rope")};
+  if (calib) inputs.push_back(file_input(options.calib, "calib"));
+  ArtifactWriter writer(options.output, "jlrd", kJlrdFormatVersion, model->fingerprint(), inputs);
   std::vector<std::int32_t> stored_ranks;
   double cached = 0;
   Progress sweeping("jlrd sweep", std::uint64_t(layers), "layers");
@@ -218,8 +245,7 @@ void run_jlrd(const JlrdOptions& options) {
     for (std::size_t i = 0; i < sweep[std::size_t(l)].size(); ++i) {
       const int rank = sweep[std::size_t(l)][i];
       const LowRank low = f.factor(rank);
-      SweepRow row{begin + l, rank, cache_ratio(options.r, G, dh, rank), weight_error(f.joint(), low), NAN, NAN, NAN};
-      if (calib) row.data_error = data_error(f.joint(), low, stats[std::size_t(l)].gram);
+      SweepRow row{begin + l, rank, cache_ratio(options.r, G, dh, rank), f.weight_error(rank), f.data_error(rank), NAN, NAN};
       if (with_attention) {
         const AttentionError e = attention_error(weights, c, elite_sets[std::size_t(l)], f.layout(), low,
                                                  stats[std::size_t(l)].x, attention_seqs, header.seq_len, rope_table);
@@ -228,25 +254,7 @@ void run_jlrd(const JlrdOptions& options) {
       }
       table.push_back(row);
       if (i == 0) {
-        const int keys = f.layout().key_rows;
-        writer.write(layer_path(begin + l, "a"), std::span<const float>(as_floats(low.a)),
-                     {std::uint64_t(rank), std::uint64_t(c.hidden)});
-        writer.write(layer_path(begin + l, "b_k"), std::span<const float>(as_floats(low.b.topRows(keys))),
-                     {std::uint64_t(keys), std::uint64_t(rank)});
-        writer.write(layer_path(begin + l, "b_v"), std::span<const float>(as_floats(low.b.bottomRows(G * dh))),
-                     {std::uint64_t(G * dh), std::uint64_t(rank)});
-        std::vector<std::int32_t> key_dims;
-        for (int k = 0; k < keys; ++k) {
-          key_dims.push_back(f.layout().rows[std::size_t(k)].head);
-          key_dims.push_back(f.layout().rows[std::size_t(k)].dim);
-        }
-        writer.write(layer_path(begin + l, "key_dims"), std::span<const std::int32_t>(key_dims),
-                     {std::uint64_t(keys), 2});
-        const Eigen::VectorXd sigma = f.singular_values();
-        writer.write(layer_path(begin + l, "sigma"), std::span<const double>(sigma.data(), std::size_t(sigma.size())),
-                     {std::uint64_t(sigma.size())});
-        writer.set_attribute(layer_path(begin + l, "a"), "alpha", f.alpha());
-        writer.set_attribute(layer_path(begin + l, "a"), "lambda", f.lambda());
+        write_layer_factors(writer, begin + l, f, low);
         stored_ranks.push_back(rank);
         stored_rows.push_back(row);
         cached += 2.0 * options.r * G + rank;
@@ -265,7 +273,8 @@ void run_jlrd(const JlrdOptions& options) {
   const double model_ratio = cached / (double(full) * layers);
   for (const auto& [name, value] : std::vector<std::pair<std::string, std::string>>{
            {"mode", options.mode}, {"svd", options.svd}, {"balance_kv", options.balance_kv ? "true" : "false"},
-           {"allocation", options.budget > 0 ? "budget" : "uniform"}})
+           {"allocation", options.budget > 0 ? "budget" : "uniform"},
+           {"precision", options.precision}})
     writer.set_attribute("/", name, value);
   writer.set_attribute("/", "r", std::int64_t(options.r));
   writer.set_attribute("/", "layer_begin", std::int64_t(begin));

@@ -20,6 +20,7 @@ struct JlrdOptions {
   std::vector<double> cache_ratios;    // or target cache ratios (uniform d_kv)
   double budget = 0;                   // or a whole-model cache ratio with per-layer ranks
   std::string layers;
+  std::string precision = "f64";  // of the SVD: f64 | f32
   int attention_seqs = 2;  // stored calibration sequences used for the attention errors
   int threads = 0;
   std::string output;
