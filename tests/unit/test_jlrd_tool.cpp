@@ -173,7 +173,24 @@ TEST_F(JlrdTool, Refusals) {
   EXPECT_EKV_ERROR(run_jlrd(o), "rope.h5", "another model");
   o = options("bad.h5");
   EXPECT_EKV_ERROR(run_jlrd(o), "exactly one of --rank, --cache-ratio, --budget");
+  o.ranks = {4};
+  o.cache_ratios = {0.5};
+  EXPECT_EKV_ERROR(run_jlrd(o), "exactly one of --rank, --cache-ratio, --budget");
+  o = options("bad.h5");
+  o.ranks = {4};
+  o.svd = "whitened";
+  o.calib.clear();
+  EXPECT_EKV_ERROR(run_jlrd(o), "--svd whitened", "need --calib");
+  o = options("bad.h5");
+  o.mode = "separate";
+  o.budget = 0.5;
+  EXPECT_EKV_ERROR(run_jlrd(o), "--budget needs --mode joint");
+  o = options("bad.h5");
+  o.r = 2;
+  o.cache_ratios = {0.1};  // r = 2 alone caches 2·2·2 / 32 = 0.25
+  EXPECT_EKV_ERROR(run_jlrd(o), "--cache-ratio 0.1", "alone caches");
   EXPECT_FALSE(fs::exists(dir_ / "bad.h5"));
+  EXPECT_FALSE(fs::exists(dir_ / "bad.csv"));
 }
 
 }  // namespace
