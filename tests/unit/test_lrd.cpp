@@ -57,19 +57,24 @@ TEST(Lrd, FullRankReproducesAndWhiteningWinsOnData) {
   }
 }
 
-TEST(Lrd, DataGainsSumToTheDataError) {
-  // The budget allocation relies on this: error² at rank k = Σ_{i ≥ k} gains_i / ‖W X‖².
+TEST(Lrd, ErrorTailEqualsReconstruction) {
+  // tail[k] = ‖(W − B_k A_k) X‖² for weight and whitened SVD, with and without a row scale.
   std::mt19937 rng(5);
   const MatrixD w = random_d(18, 12, rng);
   const Eigen::MatrixXd gram = correlated_gram(12, rng);
+  MatrixD scale = MatrixD::Identity(18, 18);
+  scale.topLeftCorner(7, 7) *= 0.5;
   for (const Eigen::MatrixXd* c : {static_cast<const Eigen::MatrixXd*>(nullptr), &gram}) {
     const Decomposition decomposition(w, c);
-    const Eigen::VectorXd gains = decomposition.data_gains(gram);
+    const Eigen::VectorXd plain = decomposition.squared_error_tail(&gram);
+    const Eigen::VectorXd scaled = decomposition.squared_error_tail(&gram, 7, 0.5);
     const double total = std::pow(data_norm(w, gram), 2);
-    EXPECT_NEAR(gains.sum() / total, 1.0, 1e-9);
+    EXPECT_NEAR(plain[0] / total, 1.0, 1e-9);
     for (int rank = 0; rank <= 12; ++rank) {
-      const double from_gains = std::sqrt(gains.tail(12 - rank).sum() / total);
-      EXPECT_NEAR(from_gains, data_error(w, decomposition.factor(rank), gram), 1e-9) << rank;
+      const LowRank f = decomposition.factor(rank);
+      EXPECT_NEAR(std::sqrt(plain[rank] / total), data_error(w, f, gram), 1e-9) << rank;
+      const MatrixD residual = scale * (w - f.b * f.a);
+      EXPECT_NEAR(scaled[rank], std::pow(data_norm(residual, gram), 2), 1e-9 * total) << rank;
     }
   }
 }

@@ -80,10 +80,6 @@ LowRank Decomposition::factor(int rank) const {
   return result;
 }
 
-Eigen::VectorXd Decomposition::data_gains(const Eigen::MatrixXd& gram) const {
-  return sigma_.cwiseAbs2().cwiseProduct((vt_ * gram).cwiseProduct(vt_).rowwise().sum());
-}
-
 Eigen::VectorXd Decomposition::squared_error_tail(const Eigen::MatrixXd* gram, int scaled_rows,
                                                   double row_scale) const {
   const Eigen::Index k = sigma_.size();

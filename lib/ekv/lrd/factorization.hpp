@@ -28,10 +28,6 @@ class Decomposition {
   const Eigen::VectorXd& singular_values() const { return sigma_; }
   double lambda() const { return lambda_; }
   LowRank factor(int rank) const;
-  // gains[i] = ‖σ_i u_i a_iᵀ X‖² = σ_i² a_iᵀ C a_i: how much keeping dim i lowers ‖(W − BA) X‖².
-  // The u_i are orthonormal, so the squared data error of rank k is exactly the sum of the
-  // gains of the dims beyond k (for weight and whitened SVD alike).
-  Eigen::VectorXd data_gains(const Eigen::MatrixXd& gram) const;
   // tail[k] = ‖D (W − B_k A_k) X‖² for every rank k = 0..max_rank, without reconstructing:
   // the residual is Σ_{i≥k} σ_i u_i a_i, so tail[k] = Σ_{i,j≥k} σ_iσ_j (u_iᵀD²u_j)(a_i C a_jᵀ).
   // D scales the first `scaled_rows` rows by `row_scale` (undoing K/V balancing); with D = I

@@ -53,9 +53,10 @@ Eigen::VectorXd LayerFactors::singular_values() const {
   return joint_svd_ ? joint_svd_->singular_values() : Eigen::VectorXd();
 }
 
-Eigen::VectorXd LayerFactors::data_gains(const Eigen::MatrixXd& gram) const {
-  EKV_CHECK(joint_svd_, "data gains need the joint decomposition");
-  return joint_svd_->data_gains(gram);
+Eigen::VectorXd LayerFactors::relative_data_gains() const {
+  EKV_CHECK(joint_svd_ && data_tail_.size() > 0, "data gains need the joint decomposition and a Gram");
+  const Eigen::Index k = data_tail_.size() - 1;
+  return (data_tail_.head(k) - data_tail_.tail(k)) / data_norm2_;
 }
 
 std::pair<int, int> LayerFactors::split(int rank) const {

@@ -37,9 +37,9 @@ class LayerFactors {
   const JointLayout& layout() const { return layout_; }
   // Singular values of the (balanced, whitened when asked) joint matrix; S-LRD: empty.
   Eigen::VectorXd singular_values() const;
-  // Joint mode: the drop of ‖(W_J − BA) X‖² from each latent dim (Decomposition::data_gains;
-  // with balancing it is measured on the balanced matrix).
-  Eigen::VectorXd data_gains(const Eigen::MatrixXd& gram) const;
+  // Joint mode with a Gram: gains[i] = how much latent dim i lowers the squared relative data
+  // error ‖(W_J − BA) X‖² / ‖W_J X‖² (differences of the error curve, so exact with balancing too).
+  Eigen::VectorXd relative_data_gains() const;
   // ‖W_J − BA‖ / ‖W_J‖ and ‖(W_J − BA) X‖ / ‖W_J X‖ of factor(rank), from error curves computed
   // once per decomposition (Decomposition::squared_error_tail), so a sweep costs no products.
   // data_error is NaN without a Gram.

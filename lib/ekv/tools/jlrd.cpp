@@ -97,11 +97,10 @@ struct SweepRow {
 constexpr const char* kSweepColumns = "layer,rank,cache_ratio,weight_error,data_error,logit_error,output_error";
 
 // Per-layer ranks for a total of `dims` latent dims. Each dim costs one cached element per
-// token and lowers its layer's squared relative data error by gain_i / ‖W_J X‖²
-// (Decomposition::data_gains), so the greedy takes the largest next gain of any layer. Ranks
-// are prefixes; for whitened SVD the gains fall within a layer and the greedy is optimal.
-std::vector<int> allocate_budget(const std::vector<std::unique_ptr<LayerFactors>>& factors,
-                                 const std::vector<LayerStatistics>& stats, long long dims) {
+// token and lowers its layer's squared relative data error by its gain
+// (LayerFactors::relative_data_gains), so the greedy takes the largest next gain of any layer.
+// Ranks are prefixes; for whitened SVD the gains fall within a layer and the greedy is optimal.
+std::vector<int> allocate_budget(const std::vector<std::unique_ptr<LayerFactors>>& factors, long long dims) {
   const std::size_t layers = factors.size();
   using Gain = std::pair<double, std::size_t>;
   std::priority_queue<Gain> next;
@@ -109,7 +108,7 @@ std::vector<int> allocate_budget(const std::vector<std::unique_ptr<LayerFactors>
   std::vector<int> chosen(layers, 0);
   for (std::size_t l = 0; l < layers; ++l) {
     const auto& f = *factors[l];
-    gains[l] = f.data_gains(stats[l].gram) / std::pow(data_norm(f.joint(), stats[l].gram), 2);
+    gains[l] = f.relative_data_gains();
     if (f.max_rank() > 0) next.push({gains[l][0], l});
   }
   for (long long spent = 0; spent < dims && !next.empty(); ++spent) {
@@ -221,7 +220,7 @@ void run_jlrd(const JlrdOptions& options) {
   if (options.budget > 0) {
     const double total = options.budget * full * layers - 2.0 * options.r * G * layers;
     EKV_CHECK(total >= 0, "--budget ", options.budget, " is below what r = ", options.r, " alone caches");
-    const std::vector<int> chosen = allocate_budget(factors, stats, std::llround(total));
+    const std::vector<int> chosen = allocate_budget(factors, std::llround(total));
     for (int l = 0; l < layers; ++l) sweep[std::size_t(l)].push_back(chosen[std::size_t(l)]);
   }
 
