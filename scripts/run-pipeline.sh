@@ -4,8 +4,9 @@
 # description, perplexity of the original model on the evaluation corpus, calibration
 # (calib.h5: 64 x 512 tokens of the calibration corpus), RoPE selection by every method with
 # the held-out comparison table and plot (scripts/compare-rope.sh), J-LRD at 25% cache
-# (jlrd.h5) and the J-LRD comparison table and plot (scripts/compare-jlrd.sh). Later stages
-# (export, compare) join here as they land.
+# (jlrd.h5) and the J-LRD comparison table and plot (scripts/compare-jlrd.sh), the export of
+# the compressed model (out/model-elitekv), its decoding check and fidelity report, and last
+# the fidelity table at 50/25/12.5% (scripts/compare-export.sh).
 # EKV_PPL_WINDOWS (default 32; 0 = the whole corpus) bounds the perplexity stage.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -21,6 +22,8 @@ while (($#)); do
       echo "          4 perplexity of the original model (ekv-check ppl), 5 calibrate (ekv-calibrate),"
       echo "          6 RoPE selection, every method, held-out comparison (ekv-select-rope),"
       echo "          7 J-LRD at 25% cache, and the comparison at 50/25/12.5% (ekv-jlrd)"
+      echo "          8 export at 25% (ekv-export), decoding check and fidelity report (ekv-check)"
+      echo "          9 fidelity table at 50/25/12.5%, best vs the paper's configuration"
       exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
@@ -53,3 +56,10 @@ step 6 select-rope "$ROOT/scripts/compare-rope.sh" "$OUT"
 step 7 jlrd "$BIN/ekv-jlrd" --model "$MODEL" --rope "$OUT/rope-elite-l1.h5" --calib "$OUT/calib.h5" --r 4 \
   --mode joint --svd whitened --budget 0.25 -o "$OUT/jlrd.h5"
 step 7 compare-jlrd "$ROOT/scripts/compare-jlrd.sh" "$OUT"
+step 8 export "$BIN/ekv-export" --model "$MODEL" --rope "$OUT/rope-elite-l1.h5" --jlrd "$OUT/jlrd.h5" \
+  -o "$OUT/model-elitekv"
+step 8 decode "$BIN/ekv-check" decode --compressed "$OUT/model-elitekv" --model "$MODEL" --text "$CORPORA/eval.txt" \
+  --prompt 64 --steps 64
+step 8 compare "$BIN/ekv-check" compare --model "$MODEL" --compressed "$OUT/model-elitekv" \
+  --text "$CORPORA/eval.txt" --max-windows 16 -o "$OUT/fidelity.json"
+step 9 compare-export "$ROOT/scripts/compare-export.sh" "$OUT"

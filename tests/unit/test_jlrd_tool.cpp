@@ -11,6 +11,7 @@
 #include "ekv/tools/select_rope.hpp"
 #include "expect_error.hpp"
 #include "gguf_builder.hpp"
+#include "tiny_pipeline.hpp"
 #include "token_file.hpp"
 
 namespace ekv {
@@ -42,29 +43,7 @@ SweepTable read_sweep(const fs::path& path) {
 
 class JlrdTool : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = test::temp_dir("jlrd");
-    test::write_file(dir_ / "tiny.gguf", test::tiny_model_gguf(tiny_).build());
-    std::vector<std::int32_t> stream;
-    for (int i = 0; i < 600; ++i) stream.push_back((i * 7 + i / 3) % tiny_.config.vocab);
-    test::write_token_file(dir_ / "tokens.safetensors", stream);
-    CalibrateOptions calibrate;
-    calibrate.model = path("tiny.gguf");
-    calibrate.tokens = path("tokens.safetensors");
-    calibrate.seq_len = 32;
-    calibrate.num_seqs = 12;
-    calibrate.keep_seqs = 2;
-    calibrate.output = path("calib.h5");
-    run_calibrate(calibrate);
-    SelectRopeOptions select;
-    select.model = path("tiny.gguf");
-    select.calib = path("calib.h5");
-    select.r_max = 4;  // all n_c chunks
-    select.output = path("rope.h5");
-    run_select_rope(select);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  std::string path(const std::string& name) const { return pipeline_.path(name); }
 
   JlrdOptions options(const std::string& output) const {
     JlrdOptions o;
@@ -75,8 +54,9 @@ class JlrdTool : public ::testing::Test {
     return o;
   }
 
-  fs::path dir_;
-  test::TinyModel tiny_ = test::make_tiny_model(31);
+  test::TinyPipeline pipeline_{"jlrd"};
+  const fs::path& dir_ = pipeline_.dir;
+  const test::TinyModel& tiny_ = pipeline_.tiny;
 };
 
 TEST_F(JlrdTool, LosslessWithAllChunksEliteAndFullRank) {

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ekv/core/error.hpp"
+#include "ekv/io/artifact_matrix.hpp"
 
 namespace ekv {
 
@@ -15,7 +16,6 @@ using nlohmann::json;
 
 namespace {
 
-std::string layer_path(int layer, const char* name) { return "/layers/" + std::to_string(layer) + "/" + name; }
 
 std::vector<std::uint16_t> to_bf16(const std::vector<float>& values) {
   std::vector<std::uint16_t> out(values.size());
@@ -53,19 +53,19 @@ CalibWriter::CalibWriter(const fs::path& path, const std::string& model_fingerpr
 
 void CalibWriter::write_layer(const LayerStatistics& stats, const std::string& store_dtype, int seq_len) {
   const auto d = std::uint64_t(stats.gram.rows());
-  writer_.write(layer_path(stats.layer, "gram"), std::span<const double>(row_major(stats.gram)), {d, d});
-  writer_.set_attribute(layer_path(stats.layer, "gram"), "count", stats.count);
-  writer_.write(layer_path(stats.layer, "q_norm_sum"), std::span<const double>(row_major(stats.q_norm_sum)),
+  writer_.write(layer_dataset(stats.layer, "gram"), std::span<const double>(row_major(stats.gram)), {d, d});
+  writer_.set_attribute(layer_dataset(stats.layer, "gram"), "count", stats.count);
+  writer_.write(layer_dataset(stats.layer, "q_norm_sum"), std::span<const double>(row_major(stats.q_norm_sum)),
                 {std::uint64_t(stats.q_norm_sum.rows()), std::uint64_t(stats.q_norm_sum.cols())});
-  writer_.write(layer_path(stats.layer, "k_norm_sum"), std::span<const double>(row_major(stats.k_norm_sum)),
+  writer_.write(layer_dataset(stats.layer, "k_norm_sum"), std::span<const double>(row_major(stats.k_norm_sum)),
                 {std::uint64_t(stats.k_norm_sum.rows()), std::uint64_t(stats.k_norm_sum.cols())});
   const std::vector<std::uint64_t> x_shape = {std::uint64_t(stats.kept_sequences), std::uint64_t(seq_len), d};
   // f32 activations deflate by only ~14% (measured) at ~0.3 s per layer of 8 x 512 x 576 on the
   // compute path, so they are stored plain; bf16 ones (chosen to save space) are deflated.
   if (store_dtype == "bf16")
-    writer_.write(layer_path(stats.layer, "x"), std::span<const std::uint16_t>(to_bf16(stats.x)), x_shape, true);
+    writer_.write(layer_dataset(stats.layer, "x"), std::span<const std::uint16_t>(to_bf16(stats.x)), x_shape, true);
   else
-    writer_.write(layer_path(stats.layer, "x"), std::span<const float>(stats.x), x_shape, false);
+    writer_.write(layer_dataset(stats.layer, "x"), std::span<const float>(stats.x), x_shape, false);
 }
 
 void CalibWriter::finish(const CalibData& data) {
@@ -142,21 +142,21 @@ LayerStatistics read_calib_layer(const ArtifactReader& reader, const CalibData& 
   const std::int64_t n = header.num_seqs, s = header.seq_len, d = header.hidden, chunks = header.head_dim / 2;
   LayerStatistics stats;
   stats.layer = l;
-  stats.gram = from_row_major(reader.read_f64(layer_path(l, "gram"), {d, d}), d, d);
-  stats.count = reader.int_attribute(layer_path(l, "gram"), "count");
-  EKV_CHECK(stats.count == n * s, file, ":", layer_path(l, "gram"), " attribute count: expected ", n * s,
+  stats.gram = from_row_major(reader.read_f64(layer_dataset(l, "gram"), {d, d}), d, d);
+  stats.count = reader.int_attribute(layer_dataset(l, "gram"), "count");
+  EKV_CHECK(stats.count == n * s, file, ":", layer_dataset(l, "gram"), " attribute count: expected ", n * s,
             " tokens, found ", stats.count);
   stats.q_norm_sum =
-      from_row_major(reader.read_f64(layer_path(l, "q_norm_sum"), {header.heads, chunks}), header.heads, chunks);
-  stats.k_norm_sum = from_row_major(reader.read_f64(layer_path(l, "k_norm_sum"), {header.kv_heads, chunks}),
+      from_row_major(reader.read_f64(layer_dataset(l, "q_norm_sum"), {header.heads, chunks}), header.heads, chunks);
+  stats.k_norm_sum = from_row_major(reader.read_f64(layer_dataset(l, "k_norm_sum"), {header.kv_heads, chunks}),
                                     header.kv_heads, chunks);
   const std::vector<std::int64_t> x_shape = {header.keep_seqs, s, d};
   stats.kept_sequences = header.keep_seqs;
   if (with_x)
-    stats.x = header.store_dtype == "bf16" ? from_bf16(reader.read_u16(layer_path(l, "x"), x_shape))
-                                           : reader.read_f32(layer_path(l, "x"), x_shape);
+    stats.x = header.store_dtype == "bf16" ? from_bf16(reader.read_u16(layer_dataset(l, "x"), x_shape))
+                                           : reader.read_f32(layer_dataset(l, "x"), x_shape);
   else
-    reader.info(layer_path(l, "x"));  // present, even when not read
+    reader.info(layer_dataset(l, "x"));  // present, even when not read
   return stats;
 }
 

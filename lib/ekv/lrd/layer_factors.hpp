@@ -6,6 +6,7 @@
 
 #include <Eigen/Core>
 #include <cmath>
+#include <cstdint>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -14,6 +15,8 @@
 #include "ekv/lrd/joint_matrix.hpp"
 
 namespace ekv {
+
+inline constexpr std::int64_t kJlrdFormatVersion = 1;  // of jlrd.h5 (docs/formats.md)
 
 struct LrdOptions {
   bool joint = true;       // false: S-LRD (K-nope and V factored separately)

@@ -24,6 +24,37 @@ void ModelConfig::validate(const std::string& source) const {
   EKV_CHECK(rope_scaling.kind == "none" || rope_scaling.kind == "linear" || rope_scaling.kind == "llama3", source,
             ": RoPE scaling ", rope_scaling.kind, " is not supported (none, linear, llama3)");
   EKV_CHECK(rope_scaling.factor > 0, source, ": RoPE scaling factor must be positive");
+  if (!elitekv.enabled()) return;
+  EKV_CHECK(elitekv.r >= 0 && elitekv.r <= chunks(), source, ": field elitekv_r: ", elitekv.r, " outside [0, ",
+            chunks(), "]");
+  EKV_CHECK(int(elitekv.kv_rank.size()) == layers && int(elitekv.elite.size()) == layers, source,
+            ": fields elitekv_kv_rank and elitekv_elite_chunks: expected one entry per layer (", layers, ")");
+  for (int l = 0; l < layers; ++l) {
+    const int rank = elitekv.kv_rank[std::size_t(l)];
+    EKV_CHECK(rank >= 0 && rank <= 2 * kv_heads * head_dim, source, ": field elitekv_kv_rank[", l, "]: ", rank,
+              " outside [0, ", 2 * kv_heads * head_dim, "]");
+    const auto& heads_of_layer = elitekv.elite[std::size_t(l)];
+    EKV_CHECK(int(heads_of_layer.size()) == kv_heads, source, ": field elitekv_elite_chunks[", l, "]: expected ",
+              kv_heads, " KV heads, found ", heads_of_layer.size());
+    for (int j = 0; j < kv_heads; ++j) {
+      const auto& set = heads_of_layer[std::size_t(j)];
+      EKV_CHECK(int(set.size()) == elitekv.r, source, ": field elitekv_elite_chunks[", l, "][", j, "]: expected ",
+                elitekv.r, " chunks, found ", set.size());
+      for (std::size_t i = 0; i < set.size(); ++i)
+        EKV_CHECK(set[i] >= 0 && set[i] < chunks() && (i == 0 || set[i] > set[i - 1]), source,
+                  ": field elitekv_elite_chunks[", l, "][", j, "]: chunks must ascend within [0, ", chunks(), ")");
+    }
+  }
+}
+
+std::vector<int> EliteKvSpec::rest_dims(int layer, int kv_head, int head_dim) const {
+  const int half = head_dim / 2;
+  std::vector<bool> is_elite(std::size_t(head_dim), false);
+  for (int c : elite[std::size_t(layer)][std::size_t(kv_head)]) is_elite[std::size_t(c)] = is_elite[std::size_t(c + half)] = true;
+  std::vector<int> rest;
+  for (int dim = 0; dim < head_dim; ++dim)
+    if (!is_elite[std::size_t(dim)]) rest.push_back(dim);
+  return rest;
 }
 
 std::string ModelConfig::describe() const {
@@ -47,6 +78,11 @@ std::string ModelConfig::describe() const {
      << "tied_embeddings: " << (tied_embeddings ? "true" : "false") << "\n"
      << "bos_token: " << bos_token << "\n"
      << "eos_token: " << eos_token << "\n";
+  if (elitekv.enabled()) {
+    long long latent = 0;
+    for (int rank : elitekv.kv_rank) latent += rank;
+    os << "elitekv: r=" << elitekv.r << ", mean d_kv=" << double(latent) / layers << "\n";
+  }
   return os.str();
 }
 
@@ -117,8 +153,9 @@ ModelConfig config_from_hf(const json& object, const std::string& source) {
   EKV_CHECK(object.is_object(), source, ": not a JSON object");
   ModelConfig config;
   const std::string model_type = field_or<std::string>(object, "model_type", "", source);
-  EKV_CHECK(model_type == "llama" || model_type == "mistral", source, ": field model_type: expected llama (a "
-            "LLaMA-family model), found ", model_type.empty() ? "nothing" : model_type);
+  EKV_CHECK(model_type == "llama" || model_type == "mistral" || model_type == kEliteKvModelType, source,
+            ": field model_type: expected llama (a LLaMA-family model) or ", kEliteKvModelType, ", found ",
+            model_type.empty() ? "nothing" : model_type);
   config.architecture = "llama";
   config.name = field_or<std::string>(object, "_name_or_path", "", source);
   config.layers = field<int>(object, "num_hidden_layers", source);
@@ -151,6 +188,12 @@ ModelConfig config_from_hf(const json& object, const std::string& source) {
     config.rope_scaling.original_max_position =
         field_or<std::int64_t>(scaling, "original_max_position_embeddings", 8192, where);
   }
+  if (model_type == kEliteKvModelType) {
+    config.elitekv.r = field<int>(object, "elitekv_r", source);
+    config.elitekv.elite = field<std::vector<std::vector<std::vector<int>>>>(object, "elitekv_elite_chunks", source);
+    config.elitekv.kv_rank = field<std::vector<int>>(object, "elitekv_kv_rank", source);
+    EKV_CHECK(config.elitekv.enabled(), source, ": field elitekv_kv_rank is empty");
+  }
   config.validate(source);
   return config;
 }
@@ -175,6 +218,15 @@ json config_to_hf(const ModelConfig& config) {
       {"mlp_bias", false},
       {"torch_dtype", "float32"},
   };
+  if (config.elitekv.enabled()) {
+    object["architectures"] = {"EliteKVForCausalLM"};
+    object["model_type"] = kEliteKvModelType;
+    object["auto_map"] = {{"AutoConfig", "configuration_elitekv.EliteKVConfig"},
+                          {"AutoModelForCausalLM", "modeling_elitekv.EliteKVForCausalLM"}};
+    object["elitekv_r"] = config.elitekv.r;
+    object["elitekv_elite_chunks"] = config.elitekv.elite;
+    object["elitekv_kv_rank"] = config.elitekv.kv_rank;
+  }
   if (config.bos_token >= 0) object["bos_token_id"] = config.bos_token;
   if (config.eos_token >= 0) object["eos_token_id"] = config.eos_token;
   if (config.rope_scaling.kind == "none") {

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 namespace ekv {
 
@@ -17,6 +18,20 @@ struct RopeScaling {
   double low_freq_factor = 1.0;                 // llama3
   double high_freq_factor = 4.0;                // llama3
   std::int64_t original_max_position = 8192;    // llama3
+};
+
+inline constexpr const char* kEliteKvModelType = "elitekv_llama";  // config.json model_type of ekv-export
+
+// The attention of an EliteKV-compressed model (METHOD.md §6): per layer, the elite RoPE
+// chunks of every KV head (r each, ascending) and the latent rank d_kv. Empty: ordinary attention.
+struct EliteKvSpec {
+  int r = 0;
+  std::vector<std::vector<std::vector<int>>> elite;  // [layer][kv head][r] chunk indices
+  std::vector<int> kv_rank;                          // [layer] d_kv
+
+  bool enabled() const { return !kv_rank.empty(); }
+  // The non-elite dims of KV head j of `layer`, ascending (the row order of k_b_proj).
+  std::vector<int> rest_dims(int layer, int kv_head, int head_dim) const;
 };
 
 struct ModelConfig {
@@ -36,6 +51,7 @@ struct ModelConfig {
   bool tied_embeddings = false;
   std::int64_t bos_token = -1;
   std::int64_t eos_token = -1;
+  EliteKvSpec elitekv;  // set for a model written by ekv-export
 
   int group_size() const { return heads / kv_heads; }  // g = H / G
   int chunks() const { return head_dim / 2; }          // n_c

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "ekv/compressed/compressed_attention.hpp"
 #include "ekv/core/error.hpp"
 #include "ekv/model/linear.hpp"
 #include "ekv/model/tensor_names.hpp"
@@ -19,29 +20,36 @@ void rms_norm(const Matrix& x, const Vector& weight, double eps, Matrix& out) {
   }
 }
 
-void causal_attention_head(const float* q, const float* k, const float* v, int seq_len, int head_dim,
-                           Eigen::Index row_stride_q, Eigen::Index row_stride_kv, float scale, float* out,
-                           Eigen::Index row_stride_out) {
-  using Strided = Eigen::Map<const Matrix, 0, Eigen::OuterStride<>>;
-  const Strided Q(q, seq_len, head_dim, Eigen::OuterStride<>(row_stride_q));
-  const Strided K(k, seq_len, head_dim, Eigen::OuterStride<>(row_stride_kv));
-  const Strided V(v, seq_len, head_dim, Eigen::OuterStride<>(row_stride_kv));
-  Eigen::Map<Matrix, 0, Eigen::OuterStride<>> O(out, seq_len, head_dim, Eigen::OuterStride<>(row_stride_out));
-  Matrix scores = (Q * K.transpose()) * scale;  // [S, S]; only the lower triangle is used
-  for (int i = 0; i < seq_len; ++i) {
+void causal_attention(const ConstRows& Q, const ConstRows& K, const ConstRows& V, Eigen::Index first_position,
+                      float scale, Rows O) {
+  const Eigen::Index queries = Q.rows(), keys = K.rows();
+  EKV_CHECK(first_position + queries <= keys, "attention: ", queries, " queries from position ", first_position,
+            " need ", first_position + queries, " keys, found ", keys);
+  Matrix scores = (Q * K.transpose()) * scale;  // [S, T]; row s uses keys [0, first_position + s]
+  for (Eigen::Index i = 0; i < queries; ++i) {
     float* row = scores.row(i).data();
+    const Eigen::Index last = first_position + i;
     float peak = row[0];
-    for (int j = 1; j <= i; ++j) peak = std::max(peak, row[j]);
+    for (Eigen::Index j = 1; j <= last; ++j) peak = std::max(peak, row[j]);
     double total = 0;
-    for (int j = 0; j <= i; ++j) {
+    for (Eigen::Index j = 0; j <= last; ++j) {
       row[j] = std::exp(row[j] - peak);
       total += row[j];
     }
     const float inverse = float(1.0 / total);
-    for (int j = 0; j <= i; ++j) row[j] *= inverse;
-    for (int j = i + 1; j < seq_len; ++j) row[j] = 0.0f;
+    for (Eigen::Index j = 0; j <= last; ++j) row[j] *= inverse;
+    for (Eigen::Index j = last + 1; j < keys; ++j) row[j] = 0.0f;
   }
   O.noalias() = scores * V;
+}
+
+void causal_attention_head(const float* q, const float* k, const float* v, int seq_len, int head_dim,
+                           Eigen::Index row_stride_q, Eigen::Index row_stride_kv, float scale, float* out,
+                           Eigen::Index row_stride_out) {
+  causal_attention(ConstRows(q, seq_len, head_dim, Eigen::OuterStride<>(row_stride_q)),
+                   ConstRows(k, seq_len, head_dim, Eigen::OuterStride<>(row_stride_kv)),
+                   ConstRows(v, seq_len, head_dim, Eigen::OuterStride<>(row_stride_kv)), 0, scale,
+                   Rows(out, seq_len, head_dim, Eigen::OuterStride<>(row_stride_out)));
 }
 
 StandardAttention::StandardAttention(const ModelConfig& config, std::shared_ptr<const RopeTable> rope)
@@ -87,12 +95,24 @@ Forward::Forward(const ModelSource& model)
       globals_{model.matrix(kEmbeddingName), model.vector(kFinalNormName), Matrix()},
       rope_(std::make_shared<RopeTable>(rope_frequencies(model.config()), model.config().context)),
       standard_(std::make_shared<StandardAttention>(model.config(), rope_)),
-      attention_(std::size_t(model.config().layers)) {}
+      attention_(std::size_t(model.config().layers)) {
+  // An EliteKV model (ekv-export) attends from its compressed cache in every layer.
+  if (model.config().elitekv.enabled())
+    for (int l = 0; l < model.config().layers; ++l)
+      attention_[std::size_t(l)] = std::make_shared<CompressedAttention>(model.config(), rope_, l);
+}
+
+std::shared_ptr<AttentionImpl> Forward::attention(int layer) const {
+  EKV_CHECK(layer >= 0 && layer < config().layers, "attention: layer ", layer, " out of range");
+  return attention_[std::size_t(layer)] ? attention_[std::size_t(layer)] : standard_;
+}
 
 void Forward::set_attention(int layer, std::shared_ptr<AttentionImpl> attention) {
   EKV_CHECK(layer >= 0 && layer < config().layers, "set_attention: layer ", layer, " out of range");
   attention_[std::size_t(layer)] = std::move(attention);
 }
+
+std::shared_ptr<const RopeTable> Forward::rope() const { return rope_; }
 
 const LayerWeights& Forward::layer_weights(int layer, LayerWeights& scratch) {
   if (!keep_weights_) return scratch = model_.layer(layer);

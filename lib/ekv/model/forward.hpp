@@ -3,7 +3,7 @@
 //
 // Two extension points: a capture hook that sees each layer's attention input x (after
 // RMSNorm) and q/k/v, and a per-layer attention implementation that can be swapped (the
-// compressed EliteKV attention plugs in there).
+// compressed EliteKV attention plugs in there, by itself for a model written by ekv-export).
 #pragma once
 
 #include <cstdint>
@@ -58,6 +58,14 @@ void causal_attention_head(const float* q, const float* k, const float* v, int s
                            Eigen::Index row_stride_q, Eigen::Index row_stride_kv, float scale, float* out,
                            Eigen::Index row_stride_out);
 
+// The general form: q [S, dq] at positions first_position + s attends the keys k [T, dq] at
+// positions t ≤ first_position + s, with values v [T, dv]; out [S, dv]. Strided row views allow
+// head slices of wider matrices.
+using ConstRows = Eigen::Map<const Matrix, 0, Eigen::OuterStride<>>;
+using Rows = Eigen::Map<Matrix, 0, Eigen::OuterStride<>>;
+void causal_attention(const ConstRows& q, const ConstRows& k, const ConstRows& v, Eigen::Index first_position,
+                      float scale, Rows out);
+
 void rms_norm(const Matrix& x, const Vector& weight, double eps, Matrix& out);
 
 class Forward {
@@ -66,6 +74,9 @@ class Forward {
 
   const ModelConfig& config() const { return model_.config(); }
   void set_attention(int layer, std::shared_ptr<AttentionImpl> attention);  // nullptr: standard
+  // The layer's attention: a CompressedAttention for every layer of an EliteKV model.
+  std::shared_ptr<AttentionImpl> attention(int layer) const;
+  std::shared_ptr<const RopeTable> rope() const;
   void set_capture(CaptureHook capture) { capture_ = std::move(capture); }
   // Keep every layer's weights after first use (small models, repeated batches).
   void set_keep_weights(bool keep) { keep_weights_ = keep; }

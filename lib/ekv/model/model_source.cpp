@@ -114,14 +114,26 @@ LayerWeights ModelSource::layer(int index) const {
   weights.index = index;
   weights.attn_norm = vector("input_layernorm");
   weights.wq = matrix("self_attn.q_proj");
-  weights.wk = matrix("self_attn.k_proj");
-  weights.wv = matrix("self_attn.v_proj");
+  if (config_.elitekv.enabled()) {
+    weights.wk_rope = matrix("self_attn.k_rope_proj");
+    weights.kv_a = matrix("self_attn.kv_a_proj");
+    weights.k_b = matrix("self_attn.k_b_proj");
+    weights.v_b = matrix("self_attn.v_b_proj");
+  } else {
+    weights.wk = matrix("self_attn.k_proj");
+    weights.wv = matrix("self_attn.v_proj");
+  }
   weights.wo = matrix("self_attn.o_proj");
   weights.ffn_norm = vector("post_attention_layernorm");
   weights.w_gate = matrix("mlp.gate_proj");
   weights.w_up = matrix("mlp.up_proj");
   weights.w_down = matrix("mlp.down_proj");
   return weights;
+}
+
+void require_original_attention(const ModelSource& model, const std::string& tool) {
+  EKV_CHECK(!model.config().elitekv.enabled(), model.path().string(), ": already an EliteKV model (ekv-export); ",
+            tool, " starts from the original model");
 }
 
 GlobalWeights ModelSource::globals() const {

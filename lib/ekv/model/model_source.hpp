@@ -66,6 +66,10 @@ class ModelSource {
   std::string fingerprint_;
 };
 
+// Fails naming the model unless it has ordinary attention (calibration, RoPE search, J-LRD and
+// export start from the original model, not from an ekv-export folder).
+void require_original_attention(const ModelSource& model, const std::string& tool);
+
 std::unique_ptr<ModelSource> open_gguf_model(const std::filesystem::path& path);
 std::unique_ptr<ModelSource> open_hf_model(const std::filesystem::path& folder);
 

@@ -41,8 +41,16 @@ std::vector<ExpectedTensor> expected_tensors(const ModelConfig& c) {
   for (int l = 0; l < c.layers; ++l) {
     tensors.push_back({layer_tensor_name(l, "input_layernorm"), {d}});
     tensors.push_back({layer_tensor_name(l, "self_attn.q_proj"), {q, d}});
-    tensors.push_back({layer_tensor_name(l, "self_attn.k_proj"), {kv, d}});
-    tensors.push_back({layer_tensor_name(l, "self_attn.v_proj"), {kv, d}});
+    if (c.elitekv.enabled()) {
+      const std::int64_t rope_rows = 2LL * c.elitekv.r * c.kv_heads, rank = c.elitekv.kv_rank[std::size_t(l)];
+      tensors.push_back({layer_tensor_name(l, "self_attn.k_rope_proj"), {rope_rows, d}});
+      tensors.push_back({layer_tensor_name(l, "self_attn.kv_a_proj"), {rank, d}});
+      tensors.push_back({layer_tensor_name(l, "self_attn.k_b_proj"), {kv - rope_rows, rank}});
+      tensors.push_back({layer_tensor_name(l, "self_attn.v_b_proj"), {kv, rank}});
+    } else {
+      tensors.push_back({layer_tensor_name(l, "self_attn.k_proj"), {kv, d}});
+      tensors.push_back({layer_tensor_name(l, "self_attn.v_proj"), {kv, d}});
+    }
     tensors.push_back({layer_tensor_name(l, "self_attn.o_proj"), {d, q}});
     tensors.push_back({layer_tensor_name(l, "post_attention_layernorm"), {d}});
     tensors.push_back({layer_tensor_name(l, "mlp.gate_proj"), {c.ffn, d}});

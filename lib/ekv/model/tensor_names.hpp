@@ -25,7 +25,8 @@ inline const std::string kOutputName = "lm_head.weight";
 // GGUF name -> canonical name; nullopt for tensors ekv does not use.
 std::optional<std::string> canonical_from_gguf(const std::string& gguf_name);
 
-// Every tensor a model with this config must have, with its row-major shape.
+// Every tensor a model with this config must have (an EliteKV model: k_rope_proj, kv_a_proj,
+// k_b_proj and v_b_proj instead of k_proj and v_proj), with its row-major shape.
 struct ExpectedTensor {
   std::string name;
   std::vector<std::int64_t> shape;

@@ -3,14 +3,11 @@
 #include <algorithm>
 
 #include "ekv/core/error.hpp"
+#include "ekv/io/artifact_matrix.hpp"
 
 namespace ekv {
 
 namespace fs = std::filesystem;
-
-namespace {
-std::string layer_path(int layer, const char* name) { return "/layers/" + std::to_string(layer) + "/" + name; }
-}  // namespace
 
 void write_rope(const RopeData& data, const fs::path& path, const std::string& model_fingerprint,
                 const std::vector<ArtifactInput>& inputs) {
@@ -28,9 +25,9 @@ void write_rope(const RopeData& data, const fs::path& path, const std::string& m
                   elite.begin() + (std::ptrdiff_t(j) * r_max + (r - 1)) * r_max);
     }
     const auto G = std::uint64_t(g), R = std::uint64_t(r_max);
-    writer.write(layer_path(layer.layer, "order"), std::span<const std::int32_t>(order), {G, R});
-    writer.write(layer_path(layer.layer, "elite"), std::span<const std::int32_t>(elite), {G, R, R});
-    writer.write(layer_path(layer.layer, "distance"), std::span<const double>(distance), {G, R + 1});
+    writer.write(layer_dataset(layer.layer, "order"), std::span<const std::int32_t>(order), {G, R});
+    writer.write(layer_dataset(layer.layer, "elite"), std::span<const std::int32_t>(elite), {G, R, R});
+    writer.write(layer_dataset(layer.layer, "distance"), std::span<const double>(distance), {G, R + 1});
   }
   writer.set_attribute("/", "method", select_method_name(data.options.method));
   writer.set_attribute("/", "objective", objective_name(data.options.objective));
@@ -70,9 +67,9 @@ RopeData read_rope(const fs::path& path, Provenance* provenance) {
   for (int l = data.layer_begin; l < data.layer_end; ++l) {
     LayerSelection layer;
     layer.layer = l;
-    const auto order = reader.read_i32(layer_path(l, "order"), {g, r_max});
-    const auto elite = reader.read_i32(layer_path(l, "elite"), {g, r_max, r_max});
-    const auto distance = reader.read_f64(layer_path(l, "distance"), {g, r_max + 1});
+    const auto order = reader.read_i32(layer_dataset(l, "order"), {g, r_max});
+    const auto elite = reader.read_i32(layer_dataset(l, "elite"), {g, r_max, r_max});
+    const auto distance = reader.read_f64(layer_dataset(l, "distance"), {g, r_max + 1});
     for (int j = 0; j < g; ++j) {
       layer.order.emplace_back(order.begin() + std::ptrdiff_t(j) * r_max, order.begin() + std::ptrdiff_t(j + 1) * r_max);
       layer.distance.emplace_back(distance.begin() + std::ptrdiff_t(j) * (r_max + 1),
@@ -83,7 +80,7 @@ RopeData read_rope(const fs::path& path, Provenance* provenance) {
         std::vector<int> set(row, row + r);
         for (std::size_t i = 0; i < set.size(); ++i)
           EKV_CHECK(set[i] >= 0 && set[i] < data.chunks && (i == 0 || set[i] > set[i - 1]), file, ":",
-                    layer_path(l, "elite"), ": KV head ", j, ", r = ", r, ": chunks must be distinct, ascending and in [0, ",
+                    layer_dataset(l, "elite"), ": KV head ", j, ", r = ", r, ": chunks must be distinct, ascending and in [0, ",
                     data.chunks, ")");
         sets.push_back(std::move(set));
       }

@@ -95,6 +95,7 @@ void run_calibrate(const CalibrateOptions& options) {
   options.check();
   set_compute_threads(options.threads);
   const auto model = ModelSource::open(options.model);
+  require_original_attention(*model, "ekv-calibrate");
   const ModelConfig& config = model->config();
   EKV_CHECK(options.seq_len <= config.context, "--seq-len ", options.seq_len, " exceeds the model context ",
             config.context);

@@ -2,8 +2,15 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
+#include "ekv/check/decode_check.hpp"
+#include "ekv/check/fidelity.hpp"
 #include "ekv/check/perplexity.hpp"
+#include "ekv/compressed/decode_pack.hpp"
+#include "ekv/core/atomic_output.hpp"
+#include "ekv/core/version.hpp"
 #include "ekv/core/error.hpp"
 #include "ekv/core/log.hpp"
 #include "ekv/core/read_file.hpp"
@@ -15,6 +22,15 @@
 namespace ekv {
 
 namespace fs = std::filesystem;
+
+namespace {
+std::vector<std::int32_t> tokenize_text(const std::string& model_path, const std::string& text_path) {
+  const Tokenizer tokenizer = Tokenizer::for_model(model_path);
+  std::vector<std::int32_t> tokens = tokenizer.encode(read_file(text_path));
+  log::info(cat("tokenized ", text_path, ": ", tokens.size(), " tokens"));
+  return tokens;
+}
+}  // namespace
 
 void PplOptions::register_with(CLI::App& command) {
   command.add_option("--model,-m", model, "A .gguf file or an HF folder (with tokenizer.json)")->required();
@@ -40,9 +56,7 @@ void run_check_ppl(const PplOptions& options) {
   const auto model = ModelSource::open(options.model);
   EKV_CHECK(options.window <= model->config().context, "--window ", options.window, " exceeds the model context ",
             model->config().context);
-  const Tokenizer tokenizer = Tokenizer::for_model(options.model);
-  const std::vector<std::int32_t> tokens = tokenizer.encode(read_file(options.text));
-  log::info(cat("tokenized ", options.text, ": ", tokens.size(), " tokens"));
+  const std::vector<std::int32_t> tokens = tokenize_text(options.model, options.text);
   Forward forward(*model);
   forward.set_keep_weights(true);
   const PerplexityResult result = perplexity(forward, tokens, {options.window, options.max_windows, options.batch});
@@ -50,6 +64,159 @@ void run_check_ppl(const PplOptions& options) {
               result.mean_nll(), (long long)result.scored, result.windows, result.window,
               (long long)result.text_tokens);
   std::fflush(stdout);
+}
+
+
+namespace {
+// Elements cached per token over all layers: 2·G·d_h per layer, or G·2r + d_kv when compressed.
+std::int64_t cache_elements_per_token(const ModelConfig& c) {
+  std::int64_t total = 0;
+  for (int l = 0; l < c.layers; ++l)
+    total += c.elitekv.enabled() ? 2LL * c.elitekv.r * c.kv_heads + c.elitekv.kv_rank[std::size_t(l)]
+                                 : 2LL * c.kv_heads * c.head_dim;
+  return total;
+}
+}  // namespace
+
+void CompareOptions::register_with(CLI::App& command) {
+  command.add_option("--model,-m", model, "The original model (.gguf or HF folder)")->required();
+  command.add_option("--compressed,-c", compressed, "The ekv-export folder")->required();
+  command.add_option("--text,-t", text, "Held-out UTF-8 text (e.g. the evaluation corpus)")->required();
+  command.add_option("--window", window, "Tokens per window; every token but the first is scored")
+      ->capture_default_str();
+  command.add_option("--max-windows", max_windows, "Windows to score (0: every full window)")->capture_default_str();
+  command.add_option("--batch", batch, "Windows per forward pass")->capture_default_str();
+  command.add_option("--threads", threads, "Compute threads (0: library defaults)")->capture_default_str();
+  command.add_option("--output,-o", output, "report.json")->required();
+}
+
+void CompareOptions::check() const {
+  EKV_CHECK(window >= 2, "--window ", window, ": must be at least 2");
+  EKV_CHECK(max_windows >= 0, "--max-windows ", max_windows, ": must not be negative");
+  EKV_CHECK(batch >= 1, "--batch ", batch, ": must be at least 1");
+  EKV_CHECK(fs::is_regular_file(text), text, ": no such text file");
+}
+
+void run_check_compare(const CompareOptions& options) {
+  options.check();
+  set_compute_threads(options.threads);
+  const auto original = ModelSource::open(options.model);
+  const auto compressed = ModelSource::open(options.compressed);
+  EKV_CHECK(compressed->config().elitekv.enabled(), options.compressed, ": config.json: not an EliteKV model "
+            "(model_type ", kEliteKvModelType, " with elitekv_* fields); make one with ekv-export");
+  require_original_attention(*original, "--model of ekv-check compare");
+  const std::vector<std::int32_t> tokens = tokenize_text(options.model, options.text);
+  const FidelityResult result =
+      compare_models(*original, *compressed, tokens, {options.window, options.max_windows, options.batch});
+
+  const ModelConfig& cc = compressed->config();
+  const std::int64_t full = cache_elements_per_token(original->config()), kept = cache_elements_per_token(cc);
+  const double ratio = double(kept) / double(full);
+  double mean_layer = 0;
+  for (double e : result.layer_error) mean_layer += e / double(result.layer_error.size());
+
+  std::printf("| layer | attention-block error |\n|---|---|\n");
+  for (std::size_t l = 0; l < result.layer_error.size(); ++l) std::printf("| %zu | %.4f |\n", l, result.layer_error[l]);
+  std::printf("\n| model | ppl | cache elements/token | cache bytes/token (fp16) |\n|---|---|---|---|\n");
+  std::printf("| original | %.4f | %lld | %lld |\n", result.original.perplexity(), (long long)full, (long long)full * 2);
+  std::printf("| compressed (r=%d) | %.4f | %lld | %lld |\n", cc.elitekv.r, result.compressed.perplexity(),
+              (long long)kept, (long long)kept * 2);
+  std::printf("\nmean KL(orig‖comp) = %.5f nats, top-1 agreement = %.2f %%, cache ratio = %.4f, %d windows × %d\n",
+              result.mean_kl(), 100 * result.top1(), ratio, result.original.windows, options.window);
+
+  nlohmann::json report = {
+      {"model", options.model},
+      {"compressed", options.compressed},
+      {"text", options.text},
+      {"window", options.window},
+      {"windows", result.original.windows},
+      {"scored_tokens", result.original.scored},
+      {"r", cc.elitekv.r},
+      {"kv_rank", cc.elitekv.kv_rank},
+      {"layer_error", result.layer_error},
+      {"mean_layer_error", mean_layer},
+      {"ppl_original", result.original.perplexity()},
+      {"ppl_compressed", result.compressed.perplexity()},
+      {"mean_kl", result.mean_kl()},
+      {"top1_agreement", result.top1()},
+      {"cache_elements_per_token", {{"original", full}, {"compressed", kept}}},
+      {"cache_bytes_per_token_fp16", {{"original", 2 * full}, {"compressed", 2 * kept}}},
+      {"cache_ratio", ratio},
+      {"producer", std::string(version())},
+  };
+  AtomicOutput out(options.output);
+  {
+    std::ofstream file(out.temp_path());
+    file << report.dump(2) << "\n";
+    EKV_CHECK(file.good(), options.output, ": write failed");
+  }
+  out.commit();
+  std::printf("final: ppl_original=%.4f ppl_compressed=%.4f kl=%.5f top1=%.4f cache_ratio=%.4f mean_layer_error=%.4f "
+              "report=%s\n",
+              result.original.perplexity(), result.compressed.perplexity(), result.mean_kl(), result.top1(), ratio,
+              mean_layer, options.output.c_str());
+  std::fflush(stdout);
+}
+
+void DecodeOptions::register_with(CLI::App& command) {
+  command.add_option("--compressed,-c", compressed, "The ekv-export folder")->required();
+  command.add_option("--model,-m", model, "The original model, to report KL / top-1 of the decoded positions");
+  command.add_option("--pack", pack, "decode-pack.h5 (default: the export's own; 'none' skips the pack path)");
+  command.add_option("--text,-t", text, "UTF-8 text: the prompt and the teacher-forced tokens")->required();
+  command.add_option("--prompt", prompt, "Tokens put into the cache first")->capture_default_str();
+  command.add_option("--steps", steps, "Decoding steps, one token each")->capture_default_str();
+  command.add_option("--tolerance", tolerance, "Max |Δlogit| / max |logit| allowed against the prefill")
+      ->capture_default_str();
+  command.add_option("--threads", threads, "Compute threads (0: library defaults)")->capture_default_str();
+}
+
+void DecodeOptions::check() const {
+  EKV_CHECK(prompt >= 1 && steps >= 1, "--prompt and --steps must be positive");
+  EKV_CHECK(tolerance > 0, "--tolerance ", tolerance, ": must be positive");
+  EKV_CHECK(fs::is_regular_file(text), text, ": no such text file");
+}
+
+void run_check_decode(const DecodeOptions& options) {
+  options.check();
+  set_compute_threads(options.threads);
+  const auto compressed = ModelSource::open(options.compressed);
+  EKV_CHECK(compressed->config().elitekv.enabled(), options.compressed,
+            ": config.json: not an EliteKV model; make one with ekv-export");
+  std::unique_ptr<ModelSource> original;
+  if (!options.model.empty()) {
+    original = ModelSource::open(options.model);
+    require_original_attention(*original, "--model of ekv-check decode");
+  }
+  std::unique_ptr<ArtifactReader> pack;
+  const std::string pack_path =
+      options.pack.empty() ? (fs::path(options.compressed) / "decode-pack.h5").string() : options.pack;
+  if (pack_path != "none") {
+    pack = std::make_unique<ArtifactReader>(pack_path, "decode-pack", kDecodePackFormatVersion);
+    pack->require_model(compressed->fingerprint(), options.compressed);
+  }
+  const std::vector<std::int32_t> tokens = tokenize_text(options.compressed, options.text);
+  const DecodeCheckResult result =
+      check_decode(*compressed, original.get(), pack.get(), tokens, {options.prompt, options.steps});
+  std::printf("| path | max |Δlogit| / max |logit| vs prefill | top-1 = prefill |\n|---|---|---|\n");
+  bool ok = true;
+  for (const auto& p : result.paths) {
+    std::printf("| %s | %.3g | %d / %d |\n", p.path, p.max_relative_diff, p.top1_agree, result.steps);
+    ok = ok && p.max_relative_diff <= options.tolerance;
+  }
+  const ModelConfig& c = compressed->config();
+  const std::int64_t full = 2LL * c.kv_heads * c.head_dim * c.layers * (options.prompt + options.steps);
+  std::printf("\ncache after %d tokens: %lld elements (a full K/V cache: %lld, ratio %.4f)\n",
+              options.prompt + options.steps, (long long)result.cache_elements, (long long)full,
+              double(result.cache_elements) / double(full));
+  if (original)
+    std::printf("vs the original model: mean KL %.5f nats, top-1 agreement %.1f %%\n", result.kl_vs_original,
+                100 * result.top1_vs_original);
+  double worst = 0;
+  for (const auto& p : result.paths) worst = std::max(worst, p.max_relative_diff);
+  std::printf("final: decode steps=%d paths=%zu max_rel_diff=%.3g tolerance=%.1g %s\n", result.steps,
+              result.paths.size(), worst, options.tolerance, ok ? "agree" : "DISAGREE");
+  std::fflush(stdout);
+  EKV_CHECK(ok, "decode: a path differs from the compressed prefill by ", worst, " > tolerance ", options.tolerance);
 }
 
 }  // namespace ekv

@@ -15,6 +15,7 @@
 #include "ekv/core/layer_range.hpp"
 #include "ekv/core/log.hpp"
 #include "ekv/core/progress.hpp"
+#include "ekv/io/artifact_matrix.hpp"
 #include "ekv/lrd/attention_error.hpp"
 #include "ekv/lrd/layer_factors.hpp"
 #include "ekv/model/linear.hpp"
@@ -25,8 +26,6 @@
 namespace ekv {
 
 namespace fs = std::filesystem;
-
-inline constexpr std::int64_t kJlrdFormatVersion = 1;
 
 namespace {
 template <class T>
@@ -81,7 +80,6 @@ void JlrdOptions::check() const {
 }
 
 namespace {
-std::string layer_path(int layer, const char* name) { return "/layers/" + std::to_string(layer) + "/" + name; }
 
 std::vector<float> as_floats(const MatrixD& m) {
   std::vector<float> out(std::size_t(m.size()));
@@ -125,22 +123,22 @@ void write_layer_factors(ArtifactWriter& writer, int layer, const LayerFactors& 
   const auto rank = std::uint64_t(low.a.rows()), hidden = std::uint64_t(low.a.cols());
   const int keys = f.layout().key_rows;
   const auto values = std::uint64_t(low.b.rows() - keys);
-  writer.write(layer_path(layer, "a"), std::span<const float>(as_floats(low.a)), {rank, hidden});
-  writer.write(layer_path(layer, "b_k"), std::span<const float>(as_floats(low.b.topRows(keys))),
+  writer.write(layer_dataset(layer, "a"), std::span<const float>(as_floats(low.a)), {rank, hidden});
+  writer.write(layer_dataset(layer, "b_k"), std::span<const float>(as_floats(low.b.topRows(keys))),
                {std::uint64_t(keys), rank});
-  writer.write(layer_path(layer, "b_v"), std::span<const float>(as_floats(low.b.bottomRows(Eigen::Index(values)))),
+  writer.write(layer_dataset(layer, "b_v"), std::span<const float>(as_floats(low.b.bottomRows(Eigen::Index(values)))),
                {values, rank});
   std::vector<std::int32_t> key_dims;
   for (int k = 0; k < keys; ++k) {
     key_dims.push_back(f.layout().rows[std::size_t(k)].head);
     key_dims.push_back(f.layout().rows[std::size_t(k)].dim);
   }
-  writer.write(layer_path(layer, "key_dims"), std::span<const std::int32_t>(key_dims), {std::uint64_t(keys), 2});
+  writer.write(layer_dataset(layer, "key_dims"), std::span<const std::int32_t>(key_dims), {std::uint64_t(keys), 2});
   const Eigen::VectorXd sigma = f.singular_values();
-  writer.write(layer_path(layer, "sigma"), std::span<const double>(sigma.data(), std::size_t(sigma.size())),
+  writer.write(layer_dataset(layer, "sigma"), std::span<const double>(sigma.data(), std::size_t(sigma.size())),
                {std::uint64_t(sigma.size())});
-  writer.set_attribute(layer_path(layer, "a"), "alpha", f.alpha());
-  writer.set_attribute(layer_path(layer, "a"), "lambda", f.lambda());
+  writer.set_attribute(layer_dataset(layer, "a"), "alpha", f.alpha());
+  writer.set_attribute(layer_dataset(layer, "a"), "lambda", f.lambda());
 }
 
 void write_sweep_csv(const std::vector<SweepRow>& table, const AtomicOutput& output, const fs::path& path) {
@@ -158,6 +156,7 @@ void run_jlrd(const JlrdOptions& options) {
   options.check();
   set_compute_threads(options.threads);
   const auto model = ModelSource::open(options.model);
+  require_original_attention(*model, "ekv-jlrd");
   const ModelConfig& c = model->config();
   Provenance rope_provenance;
   const RopeData rope = read_rope(options.rope, &rope_provenance);

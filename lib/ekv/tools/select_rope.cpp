@@ -99,6 +99,7 @@ ModelAndCalib open_model_and_calib(const std::string& model_path, const std::str
   set_compute_threads(threads);
   ModelAndCalib opened;
   opened.model = ModelSource::open(model_path);
+  require_original_attention(*opened.model, "ekv-select-rope");
   opened.reader = std::make_unique<ArtifactReader>(calib_path, "calib", kCalibFormatVersion);
   opened.reader->require_model(opened.model->fingerprint(), model_path);
   opened.header = read_calib_header(*opened.reader);

@@ -1,0 +1,98 @@
+#include "ekv/compressed/compression_plan.hpp"
+
+#include "ekv/core/error.hpp"
+#include "ekv/io/artifact_matrix.hpp"
+#include "ekv/lrd/joint_matrix.hpp"
+#include "ekv/lrd/layer_factors.hpp"
+#include "ekv/rope/rope_file.hpp"
+
+namespace ekv {
+
+namespace fs = std::filesystem;
+
+
+CompressionPlan::CompressionPlan(const ModelSource& model, const fs::path& rope_path, const fs::path& jlrd_path)
+    : model_(model), config_(model.config()), jlrd_(jlrd_path, "jlrd", kJlrdFormatVersion) {
+  const ModelConfig& c = model.config();
+  require_original_attention(model, "ekv-export");
+  Provenance rope_provenance;
+  const RopeData rope = read_rope(rope_path, &rope_provenance);
+  EKV_CHECK(rope_provenance.model_fingerprint == model.fingerprint(), rope_path.string(),
+            ": model_fingerprint: made from another model than ", model.path().string());
+  jlrd_.require_model(model.fingerprint(), model.path().string());
+  // jlrd.h5 records the sha256 of the rope file it used: it must be this one.
+  const ArtifactInput rope_input = file_input(rope_path, "rope");
+  bool chained = false;
+  std::string used;
+  for (const auto& input : jlrd_.provenance().inputs)
+    if (input.type == "rope") {
+      used = input.path + " (" + input.digest.substr(0, 19) + "…)";
+      chained = input.digest == rope_input.digest;
+    }
+  EKV_CHECK(chained, jlrd_path.string(), ": inputs: factored with the elite chunks of ", used.empty() ? "no rope file" : used,
+            ", not of ", rope_path.string(), " (", rope_input.digest.substr(0, 19), "…)");
+
+  const int r = int(jlrd_.int_attribute("/", "r"));
+  const int begin = int(jlrd_.int_attribute("/", "layer_begin")), end = int(jlrd_.int_attribute("/", "layer_end"));
+  EKV_CHECK(begin == 0 && end == c.layers, jlrd_path.string(), ": factors layers ", begin, ":", end,
+            "; an export needs every layer 0:", c.layers, " (merge or re-run ekv-jlrd without --layers)");
+  EKV_CHECK(rope.layer_begin == 0 && rope.layer_end == c.layers && r <= rope.options.r_max, rope_path.string(),
+            ": holds layers ", rope.layer_begin, ":", rope.layer_end, " up to r = ", rope.options.r_max,
+            "; jlrd.h5 needs r = ", r, " for layers 0:", c.layers);
+  const int G = c.kv_heads, dh = c.head_dim;
+  config_.elitekv.r = r;
+  for (int l = 0; l < c.layers; ++l) {
+    std::vector<std::vector<int>> elite(static_cast<std::size_t>(G));
+    if (r > 0)
+      for (int j = 0; j < G; ++j) elite[std::size_t(j)] = rope.layers[std::size_t(l)].sets[std::size_t(j)][std::size_t(r - 1)];
+    config_.elitekv.elite.push_back(elite);
+    const DatasetInfo a = jlrd_.info(layer_dataset(l, "a"));
+    EKV_CHECK(a.shape.size() == 2 && a.shape[1] == std::uint64_t(c.hidden), jlrd_path.string(), ": ",
+              layer_dataset(l, "a"), ": expected [d_kv, ", c.hidden, "]");
+    config_.elitekv.kv_rank.push_back(int(a.shape[0]));
+  }
+  config_.validate(jlrd_path.string());
+  // B_k rows must be the non-elite dims of each head in ascending order (JointLayout's order).
+  for (int l = 0; l < c.layers; ++l) {
+    const auto key_dims = jlrd_.read_i32(layer_dataset(l, "key_dims"), {std::int64_t(G) * (dh - 2 * r), 2});
+    std::size_t row = 0;
+    for (int j = 0; j < G; ++j)
+      for (int dim : config_.elitekv.rest_dims(l, j, dh)) {
+        EKV_CHECK(key_dims[2 * row] == j && key_dims[2 * row + 1] == dim, jlrd_path.string(), ": ",
+                  layer_dataset(l, "key_dims"), " row ", row, ": (head ", key_dims[2 * row], ", dim ", key_dims[2 * row + 1],
+                  ") but the elite chunks of ", rope_path.string(), " at r = ", r, " leave (head ", j, ", dim ", dim, ")");
+        ++row;
+      }
+  }
+  inputs_ = {{model.path().string(), model.format(), "fingerprint:" + model.fingerprint()}, rope_input,
+             file_input(jlrd_path, "jlrd")};
+}
+
+LayerWeights CompressionPlan::layer(int index) const {
+  LayerWeights w = model_.layer(index);
+  const int G = config_.kv_heads, dh = config_.head_dim, r = config_.elitekv.r, half = dh / 2, d = config_.hidden;
+  const int rank = config_.elitekv.kv_rank[std::size_t(index)];
+  w.wk_rope.resize(Eigen::Index(2) * r * G, d);
+  for (int j = 0; j < G; ++j) {
+    const auto& chunks = config_.elitekv.elite[std::size_t(index)][std::size_t(j)];
+    for (int i = 0; i < r; ++i) {
+      w.wk_rope.row(j * 2 * r + i) = w.wk.row(j * dh + chunks[std::size_t(i)]);
+      w.wk_rope.row(j * 2 * r + r + i) = w.wk.row(j * dh + chunks[std::size_t(i)] + half);
+    }
+  }
+  w.kv_a = read_matrix(jlrd_, layer_dataset(index, "a"), rank, d);
+  w.k_b = read_matrix(jlrd_, layer_dataset(index, "b_k"), std::int64_t(G) * (dh - 2 * r), rank);
+  w.v_b = read_matrix(jlrd_, layer_dataset(index, "b_v"), std::int64_t(G) * dh, rank);
+  w.wk.resize(0, 0);
+  w.wv.resize(0, 0);
+  return w;
+}
+
+double CompressionPlan::cache_ratio() const {
+  double sum = 0;
+  for (int rank : config_.elitekv.kv_rank)
+    sum += ekv::cache_ratio(config_.elitekv.r, config_.kv_heads, config_.head_dim, rank);
+  return sum / config_.layers;
+}
+
+}  // namespace ekv

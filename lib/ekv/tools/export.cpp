@@ -1,0 +1,100 @@
+#include "ekv/tools/export.hpp"
+
+#include <cstdio>
+#include <filesystem>
+
+#include "ekv/compressed/compression_plan.hpp"
+#include "ekv/compressed/decode_pack.hpp"
+#include "ekv/compressed/python_sources.hpp"
+#include "ekv/core/error.hpp"
+#include "ekv/model/hf_writer.hpp"
+#include "ekv/model/tensor_names.hpp"
+
+namespace ekv {
+
+namespace fs = std::filesystem;
+
+void ExportOptions::register_with(CLI::App& app) {
+  app.add_option("--model,-m", model, "The original model (.gguf file or HF folder)")->required();
+  app.add_option("--rope", rope, "rope.h5 from ekv-select-rope: the one ekv-jlrd used")->required();
+  app.add_option("--jlrd", jlrd, "jlrd.h5 from ekv-jlrd: the factors of every layer")->required();
+  app.add_option("--dtype", dtype, "Weight dtype of model.safetensors")
+      ->check(CLI::IsMember({"f32", "f16", "bf16"}))
+      ->capture_default_str();
+  app.add_option("--cache-dtype", cache_dtype, "Cache dtype a decode kernel should use (recorded in the pack)")
+      ->check(CLI::IsMember({"f32", "f16", "bf16"}))
+      ->capture_default_str();
+  app.add_option("--pack-positions", pack_positions, "Positions covered by the pack's RoPE tables")
+      ->capture_default_str();
+  app.add_option("--output,-o", output, "Output folder (replaced atomically if it exists)")->required();
+}
+
+void ExportOptions::check() const {
+  EKV_CHECK(pack_positions >= 1, "--pack-positions ", pack_positions, ": must be positive");
+  const auto normal = [](const std::string& p) { return fs::absolute(fs::path(p)).lexically_normal(); };
+  for (const auto& input : {model, rope, jlrd})
+    EKV_CHECK(normal(output) != normal(input), output, ": output would overwrite the input ", input);
+}
+
+namespace {
+// The values of one layer tensor of the compressed model, by its HF suffix.
+std::vector<float> layer_tensor(const LayerWeights& w, const std::string& suffix) {
+  auto values = [](const auto& m) { return std::vector<float>(m.data(), m.data() + m.size()); };
+  if (suffix == "input_layernorm") return values(w.attn_norm);
+  if (suffix == "post_attention_layernorm") return values(w.ffn_norm);
+  if (suffix == "self_attn.q_proj") return values(w.wq);
+  if (suffix == "self_attn.o_proj") return values(w.wo);
+  if (suffix == "self_attn.k_rope_proj") return values(w.wk_rope);
+  if (suffix == "self_attn.kv_a_proj") return values(w.kv_a);
+  if (suffix == "self_attn.k_b_proj") return values(w.k_b);
+  if (suffix == "self_attn.v_b_proj") return values(w.v_b);
+  if (suffix == "mlp.gate_proj") return values(w.w_gate);
+  if (suffix == "mlp.up_proj") return values(w.w_up);
+  if (suffix == "mlp.down_proj") return values(w.w_down);
+  fail(cat("export: no compressed tensor ", suffix));
+}
+}  // namespace
+
+void run_export(const ExportOptions& options) {
+  options.check();
+  const auto model = ModelSource::open(options.model);
+  const CompressionPlan plan(*model, options.rope, options.jlrd);
+  const ModelConfig& c = plan.config();
+  EKV_CHECK(options.pack_positions <= c.context, "--pack-positions ", options.pack_positions,
+            " exceeds the model context ", c.context);
+  const DType dtype = options.dtype == "f16" ? DType::f16 : options.dtype == "bf16" ? DType::bf16 : DType::f32;
+
+  // Tensors are written in file order, layer after layer: one compressed layer is resident.
+  int cached_layer = -1;
+  LayerWeights cached;
+  const std::string prefix = "model.layers.";
+  CheckpointContents contents;
+  contents.config = config_to_hf(c);
+  contents.tensors = expected_tensors(c);
+  contents.load = [&](const ExpectedTensor& tensor) {
+    if (tensor.name.rfind(prefix, 0) != 0) return model->load(tensor.name);
+    const std::size_t dot = tensor.name.find('.', prefix.size());
+    const int layer = std::stoi(tensor.name.substr(prefix.size(), dot - prefix.size()));
+    if (layer != cached_layer) {
+      cached = plan.layer(layer);
+      cached_layer = layer;
+    }
+    const std::string suffix = tensor.name.substr(dot + 1, tensor.name.size() - dot - 1 - std::string(".weight").size());
+    return layer_tensor(cached, suffix);
+  };
+  contents.extra_files = elitekv_python_sources();
+  contents.finish = [&](const fs::path& folder) {
+    const auto exported = open_hf_model(folder);  // the pack names the compressed model it belongs to
+    write_decode_pack(c, [&](int l) { return plan.layer(l); }, options.pack_positions, options.cache_dtype,
+                      folder / "decode-pack.h5", exported->fingerprint(), plan.inputs());
+  };
+  write_checkpoint_folder(*model, options.output, dtype, contents);
+
+  long long latent = 0;
+  for (int rank : c.elitekv.kv_rank) latent += rank;
+  std::printf("final: export=%s r=%d mean_d_kv=%.1f cache_ratio=%.4f dtype=%s layers=%d\n", options.output.c_str(),
+              c.elitekv.r, double(latent) / c.layers, plan.cache_ratio(), options.dtype.c_str(), c.layers);
+  std::fflush(stdout);
+}
+
+}  // namespace ekv

@@ -1,0 +1,27 @@
+// ekv-export: the compressed model as an HF checkpoint (config.json with the EliteKV keys,
+// model.safetensors, tokenizer.json, PyTorch modeling files for trust_remote_code) plus the
+// decode pack (decode-pack.h5) inside the same folder (METHOD.md §6).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <string>
+
+namespace ekv {
+
+struct ExportOptions {
+  std::string model;
+  std::string rope;
+  std::string jlrd;
+  std::string dtype = "f32";        // weights of model.safetensors
+  std::string cache_dtype = "f16";  // what a decode kernel caches k_e and c in (recorded in the pack)
+  std::int64_t pack_positions = 4096;
+  std::string output;
+
+  void register_with(CLI::App& app);
+  void check() const;
+};
+
+void run_export(const ExportOptions& options);
+
+}  // namespace ekv

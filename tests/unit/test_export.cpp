@@ -1,0 +1,184 @@
+// ekv-export and the compressed attention on the planted tiny model: lossless with every chunk
+// elite at full rank; decoding from the compressed cache (absorbed, reconstruct, decode pack)
+// equals the compressed prefill; the pack's absorbed matrices are B_kᵀ W_qn; the EliteKV config
+// round-trips and is validated; inputs that do not chain are refused without leaving a folder.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "ekv/check/decode_check.hpp"
+#include "ekv/check/fidelity.hpp"
+#include "ekv/compressed/decode_pack.hpp"
+#include "ekv/model/forward.hpp"
+#include "ekv/model/model_source.hpp"
+#include "ekv/tools/export.hpp"
+#include "ekv/tools/jlrd.hpp"
+#include "ekv/tools/select_rope.hpp"
+#include "expect_error.hpp"
+#include "tiny_pipeline.hpp"
+
+namespace ekv {
+namespace {
+
+namespace fs = std::filesystem;
+
+class Export : public ::testing::Test {
+ protected:
+  std::string path(const std::string& name) const { return pipeline_.path(name); }
+
+  // jlrd.h5 at r with the given ranks (whitened, joint), then the export.
+  std::string make_export(const std::string& name, int r, std::vector<int> ranks) {
+    JlrdOptions j;
+    j.model = path("tiny.gguf");
+    j.rope = path("rope.h5");
+    j.calib = path("calib.h5");
+    j.r = r;
+    j.svd = "whitened";
+    j.ranks = std::move(ranks);
+    j.output = path(name + ".h5");
+    run_jlrd(j);
+    ExportOptions e = export_options(name);
+    run_export(e);
+    return e.output;
+  }
+  ExportOptions export_options(const std::string& name) const {
+    ExportOptions e;
+    e.model = path("tiny.gguf");
+    e.rope = path("rope.h5");
+    e.jlrd = path(name + ".h5");
+    e.pack_positions = 200;
+    e.output = path(name);
+    return e;
+  }
+  // Logits of the first `length` calibration tokens as one sequence.
+  Matrix logits(const std::string& model_path, int length) const {
+    const auto model = ModelSource::open(model_path);
+    Forward forward(*model);
+    const std::span<const std::int32_t> tokens(pipeline_.stream.data(), std::size_t(length));
+    return forward.logits(forward.hidden_states(tokens, 1, length), 0, length);
+  }
+
+  test::TinyPipeline pipeline_{"export"};
+};
+
+TEST_F(Export, LosslessWithAllChunksEliteAndFullRank) {
+  const std::string folder = make_export("lossless", 4, {16});  // n_c = 4; W_J is the 16 value rows
+  const auto compressed = ModelSource::open(folder);
+  ASSERT_TRUE(compressed->config().elitekv.enabled());
+  EXPECT_EQ(compressed->config().elitekv.kv_rank, (std::vector<int>{16, 16}));
+  const Matrix original = logits(path("tiny.gguf"), 96), ours = logits(folder, 96);
+  const double relative = (ours - original).cwiseAbs().maxCoeff() / original.cwiseAbs().maxCoeff();
+  EXPECT_LT(relative, 1e-5);  // fp32 forward; the factors are an exact fp64 SVD stored as fp32
+  const auto original_model = ModelSource::open(path("tiny.gguf"));
+  const FidelityResult fidelity = compare_models(*original_model, *compressed, pipeline_.stream, {64, 0, 2});
+  for (double error : fidelity.layer_error) EXPECT_LT(error, 1e-5);
+  EXPECT_LT(fidelity.mean_kl(), 1e-8);
+  EXPECT_EQ(fidelity.top1(), 1.0);
+  EXPECT_NEAR(fidelity.compressed.perplexity(), fidelity.original.perplexity(), 1e-4 * fidelity.original.perplexity());
+}
+
+TEST_F(Export, DecodePathsEqualThePrefillAndTheModelMoves) {
+  const std::string folder = make_export("lossy", 1, {5});
+  const auto compressed = ModelSource::open(folder);
+  const auto original = ModelSource::open(path("tiny.gguf"));
+  const ArtifactReader pack(fs::path(folder) / "decode-pack.h5", "decode-pack", kDecodePackFormatVersion);
+  const DecodeCheckResult result = check_decode(*compressed, original.get(), &pack, pipeline_.stream, {40, 64});
+  ASSERT_EQ(result.paths.size(), 3u);
+  for (const auto& p : result.paths) {
+    EXPECT_LT(p.max_relative_diff, 1e-5) << p.path;
+    EXPECT_EQ(p.top1_agree, 64) << p.path;
+  }
+  // The cache is the compressed one: per token and layer 2rG + d_kv = 2·1·2 + 5 elements.
+  EXPECT_EQ(result.cache_elements, 104LL * 2 * (4 + 5));
+  EXPECT_GT(result.kl_vs_original, 1e-4);  // rank 5 of 28 is lossy: the check would see a no-op
+}
+
+TEST_F(Export, PackHoldsTheAbsorbedQueryMatrices) {
+  const std::string folder = make_export("pack", 2, {6});
+  const auto compressed = ModelSource::open(folder);
+  const ModelConfig& c = compressed->config();
+  const ArtifactReader pack(fs::path(folder) / "decode-pack.h5", "decode-pack", kDecodePackFormatVersion);
+  pack.require_model(compressed->fingerprint(), folder);
+  const PackHeader header = read_pack_header(pack);
+  EXPECT_EQ(header.positions, 200);
+  EXPECT_EQ(header.cache_dtype, "f16");
+  for (int l = 0; l < c.layers; ++l) {
+    const PackLayer layer = read_pack_layer(pack, header, l);
+    const LayerWeights w = compressed->layer(l);
+    for (int h = 0; h < c.heads; ++h) {
+      const int j = h / c.group_size();
+      const std::vector<int> rest = c.elitekv.rest_dims(l, j, c.head_dim);
+      Matrix w_rest(Eigen::Index(rest.size()), c.hidden);
+      for (std::size_t m = 0; m < rest.size(); ++m) w_rest.row(Eigen::Index(m)) = w.wq.row(h * c.head_dim + rest[m]);
+      const Matrix expected = w.k_b.middleRows(j * Eigen::Index(rest.size()), Eigen::Index(rest.size())).transpose() * w_rest;
+      EXPECT_LT((layer.wq_absorbed[std::size_t(h)] - expected).cwiseAbs().maxCoeff(), 1e-5) << l << "/" << h;
+      const int chunk = c.elitekv.elite[std::size_t(l)][std::size_t(j)][0];
+      EXPECT_EQ(layer.wq_elite[std::size_t(h)].row(0), w.wq.row(h * c.head_dim + chunk));
+      EXPECT_EQ(layer.wq_elite[std::size_t(h)].row(2), w.wq.row(h * c.head_dim + chunk + c.head_dim / 2));
+    }
+  }
+}
+
+TEST_F(Export, EliteKvConfigRoundTripsAndIsValidated) {
+  const std::string folder = make_export("config", 2, {7});
+  const ModelConfig c = ModelSource::open(folder)->config();
+  const nlohmann::json json = config_to_hf(c);
+  EXPECT_EQ(json["model_type"], kEliteKvModelType);
+  EXPECT_EQ(json["auto_map"]["AutoModelForCausalLM"], "modeling_elitekv.EliteKVForCausalLM");
+  const ModelConfig back = config_from_hf(json, "config.json");
+  EXPECT_EQ(back.elitekv.elite, c.elitekv.elite);
+  EXPECT_EQ(back.elitekv.kv_rank, c.elitekv.kv_rank);
+  nlohmann::json bad = json;
+  bad["elitekv_elite_chunks"][0][1] = {3, 1};
+  EXPECT_EKV_ERROR(config_from_hf(bad, "bad/config.json"), "bad/config.json", "elitekv_elite_chunks[0][1]", "ascend");
+  bad = json;
+  bad["elitekv_kv_rank"] = {7};
+  EXPECT_EKV_ERROR(config_from_hf(bad, "bad/config.json"), "bad/config.json", "one entry per layer");
+  for (const char* file : {"configuration_elitekv.py", "modeling_elitekv.py", "decode-pack.h5", "model.safetensors"})
+    EXPECT_TRUE(fs::exists(fs::path(folder) / file)) << file;
+}
+
+TEST_F(Export, InputsThatDoNotChainAreRefused) {
+  make_export("base", 2, {6});
+  // A second rope file (another method): jlrd.h5 was not factored with it.
+  SelectRopeOptions select;
+  select.model = path("tiny.gguf");
+  select.calib = path("calib.h5");
+  select.method = "high";
+  select.r_max = 4;
+  select.output = path("rope-high.h5");
+  run_select_rope(select);
+  ExportOptions e = export_options("base");
+  e.rope = path("rope-high.h5");
+  e.output = path("bad");
+  EXPECT_EKV_ERROR(run_export(e), "base.h5", "inputs", "rope-high.h5");
+  // Another model.
+  test::TinyModel other = test::make_tiny_model(32);
+  other.config.rope_theta = 777;
+  test::write_file(pipeline_.dir / "other.gguf", test::tiny_model_gguf(other).build());
+  e = export_options("base");
+  e.model = path("other.gguf");
+  e.output = path("bad");
+  EXPECT_EKV_ERROR(run_export(e), "rope.h5", "another model");
+  // Factors of some layers only.
+  JlrdOptions j;
+  j.model = path("tiny.gguf");
+  j.rope = path("rope.h5");
+  j.r = 2;
+  j.ranks = {6};
+  j.layers = "1:2";
+  j.output = path("partial.h5");
+  run_jlrd(j);
+  e = export_options("partial");
+  e.output = path("bad");
+  EXPECT_EKV_ERROR(run_export(e), "partial.h5", "layers 1:2", "every layer");
+  // An export given as the original.
+  e = export_options("base");
+  e.model = path("base");
+  e.output = path("bad");
+  EXPECT_EKV_ERROR(run_export(e), "base", "already an EliteKV model");
+  EXPECT_FALSE(fs::exists(pipeline_.dir / "bad"));
+}
+
+}  // namespace
+}  // namespace ekv
