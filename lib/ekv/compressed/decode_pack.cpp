@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "ekv/compressed/decode_reference.hpp"
 #include "ekv/core/error.hpp"
 #include "ekv/core/progress.hpp"
 #include "ekv/io/artifact_matrix.hpp"
@@ -170,11 +171,11 @@ Matrix PackAttention::forward(const LayerWeights&, const Matrix& x, int first_se
         Eigen::VectorXf q_elite = layer_.wq_elite[std::size_t(hd)] * xs;
         rotate_with_table(q_elite.data(), layer_, h, j, position);
         const Eigen::VectorXf q_absorbed = layer_.wq_absorbed[std::size_t(hd)] * xs;
-        Eigen::VectorXd logits = ((k_elite.middleCols(j * 2 * r, 2 * r) * q_elite + latent * q_absorbed) *
-                                  float(h.softmax_scale)).cast<double>();
-        logits = (logits.array() - logits.maxCoeff()).exp();
-        const Eigen::VectorXf p = (logits / logits.sum()).cast<float>();
-        const Eigen::VectorXf o_latent = latent.transpose() * p;
+        Eigen::VectorXf o_latent(rank);
+        decode_head_reference(q_elite.data(), {k_elite.data() + j * 2 * r, std::size_t(k_elite.cols()), 2 * r},
+                              q_absorbed.data(), {latent.data(), std::size_t(rank), rank},
+                              {latent.data(), std::size_t(rank), rank}, int(position + 1), float(h.softmax_scale),
+                              o_latent.data());
         heads_out.middleCols(hd * dh, dh) = (layer_.b_v.middleRows(j * dh, dh) * o_latent).transpose();
       }
       out.row(row) = heads_out * layer_.wo.transpose();
