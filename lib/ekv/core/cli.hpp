@@ -4,7 +4,9 @@
 
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <sstream>
 #include <string>
+#include <vector>
 
 namespace ekv {
 
@@ -20,5 +22,20 @@ struct ToolDescription {
 // Returns the process exit code.
 int tool_main(int argc, char** argv, const ToolDescription& description,
               const std::function<void(CLI::App&)>& add_options, const std::function<int()>& body);
+
+// A comma-separated list in one argument ("--rank 64,128"): a multi-value option would
+// swallow the arguments that follow it.
+template <class T>
+void add_list_option(CLI::App& app, const char* name, std::vector<T>& values, const char* help) {
+  app.add_option_function<std::string>(
+      name,
+      [&values](const std::string& text) {
+        values.clear();
+        std::istringstream in(text);
+        std::string item;
+        while (std::getline(in, item, ',')) values.push_back(T(std::stod(item)));
+      },
+      help);
+}
 
 }  // namespace ekv

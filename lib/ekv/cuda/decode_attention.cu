@@ -155,10 +155,20 @@ void launch(SplitParams p, CacheType type, void* workspace, float* out, void* st
   check_launch("combine splits");
 }
 
-void check_shape(int batch, int heads, int kv_heads, int max_context) {
+// The fields both caches share, shape-checked.
+SplitParams common_params(int batch, int heads, int kv_heads, int max_context, float scale, const int* lengths) {
   EKV_CHECK(batch > 0 && heads > 0 && kv_heads > 0 && heads % kv_heads == 0 && max_context > 0,
             "decode attention: batch ", batch, ", heads ", heads, ", KV heads ", kv_heads, ", context ", max_context,
             " is not a valid shape");
+  SplitParams p{};
+  p.batch = batch;
+  p.heads = heads;
+  p.kv_heads = kv_heads;
+  p.max_context = max_context;
+  p.splits = splits_for(max_context);
+  p.scale = scale;
+  p.lengths = lengths;
+  return p;
 }
 
 }  // namespace
@@ -172,14 +182,7 @@ std::size_t full_decode_workspace(const FullDecodeArgs& a) {
 }
 
 void compressed_decode(const CompressedDecodeArgs& a, void* workspace, void* stream) {
-  check_shape(a.batch, a.heads, a.kv_heads, a.max_context);
-  SplitParams p{};
-  p.batch = a.batch;
-  p.heads = a.heads;
-  p.kv_heads = a.kv_heads;
-  p.max_context = a.max_context;
-  p.splits = splits_for(a.max_context);
-  p.scale = a.scale;
+  SplitParams p = common_params(a.batch, a.heads, a.kv_heads, a.max_context, a.scale, a.lengths);
   p.q_a = a.q_elite;
   p.da = 2 * a.r;
   p.cache_a = a.k_elite;
@@ -190,19 +193,11 @@ void compressed_decode(const CompressedDecodeArgs& a, void* workspace, void* str
   p.values = a.latent;
   p.dv = a.rank;
   p.values_shared = true;
-  p.lengths = a.lengths;
   launch(p, a.cache_type, workspace, a.out, stream);
 }
 
 void full_decode(const FullDecodeArgs& a, void* workspace, void* stream) {
-  check_shape(a.batch, a.heads, a.kv_heads, a.max_context);
-  SplitParams p{};
-  p.batch = a.batch;
-  p.heads = a.heads;
-  p.kv_heads = a.kv_heads;
-  p.max_context = a.max_context;
-  p.splits = splits_for(a.max_context);
-  p.scale = a.scale;
+  SplitParams p = common_params(a.batch, a.heads, a.kv_heads, a.max_context, a.scale, a.lengths);
   p.q_a = a.q;
   p.da = a.head_dim;
   p.cache_a = a.k;
@@ -213,7 +208,6 @@ void full_decode(const FullDecodeArgs& a, void* workspace, void* stream) {
   p.values = a.v;
   p.dv = a.head_dim;
   p.values_shared = false;
-  p.lengths = a.lengths;
   launch(p, a.cache_type, workspace, a.out, stream);
 }
 

@@ -10,11 +10,11 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
-#include <sstream>
 
 #include "ekv/compressed/decode_pack.hpp"
 #include "ekv/compressed/decode_reference.hpp"
 #include "ekv/core/atomic_output.hpp"
+#include "ekv/core/cli.hpp"
 #include "ekv/core/error.hpp"
 #include "ekv/core/log.hpp"
 #include "ekv/cuda/decode_attention.hpp"
@@ -22,19 +22,6 @@
 namespace ekv {
 
 namespace {
-template <class T>
-void add_int_list(CLI::App& app, const char* name, std::vector<T>& values, const char* help) {
-  app.add_option_function<std::string>(
-      name,
-      [&values](const std::string& text) {
-        values.clear();
-        std::istringstream in(text);
-        std::string item;
-        while (std::getline(in, item, ',')) values.push_back(T(std::stol(item)));
-      },
-      help);
-}
-
 void cuda_check(cudaError_t status, const char* what) {
   EKV_CHECK(status == cudaSuccess, what, ": ", cudaGetErrorString(status));
 }
@@ -128,8 +115,8 @@ void CudaVerifyOptions::register_with(CLI::App& app) {
   app.add_option("--head-dim", head_dim, "Head dim d_h (for the full-cache baseline)");
   app.add_option("--r", r, "Elite chunks per KV head");
   app.add_option("--rank", rank, "Latent size d_kv");
-  add_int_list(app, "--batch", batches, "Batch sizes, comma-separated");
-  add_int_list(app, "--context", contexts, "Context lengths (T_max), comma-separated");
+  add_list_option(app, "--batch", batches, "Batch sizes, comma-separated");
+  add_list_option(app, "--context", contexts, "Context lengths (T_max), comma-separated");
   app.add_option("--cache-dtype", cache_dtype, "Cache dtype")->check(CLI::IsMember({"f16", "bf16"}))->capture_default_str();
   app.add_option("--tolerance", tolerance, "Largest NMSE against the CPU reference")->capture_default_str();
   app.add_flag("--bench", bench, "Time the kernels: GB/s, fraction of peak, speedup over the full cache");

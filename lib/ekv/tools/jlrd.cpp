@@ -11,6 +11,7 @@
 
 #include "ekv/calib/calib_file.hpp"
 #include "ekv/core/atomic_output.hpp"
+#include "ekv/core/cli.hpp"
 #include "ekv/core/error.hpp"
 #include "ekv/core/layer_range.hpp"
 #include "ekv/core/log.hpp"
@@ -26,22 +27,6 @@
 namespace ekv {
 
 namespace fs = std::filesystem;
-
-namespace {
-template <class T>
-void add_list_option(CLI::App& app, const char* name, std::vector<T>& values, const char* help) {
-  // A comma list in one argument (a multi-value option would swallow what follows).
-  app.add_option_function<std::string>(
-      name,
-      [&values](const std::string& text) {
-        values.clear();
-        std::istringstream in(text);
-        std::string item;
-        while (std::getline(in, item, ',')) values.push_back(T(std::stod(item)));
-      },
-      help);
-}
-}  // namespace
 
 void JlrdOptions::register_with(CLI::App& app) {
   app.add_option("--model,-m", model, "The model");
