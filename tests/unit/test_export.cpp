@@ -1,7 +1,8 @@
 // ekv-export and the compressed attention on the planted tiny model: lossless with every chunk
 // elite at full rank; decoding from the compressed cache (absorbed, reconstruct, decode pack)
 // equals the compressed prefill; the pack's absorbed matrices are B_kᵀ W_qn; the EliteKV config
-// round-trips and is validated; inputs that do not chain are refused without leaving a folder.
+// round-trips and is validated; a refitted W_o reaches the export; inputs that do not chain are
+// refused without leaving a folder.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -9,8 +10,11 @@
 #include "ekv/check/decode_check.hpp"
 #include "ekv/check/fidelity.hpp"
 #include "ekv/compressed/decode_pack.hpp"
+#include "ekv/io/artifact_matrix.hpp"
+#include "ekv/lrd/layer_factors.hpp"
 #include "ekv/model/forward.hpp"
 #include "ekv/model/model_source.hpp"
+#include "ekv/tools/calibrate.hpp"
 #include "ekv/tools/export.hpp"
 #include "ekv/tools/jlrd.hpp"
 #include "ekv/tools/select_rope.hpp"
@@ -27,11 +31,13 @@ class Export : public ::testing::Test {
   std::string path(const std::string& name) const { return pipeline_.path(name); }
 
   // jlrd.h5 at r with the given ranks (whitened, joint), then the export.
-  std::string make_export(const std::string& name, int r, std::vector<int> ranks) {
+  std::string make_export(const std::string& name, int r, std::vector<int> ranks, const std::string& calib = "calib.h5",
+                          bool refit = false) {
     JlrdOptions j;
+    j.refit_output = refit;
     j.model = path("tiny.gguf");
     j.rope = path("rope.h5");
-    j.calib = path("calib.h5");
+    j.calib = path(calib);
     j.r = r;
     j.svd = "whitened";
     j.ranks = std::move(ranks);
@@ -60,6 +66,33 @@ class Export : public ::testing::Test {
 
   test::TinyPipeline pipeline_{"export"};
 };
+
+TEST_F(Export, CarriesTheRefittedOutputProjection) {
+  // The pipeline's calibration keeps 2 sequences of 32 tokens: too few to fit W_o on.
+  CalibrateOptions calibrate;
+  calibrate.model = path("tiny.gguf");
+  calibrate.tokens = path("tokens.safetensors");
+  calibrate.seq_len = 48;
+  calibrate.num_seqs = 12;
+  calibrate.keep_seqs = 12;
+  calibrate.output = path("calib-kept.h5");
+  run_calibrate(calibrate);
+  const std::string folder = make_export("refit", 2, {6}, "calib-kept.h5", /*refit=*/true);
+  const ArtifactReader jlrd(path("refit.h5"), "jlrd", kJlrdFormatVersion);
+  const auto compressed = ModelSource::open(folder), original = ModelSource::open(path("tiny.gguf"));
+  int refitted = 0;
+  for (int l = 0; l < compressed->config().layers; ++l) {
+    const Matrix wo = compressed->layer(l).wo;
+    if (!jlrd.has(layer_dataset(l, "o_proj"))) {  // kept where the refit did not help on held-out text
+      EXPECT_EQ(wo, original->layer(l).wo);
+      continue;
+    }
+    ++refitted;
+    EXPECT_EQ(wo, read_matrix(jlrd, layer_dataset(l, "o_proj"), wo.rows(), wo.cols()));
+    EXPECT_GT((wo - original->layer(l).wo).norm(), 0);
+  }
+  EXPECT_GT(refitted, 0);
+}
 
 TEST_F(Export, LosslessWithAllChunksEliteAndFullRank) {
   const std::string folder = make_export("lossless", 4, {16});  // n_c = 4; W_J is the 16 value rows

@@ -1,11 +1,13 @@
 // The ekv-jlrd tool on the planted tiny model: lossless at full rank, joint <= separate and
-// whitened <= weight on data error, the budget meets its cache ratio, and bad options are refused.
+// whitened <= weight on data error, the budget meets its cache ratio, the output-aware options
+// lower the block error and record what they chose, and bad options are refused.
 #include <gtest/gtest.h>
 
 #include <filesystem>
 
 #include "ekv/io/artifact.hpp"
 #include "ekv/lrd/joint_matrix.hpp"
+#include "ekv/lrd/layer_factors.hpp"
 #include "ekv/tools/calibrate.hpp"
 #include "ekv/tools/jlrd.hpp"
 #include "ekv/tools/select_rope.hpp"
@@ -19,8 +21,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
+constexpr int kColumns = 8;  // layer, rank, cache_ratio, weight/data/logit/output/block error
+
 struct SweepTable {
-  std::vector<std::array<double, 7>> rows;
+  std::vector<std::array<double, kColumns>> rows;
   double at(int layer, int rank, int column) const {
     for (const auto& row : rows)
       if (int(row[0]) == layer && int(row[1]) == rank) return row[std::size_t(column)];
@@ -30,12 +34,12 @@ struct SweepTable {
 };
 
 SweepTable read_sweep(const fs::path& path) {
-  const ArtifactReader reader(path, "jlrd", 1);
-  const auto flat = reader.read_f64("/sweep", {-1, 7}, true);
+  const ArtifactReader reader(path, "jlrd", kJlrdFormatVersion);
+  const auto flat = reader.read_f64("/sweep", {-1, kColumns}, true);
   SweepTable table;
-  for (std::size_t i = 0; i < flat.size(); i += 7) {
-    std::array<double, 7> row;
-    std::copy_n(flat.begin() + std::ptrdiff_t(i), 7, row.begin());
+  for (std::size_t i = 0; i < flat.size(); i += kColumns) {
+    std::array<double, kColumns> row;
+    std::copy_n(flat.begin() + std::ptrdiff_t(i), kColumns, row.begin());
     table.rows.push_back(row);
   }
   return table;
@@ -110,7 +114,7 @@ TEST_F(JlrdTool, Fp32SvdAgreesWithFp64AndInputsAreRecorded) {
   for (int layer : {0, 1})
     for (int rank : {4, 12})
       for (int column : {3, 4, 6}) EXPECT_NEAR(a.at(layer, rank, column), b.at(layer, rank, column), 1e-4);
-  const ArtifactReader reader(dir_ / "f32.h5", "jlrd", 1);
+  const ArtifactReader reader(dir_ / "f32.h5", "jlrd", kJlrdFormatVersion);
   EXPECT_EQ(reader.string_attribute("/", "precision"), "f32");
   std::vector<std::string> types;
   for (const auto& input : reader.provenance().inputs) types.push_back(input.type);
@@ -125,7 +129,7 @@ TEST_F(JlrdTool, BudgetMeetsTheRatioAndBeatsUniform) {
   uniform.cache_ratios = {0.5};
   run_jlrd(budget);
   run_jlrd(uniform);
-  const ArtifactReader rb(dir_ / "budget.h5", "jlrd", 1), ru(dir_ / "uniform.h5", "jlrd", 1);
+  const ArtifactReader rb(dir_ / "budget.h5", "jlrd", kJlrdFormatVersion), ru(dir_ / "uniform.h5", "jlrd", kJlrdFormatVersion);
   EXPECT_NEAR(rb.float_attribute("/", "cache_ratio"), 0.5, 1.0 / 32);
   EXPECT_DOUBLE_EQ(ru.float_attribute("/", "cache_ratio"), 0.5);
   const auto ranks = rb.read_i32("/ranks");
@@ -137,6 +141,38 @@ TEST_F(JlrdTool, BudgetMeetsTheRatioAndBeatsUniform) {
   }
   EXPECT_LE(budget_sq, uniform_sq + 1e-12);
   EXPECT_EQ(rb.read_f32("/layers/0/a", {ranks[0], 32}).size(), std::size_t(ranks[0] * 32));
+}
+
+TEST_F(JlrdTool, OutputAwareOptionsLowerTheBlockErrorAndAreRecorded) {
+  JlrdOptions plain = options("plain.h5");
+  plain.r = 1;
+  plain.svd = "whitened";
+  plain.cache_ratios = {0.25};
+  run_jlrd(plain);
+  JlrdOptions refined = plain;
+  refined.output = path("refined.h5");
+  refined.chunk_map = "auto";
+  refined.weighting = "attention";
+  refined.refit_output = true;
+  refined.refit_heldout = 1;
+  run_jlrd(refined);
+  const SweepTable a = read_sweep(dir_ / "plain.h5"), b = read_sweep(dir_ / "refined.h5");
+  const int rank = int(a.rows[0][1]);
+  double before = 0, after = 0;
+  for (int layer = 0; layer < 2; ++layer) {
+    before += a.at(layer, rank, 7);
+    after += b.at(layer, rank, 7);
+  }
+  EXPECT_LT(after, before);  // on the fitting sequences: each option can only lower it there
+  const ArtifactReader reader(dir_ / "refined.h5", "jlrd", kJlrdFormatVersion);
+  EXPECT_EQ(reader.string_attribute("/", "chunk_map"), "auto");
+  EXPECT_EQ(reader.string_attribute("/", "weighting"), "attention");
+  EXPECT_EQ(reader.string_attribute("/", "refit_output"), "true");
+  for (int layer = 0; layer < 2; ++layer) {
+    const std::string a_name = "/layers/" + std::to_string(layer) + "/a";
+    EXPECT_LE(reader.float_attribute(a_name, "floor_mapped"), reader.float_attribute(a_name, "floor_unrotated"));
+    EXPECT_GT(reader.float_attribute(a_name, "key_scale"), 0);
+  }
 }
 
 TEST_F(JlrdTool, Refusals) {
@@ -169,6 +205,29 @@ TEST_F(JlrdTool, Refusals) {
   o.r = 2;
   o.cache_ratios = {0.1};  // r = 2 alone caches 2·2·2 / 32 = 0.25
   EXPECT_EKV_ERROR(run_jlrd(o), "--cache-ratio 0.1", "alone caches");
+  o = options("bad.h5");
+  o.ranks = {4};
+  o.weighting = "attention";
+  EXPECT_EKV_ERROR(run_jlrd(o), "--weighting attention needs --svd whitened");
+  o = options("bad.h5");
+  o.ranks = {4};
+  o.refit_output = true;
+  o.calib.clear();
+  EXPECT_EKV_ERROR(run_jlrd(o), "--refit-output", "need --calib");
+  o = options("bad.h5");
+  o.ranks = {4};
+  o.refit_output = true;
+  o.refit_heldout = 2;  // the tiny calibration keeps 2 sequences: none would remain to fit on
+  EXPECT_EKV_ERROR(run_jlrd(o), "--refit-output needs more stored calibration sequences");
+  o = options("bad.h5");
+  o.ranks = {4};
+  o.sequential = true;
+  EXPECT_EKV_ERROR(run_jlrd(o), "--sequential", "--refit-output");
+  o = options("bad.h5");
+  o.ranks = {4};
+  o.refit_output = true;
+  o.compensate = true;
+  EXPECT_EKV_ERROR(run_jlrd(o), "--compensate", "--sequential");
   EXPECT_FALSE(fs::exists(dir_ / "bad.h5"));
   EXPECT_FALSE(fs::exists(dir_ / "bad.csv"));
 }

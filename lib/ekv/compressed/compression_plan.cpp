@@ -83,6 +83,8 @@ LayerWeights CompressionPlan::layer(int index) const {
   w.kv_a = read_matrix(jlrd_, layer_dataset(index, "a"), rank, d);
   w.k_b = read_matrix(jlrd_, layer_dataset(index, "b_k"), std::int64_t(G) * (dh - 2 * r), rank);
   w.v_b = read_matrix(jlrd_, layer_dataset(index, "b_v"), std::int64_t(G) * dh, rank);
+  if (jlrd_.has(layer_dataset(index, "o_proj")))  // refitted by ekv-jlrd --refit-output
+    w.wo = read_matrix(jlrd_, layer_dataset(index, "o_proj"), d, std::int64_t(config_.heads) * dh);
   w.wk.resize(0, 0);
   w.wv.resize(0, 0);
   return w;

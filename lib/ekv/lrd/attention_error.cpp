@@ -27,55 +27,87 @@ void rotate_chunks(Matrix& a, int heads, int head_dim, const std::vector<std::ve
 }
 }  // namespace
 
-AttentionError attention_error(const LayerWeights& w, const ModelConfig& c, const std::vector<std::vector<int>>& elite,
-                               const JointLayout& layout, const LowRank& f, const std::vector<float>& x_all,
-                               int sequences, int seq_len, const RopeTable& rope) {
+SequenceOutputs attention_outputs(const LayerWeights& w, const ModelConfig& c, const std::vector<std::vector<int>>& elite,
+                                  const JointLayout& layout, const LowRank& f, const float* x_original,
+                                  const float* x_compressed, int seq_len, const RopeTable& rope) {
   const int H = c.heads, G = c.kv_heads, dh = c.head_dim, g = c.group_size(), d = c.hidden;
-  EKV_CHECK(x_all.size() >= std::size_t(sequences) * seq_len * d, "attention error: ", sequences,
-            " sequences requested, fewer stored");
   std::vector<std::vector<int>> all(static_cast<std::size_t>(G));
   for (auto& chunks : all)
     for (int ch = 0; ch < dh / 2; ++ch) chunks.push_back(ch);
   const Matrix a = f.a.cast<float>(), b = f.b.cast<float>();
   const float scale = float(1.0 / std::sqrt(double(dh)));
-  double logit_diff = 0, logit_norm = 0, out_diff = 0, out_norm = 0;
-  for (int s = 0; s < sequences; ++s) {
-    const Matrix x = Eigen::Map<const Matrix>(x_all.data() + std::size_t(s) * seq_len * d, seq_len, d);
-    Matrix q, k, v, latent, rebuilt;
-    linear(x, w.wq, q);
-    linear(x, w.wk, k);
-    linear(x, w.wv, v);
-    linear(x, a, latent);       // [S, rank]  c = A x
-    linear(latent, b, rebuilt);  // [S, rows]  B c: non-elite keys, then values
-    Matrix q2 = q, k2 = k, v2(v.rows(), v.cols());
-    for (std::size_t i = 0; i < layout.rows.size(); ++i) {
-      const auto& row = layout.rows[i];
-      (row.key ? k2 : v2).col(row.head * dh + row.dim) = rebuilt.col(Eigen::Index(i));
-    }
-    rotate_chunks(q, H, dh, all, g, rope);
-    rotate_chunks(k, G, dh, all, 1, rope);
-    rotate_chunks(q2, H, dh, elite, g, rope);
-    rotate_chunks(k2, G, dh, elite, 1, rope);
-    Matrix o(seq_len, H * dh), o2(seq_len, H * dh);
-    for (int h = 0; h < H; ++h) {
-      const int j = h / g;
-      const Matrix l1 = q.middleCols(h * dh, dh) * k.middleCols(j * dh, dh).transpose();
-      const Matrix l2 = q2.middleCols(h * dh, dh) * k2.middleCols(j * dh, dh).transpose();
-      for (int m = 0; m < seq_len; ++m)
-        for (int n = 0; n <= m; ++n) {
-          const double diff = double(l2(m, n) - l1(m, n)) * scale;
-          logit_diff += diff * diff;
-          logit_norm += double(l1(m, n)) * l1(m, n) * scale * scale;
-        }
-      causal_attention_head(q.col(h * dh).data(), k.col(j * dh).data(), v.col(j * dh).data(), seq_len, dh,
-                            q.cols(), k.cols(), scale, o.col(h * dh).data(), o.cols());
-      causal_attention_head(q2.col(h * dh).data(), k2.col(j * dh).data(), v2.col(j * dh).data(), seq_len, dh,
-                            q2.cols(), k2.cols(), scale, o2.col(h * dh).data(), o2.cols());
-    }
-    out_diff += (o2 - o).cast<double>().squaredNorm();
-    out_norm += o.cast<double>().squaredNorm();
+  const Matrix x = Eigen::Map<const Matrix>(x_original, seq_len, d);
+  Matrix q, k, v, latent, rebuilt, q2, k2;
+  linear(x, w.wq, q);
+  linear(x, w.wk, k);
+  linear(x, w.wv, v);
+  if (x_compressed == x_original) {
+    q2 = q;
+    k2 = k;
+    linear(x, a, latent);  // [S, rank]  c = A x
+  } else {
+    const Matrix x2 = Eigen::Map<const Matrix>(x_compressed, seq_len, d);
+    linear(x2, w.wq, q2);
+    linear(x2, w.wk, k2);  // only its elite dims are used
+    linear(x2, a, latent);
   }
-  return {std::sqrt(logit_diff / logit_norm), std::sqrt(out_diff / out_norm)};
+  linear(latent, b, rebuilt);  // [S, rows]  B c: non-elite keys, then values
+  Matrix v2(v.rows(), v.cols());
+  for (std::size_t i = 0; i < layout.rows.size(); ++i) {
+    const auto& row = layout.rows[i];
+    (row.key ? k2 : v2).col(row.head * dh + row.dim) = rebuilt.col(Eigen::Index(i));
+  }
+  rotate_chunks(q, H, dh, all, g, rope);
+  rotate_chunks(k, G, dh, all, 1, rope);
+  rotate_chunks(q2, H, dh, elite, g, rope);
+  rotate_chunks(k2, G, dh, elite, 1, rope);
+  SequenceOutputs out;
+  out.original.resize(seq_len, H * dh);
+  out.compressed.resize(seq_len, H * dh);
+  for (int h = 0; h < H; ++h) {
+    const int j = h / g;
+    const Matrix l1 = q.middleCols(h * dh, dh) * k.middleCols(j * dh, dh).transpose();
+    const Matrix l2 = q2.middleCols(h * dh, dh) * k2.middleCols(j * dh, dh).transpose();
+    for (int m = 0; m < seq_len; ++m)
+      for (int n = 0; n <= m; ++n) {
+        const double diff = double(l2(m, n) - l1(m, n)) * scale;
+        out.logit_diff += diff * diff;
+        out.logit_norm += double(l1(m, n)) * l1(m, n) * scale * scale;
+      }
+    causal_attention_head(q.col(h * dh).data(), k.col(j * dh).data(), v.col(j * dh).data(), seq_len, dh, q.cols(),
+                          k.cols(), scale, out.original.col(h * dh).data(), out.original.cols());
+    causal_attention_head(q2.col(h * dh).data(), k2.col(j * dh).data(), v2.col(j * dh).data(), seq_len, dh,
+                          q2.cols(), k2.cols(), scale, out.compressed.col(h * dh).data(), out.compressed.cols());
+  }
+  return out;
+}
+
+AttentionError attention_error(const LayerWeights& w, const ModelConfig& c, const std::vector<std::vector<int>>& elite,
+                               const JointLayout& layout, const LowRank& f, const std::vector<float>& x_all, int first,
+                               int count, int seq_len, const RopeTable& rope, const Matrix* output_proj) {
+  const std::size_t d = std::size_t(c.hidden);
+  EKV_CHECK(first >= 0 && count > 0 && x_all.size() >= std::size_t(first + count) * seq_len * d,
+            "attention error: sequences ", first, "..", first + count - 1, " requested, fewer stored");
+  const Matrix& wo2 = output_proj ? *output_proj : w.wo;
+  double logit_diff = 0, logit_norm = 0, out_diff = 0, out_norm = 0, block_diff = 0, block_norm = 0;
+  for (int s = first; s < first + count; ++s) {
+    const float* x = x_all.data() + std::size_t(s) * seq_len * d;
+    const SequenceOutputs o = attention_outputs(w, c, elite, layout, f, x, x, seq_len, rope);
+    logit_diff += o.logit_diff;
+    logit_norm += o.logit_norm;
+    out_diff += (o.compressed - o.original).cast<double>().squaredNorm();
+    out_norm += o.original.cast<double>().squaredNorm();
+    Matrix y, y2;
+    linear(o.original, w.wo, y);
+    linear(o.compressed, wo2, y2);
+    block_diff += (y2 - y).cast<double>().squaredNorm();
+    block_norm += y.cast<double>().squaredNorm();
+  }
+  return {std::sqrt(logit_diff / logit_norm), std::sqrt(out_diff / out_norm), std::sqrt(block_diff / block_norm)};
+}
+
+LowRank exact_factor(const MatrixD& joint) {
+  return {MatrixD::Identity(joint.cols(), joint.cols()), joint};
 }
 
 }  // namespace ekv

@@ -45,7 +45,19 @@ void thin_svd(const MatrixD& m, SvdPrecision precision, MatrixD& u, Eigen::Vecto
 }
 }  // namespace
 
-Decomposition::Decomposition(const MatrixD& weights, const Eigen::MatrixXd* gram, SvdPrecision precision) {
+Decomposition::Decomposition(const MatrixD& weights, const Eigen::MatrixXd* gram, SvdPrecision precision,
+                             const RowWeights* rows) {
+  if (rows) {
+    EKV_CHECK(rows->left.rows() == weights.rows() && rows->left_inverse.rows() == weights.rows(),
+              "weighted SVD: row weights are ", rows->left.rows(), "×", rows->left.cols(), " for ", weights.rows(), " rows");
+    Decomposition weighted(rows->left * weights, gram, precision);
+    u_ = rows->left_inverse * weighted.u_;
+    sigma_ = std::move(weighted.sigma_);
+    vt_ = std::move(weighted.vt_);
+    lambda_ = weighted.lambda_;
+    orthonormal_u_ = false;
+    return;
+  }
   if (!gram) {
     thin_svd(weights, precision, u_, sigma_, vt_);
     return;
@@ -85,15 +97,15 @@ Eigen::VectorXd Decomposition::squared_error_tail(const Eigen::MatrixXd* gram, i
   const Eigen::Index k = sigma_.size();
   const MatrixD spread = gram ? MatrixD(vt_ * *gram) : vt_;  // rows a_i C
   Eigen::VectorXd tail = Eigen::VectorXd::Zero(k + 1);
-  if (scaled_rows == 0 || row_scale == 1) {  // the u_i are orthonormal: only σ_i² a_i C a_iᵀ
+  if (orthonormal_u_ && (scaled_rows == 0 || row_scale == 1)) {  // only σ_i² a_i C a_iᵀ survives
     const Eigen::VectorXd diagonal = sigma_.cwiseAbs2().cwiseProduct(spread.cwiseProduct(vt_).rowwise().sum());
     for (Eigen::Index i = k - 1; i >= 0; --i) tail[i] = tail[i + 1] + diagonal[i];
     return tail;
   }
-  // u_iᵀ D² u_j = δ_ij + (s² − 1) Σ_{scaled rows} u_i u_j
-  const auto top = u_.topRows(scaled_rows);
-  Eigen::MatrixXd terms = (row_scale * row_scale - 1) * (top.transpose() * top);
-  terms.diagonal().array() += 1;
+  // u_iᵀ D² u_j, with D scaling the first scaled_rows rows
+  MatrixD scaled_u = u_;
+  scaled_u.topRows(scaled_rows) *= row_scale;
+  Eigen::MatrixXd terms = scaled_u.transpose() * scaled_u;
   terms = terms.cwiseProduct(spread * vt_.transpose());
   terms = sigma_.asDiagonal() * terms * sigma_.asDiagonal();
   // tail[i] = tail[i+1] + M_ii + 2 Σ_{j>i} M_ij

@@ -1,5 +1,6 @@
 // W ≈ B A by SVD, plain (weight SVD, the paper) or whitened by the calibration Gram C (the
 // data-aware form: minimizes ‖(W − BA) X‖ because ‖E X‖² = ‖E S‖² with S Sᵀ = C + λI).
+// Optionally weighted on the left too (attention-aware: ‖L (W − BA) S‖, METHOD.md §9).
 // One decomposition serves every rank.
 #pragma once
 
@@ -14,6 +15,11 @@ struct LowRank {
   MatrixD b;  // [rows, rank] up projection
 };
 
+// Left weights L for the rows of W (symmetric positive definite) and L⁻¹.
+struct RowWeights {
+  MatrixD left, left_inverse;
+};
+
 // The SVD itself in fp64 (default) or fp32 (LAPACKE_sgesdd: half the time on big matrices,
 // ~1e-7 relative accuracy, far below the weights' own quantization error).
 enum class SvdPrecision { f64, f32 };
@@ -21,8 +27,10 @@ enum class SvdPrecision { f64, f32 };
 class Decomposition {
  public:
   // gram = nullptr: weight SVD. Otherwise C [d, d]; λ starts at 0 and grows (×10 from 1e-10 of
-  // the mean diagonal) until the Cholesky factorization succeeds.
-  Decomposition(const MatrixD& weights, const Eigen::MatrixXd* gram, SvdPrecision precision = SvdPrecision::f64);
+  // the mean diagonal) until the Cholesky factorization succeeds. rows: SVD of L W S, and
+  // B = L⁻¹ U_r Σ_r.
+  Decomposition(const MatrixD& weights, const Eigen::MatrixXd* gram, SvdPrecision precision = SvdPrecision::f64,
+                const RowWeights* rows = nullptr);
 
   int max_rank() const { return int(sigma_.size()); }
   const Eigen::VectorXd& singular_values() const { return sigma_; }
@@ -35,7 +43,8 @@ class Decomposition {
   Eigen::VectorXd squared_error_tail(const Eigen::MatrixXd* gram, int scaled_rows = 0, double row_scale = 1) const;
 
  private:
-  MatrixD u_;              // [rows, k]
+  MatrixD u_;              // [rows, k]  (L⁻¹ U when weighted on the left)
+  bool orthonormal_u_ = true;
   Eigen::VectorXd sigma_;  // [k]
   MatrixD vt_;             // [k, d]  (Vᵀ, or Vᵀ S⁻¹ when whitened)
   double lambda_ = 0;

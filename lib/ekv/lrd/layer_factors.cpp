@@ -6,10 +6,13 @@
 
 namespace ekv {
 
-LayerFactors::LayerFactors(MatrixD joint, JointLayout layout, const Eigen::MatrixXd* gram, const LrdOptions& options)
-    : joint_(std::move(joint)), layout_(std::move(layout)), options_(options) {
+LayerFactors::LayerFactors(MatrixD joint, JointLayout layout, const Eigen::MatrixXd* gram, const LrdOptions& options,
+                           const RowWeights* rows)
+    : joint_(std::move(joint)), layout_(std::move(layout)), options_(options), weighted_(rows != nullptr) {
   EKV_CHECK(gram || (!options.whitened && !options.balance_kv),
             "whitened SVD and K/V balancing need the calibration Gram (--calib)");
+  EKV_CHECK(!rows || (options.joint && !options.balance_kv),
+            "attention-aware weights need joint mode and replace K/V balancing");
   const Eigen::Index keys = layout_.key_rows;
   MatrixD scaled = joint_;
   if (options.balance_kv && keys > 0) {
@@ -24,7 +27,7 @@ LayerFactors::LayerFactors(MatrixD joint, JointLayout layout, const Eigen::Matri
   if (gram) data_norm2_ = std::pow(data_norm(joint_, *gram), 2);
   const double unscale = 1 / alpha_;  // B_k is divided by α after factoring
   if (options.joint) {
-    joint_svd_ = std::make_unique<Decomposition>(scaled, whitening, precision);
+    joint_svd_ = std::make_unique<Decomposition>(scaled, whitening, precision, rows);
     weight_tail_ = joint_svd_->squared_error_tail(nullptr, int(keys), unscale);
     if (gram) data_tail_ = joint_svd_->squared_error_tail(gram, int(keys), unscale);
   } else {
@@ -55,6 +58,10 @@ Eigen::VectorXd LayerFactors::singular_values() const {
 
 Eigen::VectorXd LayerFactors::relative_data_gains() const {
   EKV_CHECK(joint_svd_ && data_tail_.size() > 0, "data gains need the joint decomposition and a Gram");
+  if (weighted_) {
+    const Eigen::VectorXd energy = joint_svd_->singular_values().cwiseAbs2();
+    return energy / energy.sum();
+  }
   const Eigen::Index k = data_tail_.size() - 1;
   return (data_tail_.head(k) - data_tail_.tail(k)) / data_norm2_;
 }

@@ -16,7 +16,7 @@
 
 namespace ekv {
 
-inline constexpr std::int64_t kJlrdFormatVersion = 1;  // of jlrd.h5 (docs/formats.md)
+inline constexpr std::int64_t kJlrdFormatVersion = 2;  // of jlrd.h5 (docs/formats.md)
 
 struct LrdOptions {
   bool joint = true;       // false: S-LRD (K-nope and V factored separately)
@@ -27,8 +27,10 @@ struct LrdOptions {
 
 class LayerFactors {
  public:
-  // gram may be null only for weight SVD without balancing.
-  LayerFactors(MatrixD joint, JointLayout layout, const Eigen::MatrixXd* gram, const LrdOptions& options);
+  // gram may be null only for weight SVD without balancing. rows: attention-aware left weights
+  // (joint mode, no balancing: β in the weights replaces α).
+  LayerFactors(MatrixD joint, JointLayout layout, const Eigen::MatrixXd* gram, const LrdOptions& options,
+               const RowWeights* rows = nullptr);
 
   int max_rank() const;
   double alpha() const { return alpha_; }
@@ -42,6 +44,8 @@ class LayerFactors {
   Eigen::VectorXd singular_values() const;
   // Joint mode with a Gram: gains[i] = how much latent dim i lowers the squared relative data
   // error ‖(W_J − BA) X‖² / ‖W_J X‖² (differences of the error curve, so exact with balancing too).
+  // With row weights, the relative weighted error ‖L(W_J − BA)S‖² / ‖L W_J S‖² it minimises:
+  // σ_i² / Σσ².
   Eigen::VectorXd relative_data_gains() const;
   // ‖W_J − BA‖ / ‖W_J‖ and ‖(W_J − BA) X‖ / ‖W_J X‖ of factor(rank), from error curves computed
   // once per decomposition (Decomposition::squared_error_tail), so a sweep costs no products.
@@ -60,6 +64,7 @@ class LayerFactors {
                        const Eigen::VectorXd& values) const;
 
   double alpha_ = 1.0;
+  bool weighted_ = false;
   std::unique_ptr<Decomposition> joint_svd_, key_svd_, value_svd_;
   double weight_norm2_ = 0, data_norm2_ = NAN;
   Eigen::VectorXd weight_tail_, data_tail_;              // joint

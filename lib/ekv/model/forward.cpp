@@ -135,7 +135,7 @@ Matrix Forward::hidden_states(std::span<const std::int32_t> tokens, int batch, i
     hidden.row(Eigen::Index(t)) = globals_.embedding.row(tokens[t]);
   }
   const int step = micro_batch_ > 0 ? std::min(micro_batch_, batch) : batch;
-  Matrix part, normed, gate, up, mlp_out;
+  Matrix part, normed, mlp_out;
   LayerWeights scratch;
   for (int l = 0; l <= last_layer; ++l) {
     const LayerWeights& w = layer_weights(l, scratch);
@@ -147,15 +147,7 @@ Matrix Forward::hidden_states(std::span<const std::int32_t> tokens, int batch, i
       rms_norm(part, w.attn_norm, c.norm_eps, normed);
       part += attention.forward(w, normed, first, count, seq_len, capture_);
       rms_norm(part, w.ffn_norm, c.norm_eps, normed);
-      linear(normed, w.w_gate, gate);  // [b*S, ffn]
-      linear(normed, w.w_up, up);      // [b*S, ffn]
-#pragma omp parallel for schedule(static)
-      for (Eigen::Index r = 0; r < gate.rows(); ++r)
-        for (Eigen::Index i = 0; i < gate.cols(); ++i) {
-          const float a = gate(r, i);
-          gate(r, i) = a / (1.0f + std::exp(-a)) * up(r, i);  // SwiGLU: silu(gate) * up
-        }
-      linear(gate, w.w_down, mlp_out);
+      feed_forward(w, normed, mlp_out);
       part += mlp_out;
       hidden.middleRows(row0, rows) = part;
     }
@@ -163,6 +155,19 @@ Matrix Forward::hidden_states(std::span<const std::int32_t> tokens, int batch, i
   if (last_layer < c.layers - 1) return hidden;
   rms_norm(hidden, globals_.final_norm, c.norm_eps, normed);
   return normed;
+}
+
+void feed_forward(const LayerWeights& w, const Matrix& x, Matrix& out) {
+  Matrix gate, up;
+  linear(x, w.w_gate, gate);  // [N, ffn]
+  linear(x, w.w_up, up);      // [N, ffn]
+#pragma omp parallel for schedule(static)
+  for (Eigen::Index r = 0; r < gate.rows(); ++r)
+    for (Eigen::Index i = 0; i < gate.cols(); ++i) {
+      const float a = gate(r, i);
+      gate(r, i) = a / (1.0f + std::exp(-a)) * up(r, i);  // SwiGLU: silu(gate) * up
+    }
+  linear(gate, w.w_down, out);
 }
 
 Matrix Forward::logits(const Matrix& hidden, Eigen::Index row0, Eigen::Index rows) {

@@ -68,6 +68,9 @@ void causal_attention(const ConstRows& q, const ConstRows& k, const ConstRows& v
 
 void rms_norm(const Matrix& x, const Vector& weight, double eps, Matrix& out);
 
+// The layer's SwiGLU MLP on normed inputs x [N, d]: out = W_down (silu(W_gate x) ⊙ W_up x).
+void feed_forward(const LayerWeights& weights, const Matrix& x, Matrix& out);
+
 class Forward {
  public:
   explicit Forward(const ModelSource& model);

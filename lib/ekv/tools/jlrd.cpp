@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <queue>
 #include <sstream>
 
@@ -19,6 +20,8 @@
 #include "ekv/io/artifact_matrix.hpp"
 #include "ekv/lrd/attention_error.hpp"
 #include "ekv/lrd/layer_factors.hpp"
+#include "ekv/refine/layer_refinement.hpp"
+#include "ekv/refine/sequential_streams.hpp"
 #include "ekv/model/linear.hpp"
 #include "ekv/model/model_source.hpp"
 #include "ekv/rope/frequencies.hpp"
@@ -49,6 +52,25 @@ void JlrdOptions::register_with(CLI::App& app) {
       ->capture_default_str();
   app.add_option("--attention-seqs", attention_seqs, "Stored sequences for the attention errors (0: skip)")
       ->capture_default_str();
+  app.add_option("--chunk-map", chunk_map,
+                 "Non-elite chunks: none (unrotated), scalar or matrix (a fitted map folded into W_k), "
+                 "auto (per layer the one with the lowest measured error)")
+      ->check(CLI::IsMember({"none", "scalar", "matrix", "auto"}))
+      ->capture_default_str();
+  app.add_option("--weighting", weighting,
+                 "none, or attention: weight key rows by the queries that read them and value rows by W_o "
+                 "(needs --svd whitened; the key/value balance is chosen per layer by measured error)")
+      ->check(CLI::IsMember({"none", "attention"}))
+      ->capture_default_str();
+  app.add_flag("--refit-output", refit_output,
+               "Refit W_o by ridge regression so the compressed block output matches the original's");
+  app.add_flag("--sequential", sequential,
+               "With --refit-output: fit each layer on the inputs that the already-compressed layers below produce "
+               "(the stored sequences run through both models, GPTQ's order)");
+  app.add_flag("--compensate", compensate,
+               "With --sequential: the refit target also closes the residual-stream gap the layers below left");
+  app.add_option("--refit-heldout", refit_heldout, "Stored sequences held out to choose the refit's ridge")
+      ->capture_default_str();
   app.add_option("--threads", threads, "Compute threads (0: one per core)")->capture_default_str();
   app.add_option("--output,-o", output, "Output jlrd.h5 (and a .csv sweep table beside it)");
 }
@@ -62,6 +84,15 @@ void JlrdOptions::check() const {
             "--svd whitened, --balance-kv and --budget need --calib");
   for (double f : cache_ratios) EKV_CHECK(f > 0 && f <= 1, "--cache-ratio ", f, ": must be in (0, 1]");
   EKV_CHECK(budget >= 0 && budget <= 1, "--budget ", budget, ": must be in (0, 1]");
+  const bool samples = chunk_map != "none" || weighting != "none" || refit_output;
+  EKV_CHECK(!samples || (!calib.empty() && attention_seqs > 0),
+            "--chunk-map, --weighting and --refit-output measure on stored sequences: they need --calib and "
+            "--attention-seqs > 0");
+  EKV_CHECK(weighting == "none" || (svd == "whitened" && mode == "joint" && !balance_kv),
+            "--weighting attention needs --svd whitened and --mode joint, and replaces --balance-kv");
+  EKV_CHECK(!refit_output || refit_heldout >= 1, "--refit-heldout ", refit_heldout, ": must be at least 1");
+  EKV_CHECK(!sequential || refit_output, "--sequential changes what --refit-output fits: give both");
+  EKV_CHECK(!compensate || sequential, "--compensate closes the gap of --sequential streams: give both");
 }
 
 namespace {
@@ -74,16 +105,96 @@ std::vector<float> as_floats(const MatrixD& m) {
 
 struct SweepRow {
   int layer, rank;
-  double cache_ratio, weight_error, data_error, logit_error, output_error;
+  double cache_ratio, weight_error, data_error, logit_error, output_error, block_error;
 };
 
-constexpr const char* kSweepColumns = "layer,rank,cache_ratio,weight_error,data_error,logit_error,output_error";
+constexpr const char* kSweepColumns =
+    "layer,rank,cache_ratio,weight_error,data_error,logit_error,output_error,block_error";
+
+LayerSamples samples_of(const LayerStatistics& stats, const CalibData& header) {
+  if (stats.gram.size() == 0) return {};
+  return {&stats.gram, stats.x.empty() ? nullptr : &stats.x, stats.kept_sequences, header.seq_len};
+}
+
+// What the output-aware options chose in one layer: the chunk maps (folded into B_k already,
+// kept for the record), β, the refitted W_o and its errors.
+void write_layer_refinement(ArtifactWriter& writer, int layer, const RefinedLayer& refined, const OutputRefit* refit) {
+  const std::string a = layer_dataset(layer, "a");
+  writer.set_attribute(a, "chunk_map", std::string(chunk_map_kind_name(refined.map_kind)));
+  writer.set_attribute(a, "floor_unrotated", refined.floor_unrotated);
+  writer.set_attribute(a, "floor_mapped", refined.floor_mapped);
+  writer.set_attribute(a, "key_scale", refined.key_scale);
+  if (refined.map_kind != ChunkMapKind::none) {
+    std::vector<double> maps;
+    for (const ChunkMap& map : refined.maps) maps.insert(maps.end(), {double(map.head), double(map.chunk), map.m[0], map.m[1], map.m[2], map.m[3]});
+    writer.write(layer_dataset(layer, "chunk_maps"), std::span<const double>(maps), {refined.maps.size(), 6});
+    writer.set_attribute(layer_dataset(layer, "chunk_maps"), "columns", std::string("head,chunk,m00,m01,m10,m11"));
+  }
+  if (refit && std::isfinite(refit->lambda)) {
+    writer.write(layer_dataset(layer, "o_proj"), std::span<const float>(refit->wo.data(), std::size_t(refit->wo.size())),
+                 {std::uint64_t(refit->wo.rows()), std::uint64_t(refit->wo.cols())});
+    writer.set_attribute(layer_dataset(layer, "o_proj"), "ridge", refit->lambda);
+    writer.set_attribute(layer_dataset(layer, "o_proj"), "heldout_before", refit->heldout_before);
+    writer.set_attribute(layer_dataset(layer, "o_proj"), "heldout_after", refit->heldout_after);
+    writer.set_attribute(layer_dataset(layer, "o_proj"), "fit_after", refit->fit_after);
+  }
+}
+
+// The W_o refit at the stored rank: on the layer's stored inputs, or with --sequential on the
+// inputs the compressed layers below produce (and then both streams move past this layer).
+OutputRefit refit_stored_rank(const LayerWeights& w, const ModelConfig& c, const std::vector<std::vector<int>>& elite,
+                              const JointLayout& layout, const LowRank& low, const LayerSamples& samples,
+                              const RopeTable& rope, const JlrdOptions& options, SequentialStreams* streams) {
+  if (!streams) {
+    EKV_CHECK(samples.x && samples.sequences > options.refit_heldout, "--refit-output needs more stored calibration ",
+              "sequences (", samples.sequences, ") than --refit-heldout (", options.refit_heldout,
+              "): calibrate with a larger --keep-seqs");
+    const HeadOutputs o = head_outputs(w, c, elite, layout, low, *samples.x, *samples.x, samples.sequences,
+                                       samples.seq_len, rope);
+    return refit_output(w.wo, o.original, o.compressed, options.refit_heldout);
+  }
+  streams->enter(w);
+  EKV_CHECK(streams->sequences() > options.refit_heldout, "--refit-output needs more stored calibration sequences (",
+            streams->sequences(), ") than --refit-heldout (", options.refit_heldout, ")");
+  const std::vector<Matrix> gap = options.compensate ? streams->gap() : std::vector<Matrix>();
+  const HeadOutputs o = head_outputs(w, c, elite, layout, low, streams->original_inputs(), streams->compressed_inputs(),
+                                     streams->sequences(), streams->seq_len(), rope);
+  OutputRefit refit = refit_output(w.wo, o.original, o.compressed, options.refit_heldout,
+                                   options.compensate ? &gap : nullptr);
+  auto stacked = [&](const std::vector<Matrix>& parts, const Matrix& projection) {
+    Matrix all(Eigen::Index(parts.size()) * streams->seq_len(), c.hidden), block;
+    for (std::size_t s = 0; s < parts.size(); ++s) {
+      linear(parts[s], projection, block);
+      all.middleRows(Eigen::Index(s) * streams->seq_len(), streams->seq_len()) = block;
+    }
+    return all;
+  };
+  streams->leave(w, stacked(o.original, w.wo), stacked(o.compressed, refit.wo));
+  return refit;
+}
+
+// Means over layers of what the options measured, for the final line.
+struct RefineSummary {
+  double floor_unrotated = 0, floor_mapped = 0, refit_fit = 0, refit_before = 0, refit_after = 0;
+  int layers = 0, refits = 0;
+  void add(const RefinedLayer& layer, const OutputRefit* refit) {
+    ++layers;
+    floor_unrotated += layer.floor_unrotated;
+    floor_mapped += layer.floor_mapped;
+    if (refit) {
+      ++refits;
+      refit_fit += refit->fit_after;
+      refit_before += refit->heldout_before;
+      refit_after += refit->heldout_after;
+    }
+  }
+};
 
 // Per-layer ranks for a total of `dims` latent dims. Each dim costs one cached element per
 // token and lowers its layer's squared relative data error by its gain
 // (LayerFactors::relative_data_gains), so the greedy takes the largest next gain of any layer.
 // Ranks are prefixes; for whitened SVD the gains fall within a layer and the greedy is optimal.
-std::vector<int> allocate_budget(const std::vector<std::unique_ptr<LayerFactors>>& factors, long long dims) {
+std::vector<int> allocate_budget(const std::vector<const LayerFactors*>& factors, long long dims) {
   const std::size_t layers = factors.size();
   using Gain = std::pair<double, std::size_t>;
   std::priority_queue<Gain> next;
@@ -132,7 +243,7 @@ void write_sweep_csv(const std::vector<SweepRow>& table, const AtomicOutput& out
   csv << kSweepColumns << '\n';
   for (const auto& row : table)
     csv << row.layer << ',' << row.rank << ',' << row.cache_ratio << ',' << row.weight_error << ','
-        << row.data_error << ',' << row.logit_error << ',' << row.output_error << '\n';
+        << row.data_error << ',' << row.logit_error << ',' << row.output_error << ',' << row.block_error << '\n';
   EKV_CHECK(csv.good(), path.string(), ": write failed");
 }
 }  // namespace
@@ -165,29 +276,40 @@ void run_jlrd(const JlrdOptions& options) {
                  options.precision == "f32" ? SvdPrecision::f32 : SvdPrecision::f64};
   EKV_CHECK(lrd.joint || options.budget <= 0, "--budget needs --mode joint (ranks are prefixes of one SVD)");
 
-  // One decomposition per layer; every rank of the sweep is cut from it.
-  std::vector<std::unique_ptr<LayerFactors>> factors;
+  // One decomposition per layer; every rank of the sweep is cut from it. The output-aware
+  // options (chunk maps, attention weights) are chosen at the rank that will be stored.
+  const int layers = end - begin;
+  const RopeTable rope_table(rope_frequencies(c), std::max(header.seq_len, 1));
+  RefineOptions refine{parse_chunk_map_kind(options.chunk_map == "auto" ? "none" : options.chunk_map),
+                       options.chunk_map == "auto", options.weighting == "attention", options.attention_seqs};
+  const double target_rank = !options.ranks.empty()          ? double(options.ranks[0])
+                             : !options.cache_ratios.empty() ? options.cache_ratios[0] * full - 2.0 * options.r * G
+                                                             : options.budget * full - 2.0 * options.r * G;
+  EKV_CHECK(!options.ranks.empty() || target_rank >= 0, options.budget > 0 ? "--budget " : "--cache-ratio ",
+            options.budget > 0 ? options.budget : options.cache_ratios[0], " is below what r = ", options.r,
+            " alone caches (", 2.0 * options.r * G / full, " of the full cache)");
+  const bool with_samples = calib && options.attention_seqs > 0;
+  std::vector<RefinedLayer> refined;
   std::vector<std::vector<std::vector<int>>> elite_sets;
   std::vector<LayerStatistics> stats;
-  Progress progress("jlrd decompose", std::uint64_t(end - begin), "layers");
+  Progress progress("jlrd decompose", std::uint64_t(layers), "layers");
   for (int l = begin; l < end; ++l) {
     const LayerWeights weights = model->layer(l);
     std::vector<std::vector<int>> elite(static_cast<std::size_t>(G));
     if (options.r > 0)
       for (int j = 0; j < G; ++j)
         elite[std::size_t(j)] = rope.layers[std::size_t(l - rope.layer_begin)].sets[std::size_t(j)][std::size_t(options.r - 1)];
-    JointLayout layout;
-    MatrixD joint = build_joint_matrix(weights, c, elite, layout);
-    stats.push_back(calib ? read_calib_layer(*calib, header, l, options.attention_seqs > 0) : LayerStatistics());
-    factors.push_back(std::make_unique<LayerFactors>(std::move(joint), std::move(layout),
-                                                     calib ? &stats.back().gram : nullptr, lrd));
+    stats.push_back(calib ? read_calib_layer(*calib, header, l, with_samples) : LayerStatistics());
+    refined.push_back(refine_layer(weights, c, elite, samples_of(stats.back(), header), rope_table, lrd, refine,
+                                   int(std::lround(target_rank))));
     elite_sets.push_back(std::move(elite));
     progress.advance();
   }
   progress.finish();
+  std::vector<const LayerFactors*> factors;
+  for (const auto& layer : refined) factors.push_back(layer.factors.get());
 
   // Ranks to sweep per layer (uniform), or the budgeted per-layer ranks.
-  const int layers = end - begin;
   std::vector<std::vector<int>> sweep(static_cast<std::size_t>(layers));
   auto clamp_rank = [&](int l, double wanted) {
     return std::clamp(int(std::lround(wanted)), 0, factors[std::size_t(l)]->max_rank());
@@ -202,16 +324,14 @@ void run_jlrd(const JlrdOptions& options) {
     }
   }
   if (options.budget > 0) {
-    const double total = options.budget * full * layers - 2.0 * options.r * G * layers;
-    EKV_CHECK(total >= 0, "--budget ", options.budget, " is below what r = ", options.r, " alone caches");
+    const double total = target_rank * layers;
     const std::vector<int> chosen = allocate_budget(factors, std::llround(total));
     for (int l = 0; l < layers; ++l) sweep[std::size_t(l)].push_back(chosen[std::size_t(l)]);
   }
 
   // Sweep table, and the factors of the first (chosen) rank of every layer.
-  const bool with_attention = calib && options.attention_seqs > 0;
+  const bool with_attention = with_samples;
   const int attention_seqs = with_attention ? std::min(options.attention_seqs, header.keep_seqs) : 0;
-  const RopeTable rope_table(rope_frequencies(c), std::max(header.seq_len, 1));
   std::vector<SweepRow> table, stored_rows;
   const fs::path csv_path = fs::path(options.output).replace_extension(".csv");
   AtomicOutput csv_output(csv_path);
@@ -221,23 +341,39 @@ void run_jlrd(const JlrdOptions& options) {
   ArtifactWriter writer(options.output, "jlrd", kJlrdFormatVersion, model->fingerprint(), inputs);
   std::vector<std::int32_t> stored_ranks;
   double cached = 0;
+  RefineSummary summary;
+  std::unique_ptr<SequentialStreams> streams;
+  if (options.sequential) {
+    EKV_CHECK(begin == 0, "--sequential runs the stored sequences from the embedding: it needs layers from 0 (not ",
+              begin, ":", end, ")");
+    streams = std::make_unique<SequentialStreams>(*model, header);
+  }
   Progress sweeping("jlrd sweep", std::uint64_t(layers), "layers");
   for (int l = 0; l < layers; ++l) {
-    const auto& f = *factors[std::size_t(l)];
+    const RefinedLayer& layer = refined[std::size_t(l)];
+    const auto& f = *layer.factors;
+    const auto& elite = elite_sets[std::size_t(l)];
+    const LayerSamples samples = samples_of(stats[std::size_t(l)], header);
     const LayerWeights weights = with_attention ? model->layer(begin + l) : LayerWeights();
     for (std::size_t i = 0; i < sweep[std::size_t(l)].size(); ++i) {
       const int rank = sweep[std::size_t(l)][i];
       const LowRank low = f.factor(rank);
-      SweepRow row{begin + l, rank, cache_ratio(options.r, G, dh, rank), f.weight_error(rank), f.data_error(rank), NAN, NAN};
+      SweepRow row{begin + l, rank, cache_ratio(options.r, G, dh, rank), f.weight_error(rank), f.data_error(rank), NAN, NAN, NAN};
+      std::optional<OutputRefit> refit;
+      if (i == 0 && options.refit_output) refit = refit_stored_rank(weights, c, elite, f.layout(), low, samples, rope_table,
+                                                                   options, streams.get());
       if (with_attention) {
-        const AttentionError e = attention_error(weights, c, elite_sets[std::size_t(l)], f.layout(), low,
-                                                 stats[std::size_t(l)].x, attention_seqs, header.seq_len, rope_table);
+        const AttentionError e = attention_error(weights, c, elite, f.layout(), low, stats[std::size_t(l)].x, 0,
+                                                 attention_seqs, header.seq_len, rope_table, refit ? &refit->wo : nullptr);
         row.logit_error = e.logits;
         row.output_error = e.output;
+        row.block_error = e.block;
       }
       table.push_back(row);
       if (i == 0) {
         write_layer_factors(writer, begin + l, f, low);
+        write_layer_refinement(writer, begin + l, layer, refit ? &*refit : nullptr);
+        summary.add(layer, refit ? &*refit : nullptr);
         stored_ranks.push_back(rank);
         stored_rows.push_back(row);
         cached += 2.0 * options.r * G + rank;
@@ -249,15 +385,17 @@ void run_jlrd(const JlrdOptions& options) {
   std::vector<double> flat;
   for (const auto& row : table)
     flat.insert(flat.end(), {double(row.layer), double(row.rank), row.cache_ratio, row.weight_error, row.data_error,
-                             row.logit_error, row.output_error});
-  writer.write("/sweep", std::span<const double>(flat), {table.size(), 7});
+                             row.logit_error, row.output_error, row.block_error});
+  writer.write("/sweep", std::span<const double>(flat), {table.size(), 8});
   writer.set_attribute("/sweep", "columns", std::string(kSweepColumns));
   writer.write("/ranks", std::span<const std::int32_t>(stored_ranks), {stored_ranks.size()});
   const double model_ratio = cached / (double(full) * layers);
   for (const auto& [name, value] : std::vector<std::pair<std::string, std::string>>{
            {"mode", options.mode}, {"svd", options.svd}, {"balance_kv", options.balance_kv ? "true" : "false"},
            {"allocation", options.budget > 0 ? "budget" : "uniform"},
-           {"precision", options.precision}})
+           {"precision", options.precision}, {"chunk_map", options.chunk_map}, {"weighting", options.weighting},
+           {"refit_output", options.refit_output ? "true" : "false"}, {"sequential", options.sequential ? "true" : "false"},
+           {"compensate", options.compensate ? "true" : "false"}})
     writer.set_attribute("/", name, value);
   writer.set_attribute("/", "r", std::int64_t(options.r));
   writer.set_attribute("/", "layer_begin", std::int64_t(begin));
@@ -267,15 +405,23 @@ void run_jlrd(const JlrdOptions& options) {
   writer.commit();
   csv_output.commit();
   // Summary over the stored (first) rank of each layer.
-  double data_sum = 0, output_sum = 0;
+  double data_sum = 0, output_sum = 0, block_sum = 0;
   for (const SweepRow& row : stored_rows) {
     data_sum += row.data_error;
     output_sum += row.output_error;
+    block_sum += row.block_error;
   }
-  std::printf("final: jlrd=%s mode=%s svd=%s balance=%s r=%d layers=%d:%d cache_ratio=%.4f mean_data_error=%.4f "
-              "mean_output_error=%.4f\n",
+  std::printf("final: jlrd=%s mode=%s svd=%s balance=%s chunk_map=%s weighting=%s refit_output=%s r=%d layers=%d:%d "
+              "cache_ratio=%.4f mean_data_error=%.4f mean_output_error=%.4f mean_block_error=%.4f "
+              "mean_floor_unrotated=%.4f mean_floor_mapped=%.4f",
               options.output.c_str(), options.mode.c_str(), options.svd.c_str(), options.balance_kv ? "yes" : "no",
-              options.r, begin, end, model_ratio, data_sum / layers, output_sum / layers);
+              options.chunk_map.c_str(), options.weighting.c_str(), options.refit_output ? "yes" : "no", options.r,
+              begin, end, model_ratio, data_sum / layers, output_sum / layers, block_sum / layers,
+              summary.floor_unrotated / layers, summary.floor_mapped / layers);
+  if (summary.refits > 0)
+    std::printf(" refit_fit_error=%.4f refit_heldout_before=%.4f refit_heldout_after=%.4f", summary.refit_fit / summary.refits,
+                summary.refit_before / summary.refits, summary.refit_after / summary.refits);
+  std::printf("\n");
   std::fflush(stdout);
 }
 

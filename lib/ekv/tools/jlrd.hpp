@@ -21,7 +21,13 @@ struct JlrdOptions {
   double budget = 0;                   // or a whole-model cache ratio with per-layer ranks
   std::string layers;
   std::string precision = "f64";  // of the SVD: f64 | f32
-  int attention_seqs = 2;  // stored calibration sequences used for the attention errors
+  int attention_seqs = 2;  // stored calibration sequences used for the attention errors and choices
+  std::string chunk_map = "none";  // none | scalar | matrix | auto: non-elite chunk maps
+  std::string weighting = "none";  // none | attention: attention-aware row weights
+  bool refit_output = false;       // ridge refit of W_o on the stored sequences
+  int refit_heldout = 2;           // stored sequences that choose the refit's ridge
+  bool sequential = false;         // refit on the inputs of the already-compressed layers below
+  bool compensate = false;         // the refit also closes the residual-stream gap left below
   int threads = 0;
   std::string output;
 

@@ -1,0 +1,148 @@
+#include "ekv/refine/chunk_map.hpp"
+
+#include <Eigen/Dense>
+#include <cmath>
+
+#include "ekv/core/error.hpp"
+#include "ekv/model/linear.hpp"
+
+namespace ekv {
+
+ChunkMapKind parse_chunk_map_kind(const std::string& name) {
+  if (name == "none") return ChunkMapKind::none;
+  if (name == "scalar") return ChunkMapKind::scalar;
+  if (name == "matrix") return ChunkMapKind::matrix;
+  fail(cat("chunk map '", name, "': expected none, scalar or matrix"));
+}
+
+const char* chunk_map_kind_name(ChunkMapKind kind) {
+  return kind == ChunkMapKind::none ? "none" : kind == ChunkMapKind::scalar ? "scalar" : "matrix";
+}
+
+namespace {
+constexpr int kKeyTerms = 7;  // per key: ka², ka·kb, kb², ka·k̂a, ka·k̂b, kb·k̂a, kb·k̂b
+
+// Rotates every chunk of every head of a [S, heads·d_h] matrix, row t at position t.
+Matrix rotated(const Matrix& a, int head_dim, const RopeTable& rope) {
+  Matrix out = a;
+  const int heads = int(a.cols()) / head_dim;
+  for (Eigen::Index t = 0; t < out.rows(); ++t)
+    for (int h = 0; h < heads; ++h) rotate_half_inplace(out.row(t).data() + h * head_dim, head_dim / 2, rope.cos(t), rope.sin(t));
+  return out;
+}
+
+// Causal softmax of s·logits, row by row; entries above the diagonal are 0.
+Matrix causal_probabilities(const Matrix& logits, float scale) {
+  Matrix p = Matrix::Zero(logits.rows(), logits.cols());
+  for (Eigen::Index m = 0; m < logits.rows(); ++m) {
+    const float top = logits.row(m).head(m + 1).maxCoeff();
+    double sum = 0;
+    for (Eigen::Index n = 0; n <= m; ++n) sum += p(m, n) = std::exp((logits(m, n) - top) * scale);
+    p.row(m).head(m + 1) /= float(sum);
+  }
+  return p;
+}
+
+// Normal equations of one chunk's 4 map entries θ (φ = q ⊗ k, target the rotated score).
+struct Normal {
+  Eigen::Matrix4d n = Eigen::Matrix4d::Zero();
+  Eigen::Vector4d b = Eigen::Vector4d::Zero();
+};
+}  // namespace
+
+std::vector<ChunkMap> fit_chunk_maps(const LayerWeights& w, const ModelConfig& c, const std::vector<std::vector<int>>& elite,
+                                     const std::vector<float>& x_all, int sequences, int seq_len, const RopeTable& rope,
+                                     ChunkMapKind kind) {
+  const int G = c.kv_heads, dh = c.head_dim, half = dh / 2, g = c.group_size(), d = c.hidden;
+  EKV_CHECK(int(elite.size()) == G, "chunk maps: ", elite.size(), " elite sets for ", G, " KV heads");
+  std::vector<ChunkMap> maps;
+  std::vector<std::vector<int>> rest(static_cast<std::size_t>(G));  // non-elite chunks per KV head
+  for (int j = 0; j < G; ++j) {
+    std::vector<bool> is_elite(std::size_t(half), false);
+    for (int chunk : elite[std::size_t(j)]) is_elite[std::size_t(chunk)] = true;
+    for (int chunk = 0; chunk < half; ++chunk)
+      if (!is_elite[std::size_t(chunk)]) {
+        rest[std::size_t(j)].push_back(chunk);
+        maps.push_back({j, chunk, {1, 0, 0, 1}});
+      }
+  }
+  if (kind == ChunkMapKind::none) return maps;
+  EKV_CHECK(sequences > 0 && x_all.size() >= std::size_t(sequences) * seq_len * d, "chunk maps: need ", sequences,
+            " stored sequences of ", seq_len, " tokens (calib.h5 --keep-seqs)");
+  std::vector<Normal> normals(maps.size());
+  const float scale = float(1.0 / std::sqrt(double(dh)));
+  for (int s = 0; s < sequences; ++s) {
+    const Matrix x = Eigen::Map<const Matrix>(x_all.data() + std::size_t(s) * seq_len * d, seq_len, d);
+    Matrix q, k;
+    linear(x, w.wq, q);
+    linear(x, w.wk, k);
+    const Matrix qr = rotated(q, dh, rope), kr = rotated(k, dh, rope);
+    std::size_t first_map = 0;
+    for (int j = 0; j < G; ++j) {
+      const auto& chunks = rest[std::size_t(j)];
+      const int nc = int(chunks.size());
+      // Per key n and chunk, the products whose probability-weighted sums make the normal equations.
+      Matrix terms(seq_len, kKeyTerms * nc);
+      for (int i = 0; i < nc; ++i) {
+        const int a = j * dh + chunks[std::size_t(i)], b = a + half;
+        const Eigen::ArrayXf ka = k.col(a).array(), kb = k.col(b).array(), ra = kr.col(a).array(), rb = kr.col(b).array();
+        terms.col(kKeyTerms * i + 0) = ka * ka;
+        terms.col(kKeyTerms * i + 1) = ka * kb;
+        terms.col(kKeyTerms * i + 2) = kb * kb;
+        terms.col(kKeyTerms * i + 3) = ka * ra;
+        terms.col(kKeyTerms * i + 4) = ka * rb;
+        terms.col(kKeyTerms * i + 5) = kb * ra;
+        terms.col(kKeyTerms * i + 6) = kb * rb;
+      }
+      for (int h = j * g; h < (j + 1) * g; ++h) {
+        const Matrix logits = qr.middleCols(h * dh, dh) * kr.middleCols(j * dh, dh).transpose();
+        const Matrix weighted = causal_probabilities(logits, scale) * terms;  // [S, 7·nc]: Σ_n p(m,n) term(n)
+        for (int i = 0; i < nc; ++i) {
+          Normal& nm = normals[first_map + std::size_t(i)];
+          const int a = h * dh + chunks[std::size_t(i)], b = a + half;
+          for (int m = 0; m < seq_len; ++m) {
+            const double qv[2] = {q(m, a), q(m, b)}, rv[2] = {qr(m, a), qr(m, b)};
+            const float* z = weighted.row(m).data() + kKeyTerms * i;
+            const double kk[2][2] = {{z[0], z[1]}, {z[1], z[2]}};
+            const double kr_[2][2] = {{z[3], z[4]}, {z[5], z[6]}};  // Σ p k_l k̂_a'
+            for (int qi = 0; qi < 2; ++qi)
+              for (int l = 0; l < 2; ++l) {
+                for (int qi2 = 0; qi2 < 2; ++qi2)
+                  for (int l2 = 0; l2 < 2; ++l2) nm.n(2 * qi + l, 2 * qi2 + l2) += qv[qi] * qv[qi2] * kk[l][l2];
+                nm.b[2 * qi + l] += qv[qi] * (rv[0] * kr_[l][0] + rv[1] * kr_[l][1]);
+              }
+          }
+        }
+      }
+      first_map += std::size_t(nc);
+    }
+  }
+  const Eigen::Vector4d identity(1, 0, 0, 1);
+  for (std::size_t i = 0; i < maps.size(); ++i) {
+    const Normal& nm = normals[i];
+    const double ridge = 1e-6 * nm.n.trace() / 4;  // pulls an unconstrained map toward the identity
+    if (!(ridge > 0)) continue;
+    if (kind == ChunkMapKind::scalar) {
+      const double alpha = (identity.dot(nm.b) + ridge) / (identity.dot(nm.n * identity) + ridge);
+      maps[i].m = {alpha, 0, 0, alpha};
+    } else {
+      const Eigen::Vector4d theta = (nm.n + ridge * Eigen::Matrix4d::Identity()).ldlt().solve(nm.b + ridge * identity);
+      maps[i].m = {theta[0], theta[1], theta[2], theta[3]};
+    }
+  }
+  return maps;
+}
+
+Matrix apply_chunk_maps(const Matrix& wk, const ModelConfig& c, const std::vector<ChunkMap>& maps) {
+  const int dh = c.head_dim, half = dh / 2;
+  Matrix out = wk;
+  for (const ChunkMap& map : maps) {
+    const Eigen::Index a = map.head * dh + map.chunk, b = a + half;
+    const Eigen::VectorXd ra = wk.row(a).cast<double>(), rb = wk.row(b).cast<double>();
+    out.row(a) = (map.m[0] * ra + map.m[1] * rb).cast<float>().transpose();
+    out.row(b) = (map.m[2] * ra + map.m[3] * rb).cast<float>().transpose();
+  }
+  return out;
+}
+
+}  // namespace ekv

@@ -1,0 +1,97 @@
+#include "ekv/refine/layer_refinement.hpp"
+
+#include <limits>
+
+#include "ekv/core/error.hpp"
+#include "ekv/lrd/attention_error.hpp"
+#include "ekv/refine/attention_weighting.hpp"
+
+namespace ekv {
+
+namespace {
+// 4 parameters per chunk: 8 sequences of causal pairs pin them down; more only cost time.
+constexpr int kChunkMapSequences = 8;
+
+// Block error of the RoPElite layer with these maps and no factorization.
+double floor_error(const LayerWeights& w, const ModelConfig& c, const std::vector<std::vector<int>>& elite,
+                   const Matrix& wk, const LayerSamples& samples, int sequences, const RopeTable& rope) {
+  LayerWeights mapped = w;
+  mapped.wk = wk;
+  JointLayout layout;
+  const MatrixD joint = build_joint_matrix(mapped, c, elite, layout);
+  return attention_error(w, c, elite, layout, exact_factor(joint), *samples.x, 0, sequences, samples.seq_len, rope).block;
+}
+}  // namespace
+
+RefinedLayer refine_layer(const LayerWeights& w, const ModelConfig& c, const std::vector<std::vector<int>>& elite,
+                          const LayerSamples& samples, const RopeTable& rope, const LrdOptions& lrd,
+                          const RefineOptions& options, int target_rank) {
+  RefinedLayer out;
+  out.wk = w.wk;
+  const bool maps = options.chunk_map_auto || options.chunk_map != ChunkMapKind::none;
+  const int seqs = std::min(options.choice_seqs, samples.sequences);
+  if (maps || options.attention_weights)
+    EKV_CHECK(samples.x && seqs > 0, "chunk maps and attention-aware weights need stored calibration sequences "
+                                     "(calib.h5 with --keep-seqs > 0, and --attention-seqs > 0)");
+  if (maps) {
+    out.floor_unrotated = floor_error(w, c, elite, w.wk, samples, seqs, rope);
+    out.floor_mapped = out.floor_unrotated;
+    const std::vector<ChunkMapKind> kinds =
+        options.chunk_map_auto ? std::vector<ChunkMapKind>{ChunkMapKind::scalar, ChunkMapKind::matrix}
+                               : std::vector<ChunkMapKind>{options.chunk_map};
+    for (ChunkMapKind kind : kinds) {
+      auto fitted = fit_chunk_maps(w, c, elite, *samples.x, std::min(samples.sequences, kChunkMapSequences),
+                                   samples.seq_len, rope, kind);
+      Matrix wk = apply_chunk_maps(w.wk, c, fitted);
+      const double floor = floor_error(w, c, elite, wk, samples, seqs, rope);
+      if (!options.chunk_map_auto || floor < out.floor_mapped) {
+        out.floor_mapped = floor;
+        out.map_kind = kind;
+        out.maps = std::move(fitted);
+        out.wk = std::move(wk);
+      }
+    }
+  }
+  LayerWeights mapped = w;
+  mapped.wk = out.wk;
+  JointLayout layout;
+  MatrixD joint = build_joint_matrix(mapped, c, elite, layout);
+  if (!options.attention_weights) {
+    out.factors = std::make_unique<LayerFactors>(std::move(joint), std::move(layout), samples.gram, lrd);
+    return out;
+  }
+  EKV_CHECK(samples.gram && lrd.whitened && lrd.joint, "attention-aware weights need --svd whitened, --mode joint and --calib");
+  const double centre = balanced_key_scale(joint, layout, attention_row_weights(w, c, layout, *samples.gram, 1.0), *samples.gram);
+  double best = std::numeric_limits<double>::infinity();
+  for (double step : {0.25, 0.5, 1.0, 2.0, 4.0}) {
+    const RowWeights rows = attention_row_weights(w, c, layout, *samples.gram, centre * step);
+    auto factors = std::make_unique<LayerFactors>(joint, layout, samples.gram, lrd, &rows);
+    const int rank = std::min(target_rank, factors->max_rank());
+    const double error =
+        attention_error(w, c, elite, layout, factors->factor(rank), *samples.x, 0, seqs, samples.seq_len, rope).block;
+    if (error < best) {
+      best = error;
+      out.key_scale = centre * step;
+      out.factors = std::move(factors);
+    }
+  }
+  return out;
+}
+
+HeadOutputs head_outputs(const LayerWeights& w, const ModelConfig& c, const std::vector<std::vector<int>>& elite,
+                         const JointLayout& layout, const LowRank& factor, const std::vector<float>& x_original,
+                         const std::vector<float>& x_compressed, int sequences, int seq_len, const RopeTable& rope) {
+  const std::size_t step = std::size_t(seq_len) * std::size_t(c.hidden);
+  EKV_CHECK(x_original.size() >= step * std::size_t(sequences) && x_compressed.size() == x_original.size(),
+            "head outputs: ", sequences, " sequences requested, fewer stored");
+  HeadOutputs out;
+  for (int s = 0; s < sequences; ++s) {
+    SequenceOutputs o = attention_outputs(w, c, elite, layout, factor, x_original.data() + std::size_t(s) * step,
+                                          x_compressed.data() + std::size_t(s) * step, seq_len, rope);
+    out.original.push_back(std::move(o.original));
+    out.compressed.push_back(std::move(o.compressed));
+  }
+  return out;
+}
+
+}  // namespace ekv

@@ -1,0 +1,57 @@
+// The output-aware options of ekv-jlrd for one layer (METHOD.md §9), in the order they apply:
+// non-elite chunk maps folded into W_k, the attention-aware weighted decomposition with its key
+// scale β chosen by measured block error, and (after the rank is known) the W_o refit.
+// Choices are measured on the layer's stored calibration sequences.
+#pragma once
+
+#include <cmath>
+#include <memory>
+#include <vector>
+
+#include "ekv/lrd/layer_factors.hpp"
+#include "ekv/model/config.hpp"
+#include "ekv/model/weights.hpp"
+#include "ekv/refine/chunk_map.hpp"
+#include "ekv/refine/output_refit.hpp"
+#include "ekv/rope/frequencies.hpp"
+
+namespace ekv {
+
+struct RefineOptions {
+  ChunkMapKind chunk_map = ChunkMapKind::none;
+  bool chunk_map_auto = false;    // per layer, the kind (none, scalar, matrix) with the lowest floor
+  bool attention_weights = false; // weighted SVD with β searched per layer
+  int choice_seqs = 2;            // stored sequences that measure each choice
+};
+
+// The stored calibration inputs of one layer.
+struct LayerSamples {
+  const Eigen::MatrixXd* gram = nullptr;
+  const std::vector<float>* x = nullptr;  // [sequences, S, d]
+  int sequences = 0, seq_len = 0;
+};
+
+struct RefinedLayer {
+  std::unique_ptr<LayerFactors> factors;
+  ChunkMapKind map_kind = ChunkMapKind::none;
+  std::vector<ChunkMap> maps;
+  Matrix wk;  // W_k with the maps folded in (what the latent reconstructs)
+  double floor_unrotated = NAN, floor_mapped = NAN;  // block error with no factorization
+  double key_scale = NAN;                            // β; NaN when unweighted
+};
+
+// target_rank: the d_kv at which β is chosen.
+RefinedLayer refine_layer(const LayerWeights& weights, const ModelConfig& config,
+                          const std::vector<std::vector<int>>& elite, const LayerSamples& samples,
+                          const RopeTable& rope, const LrdOptions& lrd, const RefineOptions& options, int target_rank);
+
+// Head outputs [S, H·d_h] of every stored sequence, of the original layer on x_original and of
+// the compressed layer on x_compressed (both [sequences, S, d]; the same for layer-local fits).
+struct HeadOutputs {
+  std::vector<Matrix> original, compressed;
+};
+HeadOutputs head_outputs(const LayerWeights& weights, const ModelConfig& config, const std::vector<std::vector<int>>& elite,
+                         const JointLayout& layout, const LowRank& factor, const std::vector<float>& x_original,
+                         const std::vector<float>& x_compressed, int sequences, int seq_len, const RopeTable& rope);
+
+}  // namespace ekv
