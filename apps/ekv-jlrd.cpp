@@ -12,9 +12,13 @@ int main(int argc, char** argv) {
        "optionally K/V-balanced, jointly (J-LRD) or separately (S-LRD). One decomposition serves every rank of the "
        "sweep; the table (weight, data, logit and attention-output errors, cache ratio) is also written as CSV. "
        "Cache ratio = (2rG + d_kv) / (2 G d_h): rotated elite dims plus the latent, over the full K and V. "
-       "--budget F spends the whole model's latent dims where they lower the data error most.",
-       "ekv-jlrd --model model.gguf --rope rope.h5 --calib calib.h5 --r 4 --svd whitened --cache-ratio 0.5,0.25,0.125 "
-       "-o jlrd.h5",
+       "--budget F spends the whole model's latent dims where they lower the data error most. "
+       "Output-aware options (measured best together on held-out text, the pipeline's default): --chunk-map auto "
+       "fits a map for each non-elite chunk in place of its lost rotation, --weighting attention weights key rows by "
+       "the queries that read them and value rows by W_o, --refit-output refits W_o by ridge regression on the "
+       "stored calibration sequences (calibrate with --keep-seqs 32).",
+       "ekv-jlrd --model model.gguf --rope rope.h5 --calib calib.h5 --r 6 --svd whitened --budget 0.25 "
+       "--chunk-map auto --weighting attention --refit-output -o jlrd.h5",
        "ekv-select-rope (makes rope.h5), ekv-info (describes jlrd.h5)"},
       [&](CLI::App& app) { options.register_with(app); },
       [&] {

@@ -36,12 +36,14 @@ def path(name):
     return os.path.join(work, name)
 
 
-run(tool_path("ekv-calibrate"), "--model", model, "--text", corpus, "-S", "128", "-N", "4", "--keep-seqs", "2",
+run(tool_path("ekv-calibrate"), "--model", model, "--text", corpus, "-S", "128", "-N", "4", "--keep-seqs", "4",
     "-o", path("calib.h5"), "--quiet")
 run(tool_path("ekv-select-rope"), "--model", model, "--calib", path("calib.h5"), "--r-max", "4", "-o",
     path("rope.h5"), "--quiet")
+# The pipeline's options (chunk maps, attention-aware weights, W_o refit) at a small scale.
 run(tool_path("ekv-jlrd"), "--model", model, "--rope", path("rope.h5"), "--calib", path("calib.h5"), "--r", "4",
-    "--svd", "whitened", "--budget", "0.25", "-o", path("jlrd.h5"), "--quiet")
+    "--svd", "whitened", "--budget", "0.25", "--chunk-map", "auto", "--weighting", "attention", "--refit-output",
+    "--refit-heldout", "1", "-o", path("jlrd.h5"), "--quiet")
 export = path("export")
 run(tool_path("ekv-export"), "--model", model, "--rope", path("rope.h5"), "--jlrd", path("jlrd.h5"), "-o", export,
     "--quiet")

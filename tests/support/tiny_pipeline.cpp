@@ -13,14 +13,7 @@ TinyPipeline::TinyPipeline(const std::string& name, std::uint32_t seed)
   write_file(dir / "tiny.gguf", tiny_model_gguf(tiny).build());
   for (int i = 0; i < 600; ++i) stream.push_back((i * 7 + i / 3) % tiny.config.vocab);
   write_token_file(dir / "tokens.safetensors", stream);
-  CalibrateOptions calibrate;
-  calibrate.model = path("tiny.gguf");
-  calibrate.tokens = path("tokens.safetensors");
-  calibrate.seq_len = 32;
-  calibrate.num_seqs = 12;
-  calibrate.keep_seqs = 2;
-  calibrate.output = path("calib.h5");
-  run_calibrate(calibrate);
+  calibrate("calib.h5", 32, 12, 2);
   SelectRopeOptions select;
   select.model = path("tiny.gguf");
   select.calib = path("calib.h5");
@@ -30,5 +23,16 @@ TinyPipeline::TinyPipeline(const std::string& name, std::uint32_t seed)
 }
 
 TinyPipeline::~TinyPipeline() { fs::remove_all(dir); }
+
+void TinyPipeline::calibrate(const std::string& name, int seq_len, int num_seqs, int keep_seqs) const {
+  CalibrateOptions options;
+  options.model = path("tiny.gguf");
+  options.tokens = path("tokens.safetensors");
+  options.seq_len = seq_len;
+  options.num_seqs = num_seqs;
+  options.keep_seqs = keep_seqs;
+  options.output = path(name);
+  run_calibrate(options);
+}
 
 }  // namespace ekv::test

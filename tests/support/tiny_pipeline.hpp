@@ -15,6 +15,8 @@ struct TinyPipeline {
   explicit TinyPipeline(const std::string& name, std::uint32_t seed = 31);
   ~TinyPipeline();
   std::string path(const std::string& name) const { return (dir / name).string(); }
+  // Another calibration of the token stream into `name` (the stream holds 600 tokens).
+  void calibrate(const std::string& name, int seq_len, int num_seqs, int keep_seqs) const;
 
   std::filesystem::path dir;
   TinyModel tiny;

@@ -139,6 +139,12 @@ TEST_F(CalibrateTest, MergeRefusesMismatches) {
   run_calibrate(layers);
   const std::string l = (dir_ / "l.h5").string();
   EXPECT_EKV_ERROR(run_calibrate_merge({{(dir_ / "s1.h5").string(), l}, (dir_ / "m.h5").string()}), l, "layers");
+  // The same shard twice, or a copy of it, used to be merged, counting its statistics twice.
+  const std::string s1 = (dir_ / "s1.h5").string();
+  EXPECT_EKV_ERROR(run_calibrate_merge({{s1, s1}, (dir_ / "m.h5").string()}), "the same sampled sequences", "--seed");
+  fs::copy_file(s1, dir_ / "copy.h5");
+  EXPECT_EKV_ERROR(run_calibrate_merge({{s1, (dir_ / "copy.h5").string()}, (dir_ / "m.h5").string()}), "copy.h5",
+                   "the same sampled sequences");
   EXPECT_FALSE(fs::exists(dir_ / "m.h5"));
 }
 
@@ -178,6 +184,13 @@ TEST_F(CalibrateTest, BadInputLeavesNoFile) {
   o = options("bad.h5");
   o.tokens = (dir_ / "oov.safetensors").string();
   EXPECT_EKV_ERROR(run_calibrate(o), "token id 40", "vocabulary");
+  // -N 1000000000 used to allocate until the kernel killed the process.
+  o = options("bad.h5");
+  o.num_seqs = 1'000'000'000;
+  EXPECT_EKV_ERROR(run_calibrate(o), "--num-seqs 1000000000", "GiB", "available");
+  o = options("bad.h5");
+  o.num_seqs = 200;  // 3200 tokens sampled from 700
+  EXPECT_EKV_ERROR(run_calibrate(o), "--num-seqs 200", "700 tokens");
   EXPECT_FALSE(fs::exists(dir_ / "bad.h5"));
   EXPECT_FALSE(fs::exists(dir_ / "bad.h5.tmp"));
   o = options("no/such/dir/out.h5");

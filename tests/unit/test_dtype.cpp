@@ -111,6 +111,16 @@ TEST(Dtype, HalfAndBfloatRoundTrip) {
   }
 }
 
+// An empty tensor (a zero-rank latent) has null data pointers; memcpy(nullptr, nullptr, 0) is
+// undefined behaviour that UBSan reported through ekv-export (issue 21).
+TEST(Dtype, EmptyTensorsConvertWithoutTouchingPointers) {
+  for (DType dtype : {DType::f32, DType::f16, DType::bf16, DType::q4_1}) {
+    EXPECT_NO_THROW(dequantize(dtype, std::span<const std::byte>(), std::span<float>())) << dtype_name(dtype);
+    if (dtype != DType::q4_1)
+      EXPECT_NO_THROW(encode_float(dtype, std::span<const float>(), std::span<std::byte>())) << dtype_name(dtype);
+  }
+}
+
 TEST(Dtype, SizeErrors) {
   EXPECT_EQ(storage_bytes(DType::q4_1, 64), 40u);
   EXPECT_EQ(storage_bytes(DType::q6_k, 512), 420u);

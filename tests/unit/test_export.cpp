@@ -5,6 +5,8 @@
 // refused without leaving a folder.
 #include <gtest/gtest.h>
 
+#include <hdf5.h>
+
 #include <filesystem>
 
 #include "ekv/check/decode_check.hpp"
@@ -14,7 +16,6 @@
 #include "ekv/lrd/layer_factors.hpp"
 #include "ekv/model/forward.hpp"
 #include "ekv/model/model_source.hpp"
-#include "ekv/tools/calibrate.hpp"
 #include "ekv/tools/export.hpp"
 #include "ekv/tools/jlrd.hpp"
 #include "ekv/tools/select_rope.hpp"
@@ -69,14 +70,7 @@ class Export : public ::testing::Test {
 
 TEST_F(Export, CarriesTheRefittedOutputProjection) {
   // The pipeline's calibration keeps 2 sequences of 32 tokens: too few to fit W_o on.
-  CalibrateOptions calibrate;
-  calibrate.model = path("tiny.gguf");
-  calibrate.tokens = path("tokens.safetensors");
-  calibrate.seq_len = 48;
-  calibrate.num_seqs = 12;
-  calibrate.keep_seqs = 12;
-  calibrate.output = path("calib-kept.h5");
-  run_calibrate(calibrate);
+  pipeline_.calibrate("calib-kept.h5", 48, 12, 12);
   const std::string folder = make_export("refit", 2, {6}, "calib-kept.h5", /*refit=*/true);
   const ArtifactReader jlrd(path("refit.h5"), "jlrd", kJlrdFormatVersion);
   const auto compressed = ModelSource::open(folder), original = ModelSource::open(path("tiny.gguf"));
@@ -124,6 +118,31 @@ TEST_F(Export, DecodePathsEqualThePrefillAndTheModelMoves) {
   // The cache is the compressed one: per token and layer 2rG + d_kv = 2·1·2 + 5 elements.
   EXPECT_EQ(result.cache_elements, 104LL * 2 * (4 + 5));
   EXPECT_GT(result.kl_vs_original, 1e-4);  // rank 5 of 28 is lossy: the check would see a no-op
+}
+
+// An edited elite_chunks list used to decode silently with RoPE on other chunks than the
+// config's; the decode check now refuses it by layer.
+TEST_F(Export, EditedPackChunksAreRefused) {
+  const std::string folder = make_export("edited", 1, {5});
+  const std::string pack_path = (fs::path(folder) / "decode-pack.h5").string();
+  {
+    const ArtifactReader pack(pack_path, "decode-pack", kDecodePackFormatVersion);
+    const PackHeader header = read_pack_header(pack);
+    ASSERT_EQ(read_pack_layer(pack, header, 1).elite, ModelSource::open(folder)->config().elitekv.elite[1]);
+  }
+  const hid_t file = H5Fopen(pack_path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  ASSERT_GE(file, 0);
+  const hid_t dataset = H5Dopen2(file, layer_dataset(1, "elite_chunks").c_str(), H5P_DEFAULT);
+  std::vector<std::int32_t> chunks(std::size_t(H5Sget_simple_extent_npoints(H5Dget_space(dataset))));
+  H5Dread(dataset, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, chunks.data());
+  chunks[0] = (chunks[0] + 1) % 4;  // another chunk of the 4 (head_dim 8)
+  H5Dwrite(dataset, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, chunks.data());
+  H5Dclose(dataset);
+  H5Fclose(file);
+  const auto compressed = ModelSource::open(folder);
+  const ArtifactReader pack(pack_path, "decode-pack", kDecodePackFormatVersion);
+  EXPECT_EKV_ERROR(check_decode(*compressed, nullptr, &pack, pipeline_.stream, {8, 4}), "decode-pack.h5", "layer 1",
+                   "elite_chunks differ");
 }
 
 TEST_F(Export, PackHoldsTheAbsorbedQueryMatrices) {

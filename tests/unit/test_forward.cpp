@@ -7,7 +7,9 @@
 
 #include "ekv/check/perplexity.hpp"
 #include "ekv/model/forward.hpp"
+#include "ekv/model/linear.hpp"
 #include "ekv/rope/frequencies.hpp"
+#include "expect_error.hpp"
 #include "gguf_builder.hpp"
 
 namespace ekv::test {
@@ -88,6 +90,14 @@ class ForwardTest : public ::testing::Test {
   std::unique_ptr<ModelSource> model_;
   std::vector<std::int32_t> tokens_ = {3, 17, 5, 5, 39, 0, 22, 8, 13, 1, 30, 2};
 };
+
+// --threads 100000 used to segfault inside the OpenMP runtime; negative counts were ignored.
+TEST(ComputeThreads, AbsurdCountsAreRefusedByName) {
+  EXPECT_EKV_ERROR(set_compute_threads(-1), "--threads -1", "negative");
+  EXPECT_EKV_ERROR(set_compute_threads(100000), "--threads 100000", "cores");
+  set_compute_threads(0);  // one per core: accepted
+  set_compute_threads(1);
+}
 
 TEST_F(ForwardTest, MatchesNaiveReference) {
   Forward forward(*model_);
@@ -196,6 +206,19 @@ TEST_F(ForwardTest, PerplexityProtocol) {
   const PerplexityResult single = perplexity(forward, window, {8, 0, 1});
   EXPECT_NEAR(single.nll_sum, nll, 1e-4 * std::abs(nll));
   EXPECT_GT(r.perplexity(), 1.0);
+}
+
+// A huge but finite weight overflows the activations; ekv-check ppl used to print ppl=-nan and
+// exit 0.
+TEST_F(ForwardTest, NonFinitePerplexityIsAnError) {
+  TinyModel broken = tiny_;
+  broken.globals.output.row(0).setConstant(3e38f);  // logit 0 overflows to ±inf
+  write_file(dir_ / "broken.gguf", tiny_model_gguf(broken).build());
+  const auto model = ModelSource::open(dir_ / "broken.gguf");
+  Forward forward(*model);
+  std::vector<std::int32_t> text;
+  for (int i = 0; i < 16; ++i) text.push_back((i * 5 + 1) % tiny_.config.vocab);
+  EXPECT_EKV_ERROR(perplexity(forward, text, {8, 0, 1}), "window 0", "non-finite");
 }
 
 TEST(RopeFrequencies, ScalingRules) {

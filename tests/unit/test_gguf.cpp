@@ -100,6 +100,14 @@ TEST_F(GgufTest, TensorOffsetOverflowing) {
   EXPECT_EKV_ERROR(GgufFile{path}, path, b.tensors()[1].name);
 }
 
+// Overlapping tensors used to load, each reading the other's bytes.
+TEST_F(GgufTest, OverlappingTensors) {
+  GgufBuilder b = tiny_model_gguf(tiny_);
+  b.tensors()[2].offset_override = 0;  // where tensor 0 lies
+  const std::string path = save(b.build());
+  EXPECT_EKV_ERROR(GgufFile{path}, path, b.tensors()[2].name, "overlaps", b.tensors()[0].name);
+}
+
 TEST_F(GgufTest, MisalignedOffset) {
   GgufBuilder b = tiny_model_gguf(tiny_);
   b.tensors()[2].offset_override = 4;

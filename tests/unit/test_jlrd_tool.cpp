@@ -218,7 +218,7 @@ TEST_F(JlrdTool, Refusals) {
   o.ranks = {4};
   o.refit_output = true;
   o.refit_heldout = 2;  // the tiny calibration keeps 2 sequences: none would remain to fit on
-  EXPECT_EKV_ERROR(run_jlrd(o), "--refit-output needs more stored calibration sequences");
+  EXPECT_EKV_ERROR(run_jlrd(o), "calib.h5: keep_seqs: 2", "--refit-output needs more than --refit-heldout (2)");
   o = options("bad.h5");
   o.ranks = {4};
   o.sequential = true;

@@ -9,6 +9,7 @@
 #include "ekv/lrd/factorization.hpp"
 #include "ekv/lrd/joint_matrix.hpp"
 #include "ekv/lrd/layer_factors.hpp"
+#include "expect_error.hpp"
 #include "gguf_builder.hpp"
 
 namespace ekv {
@@ -133,6 +134,28 @@ TEST(Lrd, ErrorCurvesEqualReconstructionForEveryVariant) {
           }
           EXPECT_NEAR(f.weight_error(f.max_rank()), 0.0, tolerance);
         }
+}
+
+// A zero Gram used to loop forever (λ grows from 1e-10 × mean diagonal = 0); a non-finite one
+// must not reach LAPACK.
+TEST(Lrd, WhitenedSvdRefusesZeroAndNonFiniteGrams) {
+  std::mt19937 rng(9);
+  const MatrixD w = random_d(6, 4, rng);
+  Eigen::MatrixXd gram = Eigen::MatrixXd::Zero(4, 4);
+  EXPECT_EKV_ERROR(Decomposition(w, &gram), "not positive semi-definite");
+  gram = Eigen::MatrixXd::Identity(4, 4);
+  gram(1, 2) = NAN;
+  EXPECT_EKV_ERROR(Decomposition(w, &gram), "non-finite");
+  gram = -Eigen::MatrixXd::Identity(4, 4);
+  EXPECT_EKV_ERROR(Decomposition(w, &gram), "not positive semi-definite");
+  // Positive diagonal, one eigenvalue of -1e-3: a ridge up to the scale used to hide it.
+  gram = Eigen::MatrixXd::Identity(4, 4);
+  gram(0, 1) = gram(1, 0) = 1.001;
+  EXPECT_EKV_ERROR(Decomposition(w, &gram), "not positive semi-definite", "ridge");
+  // Singular but PSD (a rank-deficient calibration) is fine.
+  const MatrixD x = random_d(4, 2, rng);
+  gram = x * x.transpose();
+  EXPECT_NO_THROW(Decomposition(w, &gram));
 }
 
 TEST(Lrd, CacheRatio) {

@@ -2,8 +2,10 @@
 // the HF writer and reader unchanged, and the HF reader handles sharded folders.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <fstream>
 
+#include "ekv/core/log.hpp"
 #include "ekv/io/gguf.hpp"
 #include "ekv/io/safetensors.hpp"
 #include "ekv/model/hf_writer.hpp"
@@ -91,6 +93,40 @@ TEST_F(ModelSourceTest, HfWriterRoundTrip) {
   EXPECT_EQ(hf->fingerprint().size(), 64u);
 }
 
+// An export killed before its rename left DIR.tmp with a complete-looking model.safetensors
+// that ekv-check accepted; the rename is the completion marker, so a .tmp is refused.
+TEST_F(ModelSourceTest, UnfinishedOutputsAreRefused) {
+  const auto gguf = ModelSource::open(gguf_path_);
+  write_hf_checkpoint(*gguf, dir_ / "hf", DType::f32);
+  fs::rename(dir_ / "hf", dir_ / "hf.tmp");
+  EXPECT_EKV_ERROR(ModelSource::open(dir_ / "hf.tmp"), "hf.tmp", "unfinished output");
+  fs::copy_file(gguf_path_, dir_ / "tiny.gguf.tmp");
+  EXPECT_EKV_ERROR(ModelSource::open(dir_ / "tiny.gguf.tmp"), "tiny.gguf.tmp", "unfinished output");
+}
+
+// The fingerprint covered names and shapes only: artifacts of one model passed with an edited
+// copy of it. It now covers the weight bytes, hashed once and cached beside the file.
+TEST_F(ModelSourceTest, FingerprintCoversTheWeights) {
+  const std::string original = ModelSource::open(gguf_path_)->fingerprint();
+  const fs::path cache = gguf_path_.string() + ".ekv-sha256";
+  ASSERT_TRUE(fs::exists(cache));
+  EXPECT_EQ(ModelSource::open(gguf_path_)->fingerprint(), original);
+  TinyModel edited = tiny_;
+  edited.layers[1].wv(0, 0) += 0.5f;
+  write_file(dir_ / "edited.gguf", tiny_model_gguf(edited).build());
+  EXPECT_NE(ModelSource::open(dir_ / "edited.gguf")->fingerprint(), original);
+  // The cache is what a second open reads: a forged digest under the right key shows through.
+  std::string line;
+  std::getline(std::ifstream(cache), line);
+  std::ofstream(cache) << line.substr(0, line.size() - 64) << std::string(64, '0') << "\n";
+  EXPECT_NE(ModelSource::open(gguf_path_)->fingerprint(), original);
+  // An edit in place moves the modification time, which invalidates the cached digest.
+  const auto mtime = fs::last_write_time(gguf_path_);
+  fs::copy_file(dir_ / "edited.gguf", gguf_path_, fs::copy_options::overwrite_existing);
+  fs::last_write_time(gguf_path_, mtime + std::chrono::seconds(1));
+  EXPECT_EQ(ModelSource::open(gguf_path_)->fingerprint(), ModelSource::open(dir_ / "edited.gguf")->fingerprint());
+}
+
 TEST_F(ModelSourceTest, HfWriterHalfPrecision) {
   const auto gguf = ModelSource::open(gguf_path_);
   write_hf_checkpoint(*gguf, dir_ / "hf16", DType::bf16);
@@ -159,6 +195,55 @@ TEST_F(ModelSourceTest, HfConfigErrorsNameTheField) {
   EXPECT_EKV_ERROR(ModelSource::open(folder), path, "KV head count 3");
   std::ofstream(folder / "config.json") << "{ not json";
   EXPECT_EKV_ERROR(ModelSource::open(folder), path, "not valid JSON");
+}
+
+// get<int>() used to truncate 576.5 and wrap huge counts; a missing rope_theta was a silent
+// 10000 (now the same default, with a warning).
+TEST_F(ModelSourceTest, HfConfigNumbersAreExact) {
+  const nlohmann::json good = config_to_hf(tiny_.config);
+  const std::string source = "config.json";
+  nlohmann::json config = good;
+  config["hidden_size"] = 32.5;
+  EXPECT_EKV_ERROR(config_from_hf(config, source), source, "hidden_size", "expected an integer", "32.5");
+  config = good;
+  config["num_hidden_layers"] = std::int64_t(1) << 40;
+  EXPECT_EKV_ERROR(config_from_hf(config, source), source, "num_hidden_layers", "out of range");
+  config = good;
+  config.erase("rope_theta");
+  const auto warnings = log::warning_count();
+  EXPECT_EQ(config_from_hf(config, source).rope_theta, 10000.0);
+  EXPECT_EQ(log::warning_count(), warnings + 1);
+}
+
+// GGUF counts were cast to int: 2^40 layers read as 0 and 2^32 - 1 heads as -1, which later
+// checks misreported ("partial RoPE ... expected -576").
+TEST_F(ModelSourceTest, GgufCountsAreRefusedByKey) {
+  auto metadata_only = [&](std::uint32_t heads, std::uint64_t layers) {
+    GgufBuilder b;
+    b.add_string("general.architecture", "llama");
+    Bytes layer_count;
+    put_string(layer_count, "llama.block_count");
+    put_u32(layer_count, 10);  // GGUF UINT64
+    put_u64(layer_count, layers);
+    b.add_raw_kv(layer_count);
+    b.add_u32("llama.embedding_length", 64);
+    b.add_u32("llama.attention.head_count", heads);
+    b.add_u32("llama.rope.dimension_count", 16);
+    b.add_u32("llama.feed_forward_length", 128);
+    b.add_u32("llama.context_length", 256);
+    b.add_u32("llama.vocab_size", 100);
+    b.add_f32("llama.attention.layer_norm_rms_epsilon", 1e-5f);
+    b.add_f32("llama.rope.freq_base", 10000.0f);
+    const fs::path path = dir_ / "metadata.gguf";
+    write_file(path, b.build());
+    return path;
+  };
+  EXPECT_EQ(config_from_gguf(GgufFile(metadata_only(4, 2))).heads, 4);
+  EXPECT_EKV_ERROR(config_from_gguf(GgufFile(metadata_only(4, std::uint64_t(1) << 40))), "llama.block_count",
+                   "1099511627776", "not plausible");
+  EXPECT_EKV_ERROR(config_from_gguf(GgufFile(metadata_only(0xFFFFFFFFu, 2))), "llama.attention.head_count",
+                   "4294967295", "not plausible");
+  EXPECT_EKV_ERROR(config_from_gguf(GgufFile(metadata_only(0, 2))), "head count 0");
 }
 
 TEST_F(ModelSourceTest, MissingPathNamed) {

@@ -24,7 +24,7 @@ std::string utf8(std::uint32_t cp) {
 
 // All 256 byte symbols (the GPT-2 map: printable bytes stand for themselves, the others
 // become U+0100 + n, so ' ' is "Ġ"), then the merged tokens; ids are vector positions.
-Tokenizer planted(PreTokenizer pre) {
+Tokenizer planted(PreTokenizer pre, const std::vector<std::int32_t>& specials = {0}) {
   std::vector<std::string> tokens = {"<|endoftext|>"};
   std::uint32_t next = 256;
   for (std::uint32_t b = 0; b < 256; ++b) {
@@ -34,7 +34,7 @@ Tokenizer planted(PreTokenizer pre) {
   const std::vector<std::string> merges = {"h e", "l l", "he ll", "hell o", "Ġ w", "Ġw o", "r l", "Ġwo rl",
                                            "Ġworl d", "1 2"};
   for (const auto& m : merges) tokens.push_back(m.substr(0, m.find(' ')) + m.substr(m.find(' ') + 1));
-  return Tokenizer(tokens, merges, {0}, pre, "planted");
+  return Tokenizer(tokens, merges, specials, pre, "planted");
 }
 
 std::vector<std::string> pieces(const Tokenizer& t, const std::string& text) {
@@ -92,6 +92,50 @@ TEST(Tokenizer, HfJsonRoundTrip) {
   for (const std::string text : {"hello world 12", "<|endoftext|> hello\n\nworld"})
     EXPECT_EQ(back.encode(text), original.encode(text)) << text;
   std::filesystem::remove_all(dir);
+}
+
+// A byte the vocabulary lacks used to be reported against the model only; the error now names
+// the text and the byte offset, which is what a user can act on.
+TEST(Tokenizer, MissingByteNamesTextAndOffset) {
+  std::vector<std::string> tokens = {"<|endoftext|>"};
+  for (char c = 'a'; c <= 'y'; ++c) tokens.push_back(std::string(1, c));  // no "z"
+  tokens.push_back("\xC4\xA0");                                              // "Ġ": the space byte
+  const Tokenizer t(tokens, {}, {0}, PreTokenizer::gpt2, "planted");
+  EXPECT_EQ(t.encode("hello").size(), 5u);
+  EXPECT_EKV_ERROR(t.encode("hello zoo", "notes.txt"), "notes.txt", "byte offset 6", "\"z\"", "planted");
+}
+
+// Text without digits reaches the regex as one span; PCRE2 used to re-validate the whole span
+// on every match, so 3 MB of it never finished. Every repetition must tokenize alike.
+TEST(Tokenizer, LongDigitFreeTextTokenizesLikeItsParts) {
+  for (const auto pre : {PreTokenizer::gpt2, PreTokenizer::smollm}) {
+    const Tokenizer t = planted(pre);
+    const std::string unit = "yes a hello\n";
+    const std::size_t repeats = 3'000'000 / unit.size();
+    std::string text;
+    for (std::size_t i = 0; i < repeats; ++i) text += unit;
+    const auto one = t.encode(unit);
+    const auto all = t.encode(text);
+    ASSERT_EQ(all.size(), one.size() * repeats);
+    for (std::size_t i = 0; i < all.size(); ++i) ASSERT_EQ(all[i], one[i % one.size()]) << "token " << i;
+  }
+}
+
+// A text full of one special token and free of another used to be searched to its end for the
+// absent one after every occurrence of the present one (quadratic).
+TEST(Tokenizer, ManySpecialsTokenizeInOnePass) {
+  const std::int32_t hello = planted(PreTokenizer::gpt2).encode("hello").at(0);
+  const Tokenizer t = planted(PreTokenizer::gpt2, {0, hello});
+  const std::string unit = "<|endoftext|>x";
+  const std::size_t repeats = 1'000'000;
+  std::string text;
+  for (std::size_t i = 0; i < repeats; ++i) text += unit;
+  text += "hello";
+  const auto ids = t.encode(text);
+  ASSERT_EQ(ids.size(), 2 * repeats + 1);
+  EXPECT_EQ(ids.front(), 0);
+  EXPECT_EQ(ids[2 * repeats - 2], 0);
+  EXPECT_EQ(ids.back(), hello);
 }
 
 }  // namespace

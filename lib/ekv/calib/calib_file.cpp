@@ -193,6 +193,10 @@ CalibData merge_calib(const std::vector<fs::path>& shards, const fs::path& outpu
               file, ": model shape differs from ", shards.front().string());
     EKV_CHECK(shard.store_dtype == merged.store_dtype, file, ": store_dtype: expected ", merged.store_dtype,
               ", found ", shard.store_dtype);
+    // The same shard twice (or two runs with one seed on one text) would count its statistics twice.
+    for (std::size_t j = 0; j < i; ++j)
+      EKV_CHECK(shard.tokens != headers[j].tokens, file, ": tokens: the same sampled sequences as ",
+                shards[j].string(), " (seeds ", json(shard.seeds).dump(), "): each shard needs its own --seed");
     merged.tokens.insert(merged.tokens.end(), shard.tokens.begin(), shard.tokens.end());
     merged.offsets.insert(merged.offsets.end(), shard.offsets.begin(), shard.offsets.end());
     for (auto index : shard.kept) merged.kept.push_back(index + merged.num_seqs);

@@ -87,8 +87,14 @@ DecodeCheckResult check_decode(const ModelSource& model, const ModelSource* orig
               pack->path().string(), ": shapes differ from ", model.path().string());
     EKV_CHECK(header.positions >= length, pack->path().string(), ": RoPE tables cover ", header.positions,
               " positions, ", length, " needed");
-    for (int l = 0; l < c.layers; ++l)
-      forward.set_attention(l, std::make_shared<PackAttention>(header, read_pack_layer(*pack, header, l), 1));
+    for (int l = 0; l < c.layers; ++l) {
+      PackLayer layer = read_pack_layer(*pack, header, l);
+      // The pack's RoPE tables and query split follow its own chunk lists: an edited list would
+      // decode a different model than config.json describes.
+      EKV_CHECK(layer.elite == c.elitekv.elite[std::size_t(l)], pack->path().string(), ": layer ", l,
+                ": elite_chunks differ from the elitekv_elite_chunks of ", model.path().string(), "/config.json");
+      forward.set_attention(l, std::make_shared<PackAttention>(header, std::move(layer), 1));
+    }
     result.paths.push_back(agreement("pack", decode_logits(forward, tokens, o, "pack"), prefill));
     for (int l = 0; l < c.layers; ++l) forward.set_attention(l, layers[std::size_t(l)]);
   }

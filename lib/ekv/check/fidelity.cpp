@@ -105,6 +105,9 @@ FidelityResult compare_models(const ModelSource& original_model, const ModelSour
         q.row(t).maxCoeff(&best_q);
         agree += best_p == best_q;
       }
+      EKV_CHECK(std::isfinite(nll_p) && std::isfinite(nll_q) && std::isfinite(kl), "compare: window ", first + b,
+                " has a non-finite loss (original ", nll_p, ", compressed ", nll_q, ", KL ", kl,
+                "): a model's activations overflow (huge or non-finite weights)");
       result.original.nll_sum += nll_p;
       result.compressed.nll_sum += nll_q;
       result.kl_sum += kl;

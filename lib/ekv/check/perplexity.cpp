@@ -42,6 +42,8 @@ PerplexityResult perplexity(Forward& forward, const std::vector<std::int32_t>& t
 #pragma omp parallel for reduction(+ : window_nll) schedule(static)
       for (Eigen::Index t = 0; t < logits.rows(); ++t)
         window_nll += token_nll(logits.row(t).data(), vocab, chunk[std::size_t(row0 + t + 1)]);
+      EKV_CHECK(std::isfinite(window_nll), "perplexity: window ", first + b, " has a non-finite loss (", window_nll,
+                "): the model's activations overflow (huge or non-finite weights)");
       result.nll_sum += window_nll;
       result.scored += options.window - 1;
     }

@@ -8,6 +8,7 @@
 #include <system_error>
 
 #include "ekv/core/error.hpp"
+#include "ekv/core/output_path.hpp"
 
 namespace ekv {
 
@@ -25,12 +26,9 @@ void fsync_path(const fs::path& path) {
 }  // namespace
 
 AtomicOutput::AtomicOutput(fs::path path) : final_(std::move(path)) {
-  EKV_CHECK(!final_.filename().empty(), final_.string(), ": output path names no file");
+  require_output_path(final_);
   temp_ = final_;
   temp_ += ".tmp";
-  const fs::path parent = fs::absolute(final_).parent_path();
-  EKV_CHECK(fs::is_directory(parent), final_.string(), ": output directory ", parent.string(),
-            " does not exist");
   std::error_code ignored;
   fs::remove_all(temp_, ignored);  // a leftover from a killed run
 }
@@ -40,6 +38,12 @@ AtomicOutput::~AtomicOutput() {
     std::error_code ignored;
     fs::remove_all(temp_, ignored);
   }
+}
+
+void require_committed(const fs::path& path) {
+  const fs::path name = path.filename().empty() ? path.parent_path().filename() : path.filename();
+  EKV_CHECK(name.extension() != ".tmp", path.string(), ": an unfinished output (ekv tools write under <name>.tmp and ",
+            "rename it when complete; this one was interrupted): run the tool again");
 }
 
 void AtomicOutput::commit() {

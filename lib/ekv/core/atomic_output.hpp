@@ -8,7 +8,7 @@ namespace ekv {
 
 class AtomicOutput {
  public:
-  // For a file or a directory at `path`. The parent directory must exist.
+  // For a file or a directory at `path`: require_output_path(path) must hold.
   explicit AtomicOutput(std::filesystem::path path);
   ~AtomicOutput();  // removes the temporary unless committed
   AtomicOutput(const AtomicOutput&) = delete;
@@ -26,5 +26,9 @@ class AtomicOutput {
   std::filesystem::path temp_;
   bool committed_ = false;
 };
+
+// Readers refuse AtomicOutput's temporaries: "<name>.tmp" is by construction an output whose
+// commit (the rename is the completion marker) never happened, however complete it looks.
+void require_committed(const std::filesystem::path& path);
 
 }  // namespace ekv

@@ -6,6 +6,7 @@
 #include <functional>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace ekv {
@@ -23,17 +24,38 @@ struct ToolDescription {
 int tool_main(int argc, char** argv, const ToolDescription& description,
               const std::function<void(CLI::App&)>& add_options, const std::function<int()>& body);
 
+// A finite number in (0, 1] (cache ratios, budgets): CLI11's ranges let "nan" through.
+inline CLI::Validator unit_fraction() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        double value = 0;
+        if (!CLI::detail::lexical_cast(text, value)) return "'" + text + "' is not a number";
+        if (!(value > 0 && value <= 1)) return text + " is not in (0, 1]";
+        return {};
+      },
+      "in (0, 1]");
+}
+
 // A comma-separated list in one argument ("--rank 64,128"): a multi-value option would
-// swallow the arguments that follow it.
+// swallow the arguments that follow it. Every item must parse whole as a T ("64.7" is not an
+// integer, "abc" is not a number); the error names the option and the item.
 template <class T>
-void add_list_option(CLI::App& app, const char* name, std::vector<T>& values, const char* help) {
-  app.add_option_function<std::string>(
+CLI::Option* add_list_option(CLI::App& app, const char* name, std::vector<T>& values, const char* help) {
+  const std::string option = name;
+  return app.add_option_function<std::string>(
       name,
-      [&values](const std::string& text) {
+      [&values, option](const std::string& text) {
         values.clear();
         std::istringstream in(text);
         std::string item;
-        while (std::getline(in, item, ',')) values.push_back(T(std::stod(item)));
+        while (std::getline(in, item, ',')) {
+          T value{};
+          if (item.empty() || !CLI::detail::lexical_cast(item, value))
+            throw CLI::ValidationError(option, "'" + item + "' in '" + text + "' is not " +
+                                                   (std::is_integral_v<T> ? "an integer" : "a number"));
+          values.push_back(value);
+        }
+        if (values.empty()) throw CLI::ValidationError(option, "an empty list");
       },
       help);
 }

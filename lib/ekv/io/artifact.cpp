@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "ekv/core/atomic_output.hpp"
 #include "ekv/core/error.hpp"
 #include "ekv/core/run_context.hpp"
 #include "ekv/core/sha256.hpp"
@@ -239,6 +240,7 @@ ArtifactReader::ArtifactReader(const fs::path& path, const std::string& expected
   const std::string file = path.string();
   EKV_CHECK(fs::exists(path), file, ": no such file");
   EKV_CHECK(fs::is_regular_file(path), file, ": not a regular file");
+  require_committed(path);
   EKV_CHECK(H5Fis_hdf5(file.c_str()) > 0, file, ": not an HDF5 file (no HDF5 signature)");
   file_ = H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   EKV_CHECK(file_ >= 0, file, ": cannot open as HDF5 (truncated or corrupt)");

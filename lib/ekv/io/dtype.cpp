@@ -203,6 +203,7 @@ void dequantize(DType dtype, std::span<const std::byte> src, std::span<float> ds
   const std::byte* p = src.data();
   float* out = dst.data();
   const std::size_t n = dst.size();
+  if (n == 0) return;  // an empty tensor's spans may hold null pointers, which memcpy must not see
   switch (dtype) {
     case DType::f32: std::memcpy(out, p, n * 4); return;
     case DType::f16: for (std::size_t i = 0; i < n; ++i) out[i] = half_to_float(p + 2 * i); return;
@@ -224,6 +225,7 @@ void dequantize(DType dtype, std::span<const std::byte> src, std::span<float> ds
 
 void encode_float(DType dtype, std::span<const float> src, std::span<std::byte> dst) {
   EKV_CHECK(dst.size() == storage_bytes(dtype, src.size()), "encode: size mismatch");
+  if (src.empty()) return;  // null pointers of an empty tensor must not reach memcpy
   switch (dtype) {
     case DType::f32: std::memcpy(dst.data(), src.data(), src.size() * 4); return;
     case DType::f16:

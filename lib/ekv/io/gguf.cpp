@@ -1,5 +1,6 @@
 #include "ekv/io/gguf.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <sstream>
 
@@ -263,6 +264,17 @@ GgufFile::GgufFile(const std::filesystem::path& path) : map_(std::make_shared<Ma
     EKV_CHECK(info.offset <= data_size && info.bytes <= data_size - info.offset, where, ": data [", info.offset,
               ", ", info.offset + info.bytes, ") lies outside the ", data_size,
               "-byte data section (truncated or corrupt file)");
+  }
+  // Two tensors sharing bytes would alias each other's weights: a corrupt or hand-edited file.
+  std::vector<const GgufTensorInfo*> by_offset;
+  for (const auto& info : tensors_) by_offset.push_back(&info);
+  std::sort(by_offset.begin(), by_offset.end(), [](const auto* a, const auto* b) { return a->offset < b->offset; });
+  for (std::size_t i = 1; i < by_offset.size(); ++i) {
+    const GgufTensorInfo& before = *by_offset[i - 1];
+    const GgufTensorInfo& next = *by_offset[i];
+    EKV_CHECK(next.offset >= before.offset + before.bytes, file, ": tensor ", next.name, ": data [", next.offset, ", ",
+              next.offset + next.bytes, ") overlaps tensor ", before.name, " [", before.offset, ", ",
+              before.offset + before.bytes, ")");
   }
 }
 

@@ -65,11 +65,19 @@ Decomposition::Decomposition(const MatrixD& weights, const Eigen::MatrixXd* gram
   const Eigen::Index d = weights.cols();
   EKV_CHECK(gram->rows() == d && gram->cols() == d, "whitened SVD: Gram is ", gram->rows(), "×", gram->cols(),
             ", expected ", d, "×", d);
-  // Cholesky C + λI = S Sᵀ through LAPACKE_dpotrf; λ grows until it succeeds.
+  // Cholesky C + λI = S Sᵀ through LAPACKE_dpotrf; λ grows until it succeeds. It starts from
+  // the mean diagonal, so a zero or non-finite Gram would never succeed: refuse it up front.
   const double scale = gram->diagonal().mean();
+  EKV_CHECK(gram->allFinite(), "whitened SVD: the Gram has non-finite entries");
+  EKV_CHECK(scale > 0 && gram->diagonal().minCoeff() >= 0, "whitened SVD: the Gram is not positive semi-definite ",
+            "(mean diagonal ", scale, ", smallest ", gram->diagonal().minCoeff(), "): no calibration inputs reached this layer?");
+  // A Gram of real inputs is PSD up to rounding, which a ridge of 1e-10 of its scale absorbs;
+  // one that needs more than 1e-6 has negative eigenvalues (a corrupt or hand-made file), and
+  // a large ridge would silently whiten by something else.
   MatrixD s;
   for (double lambda = 0;; lambda = lambda == 0 ? 1e-10 * scale : lambda * 10) {
-    EKV_CHECK(lambda <= scale, "whitened SVD: the Gram is not positive definite even with λ = ", lambda);
+    EKV_CHECK(lambda <= 1e-6 * scale * (1 + 1e-9), "whitened SVD: the Gram is not positive semi-definite (Cholesky ",
+              "fails with a ridge of 1e-6 of its mean diagonal ", scale, ")");
     s = *gram;
     s.diagonal().array() += lambda;
     if (LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', lapack_int(d), s.data(), lapack_int(d)) == 0) {

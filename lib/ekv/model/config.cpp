@@ -1,8 +1,11 @@
 #include "ekv/model/config.hpp"
 
+#include <limits>
 #include <sstream>
+#include <type_traits>
 
 #include "ekv/core/error.hpp"
+#include "ekv/core/log.hpp"
 #include "ekv/io/gguf.hpp"
 
 namespace ekv {
@@ -86,6 +89,25 @@ std::string ModelConfig::describe() const {
   return os.str();
 }
 
+namespace {
+
+// A GGUF count as an int; values past INT32_MAX (2^40 layers, 2^32 - 1 heads) are refused by
+// name rather than wrapped into nonsense that a later check misreports.
+int gguf_count(const GgufFile& gguf, const std::string& key) {
+  const std::uint64_t value = gguf.get_uint(key);
+  EKV_CHECK(value <= std::uint64_t(std::numeric_limits<int>::max()), gguf.path().string(), ": metadata ", key, ": ",
+            value, " is not plausible");
+  return int(value);
+}
+
+// The RoPE base where the checkpoint names none: the LLaMA default, said out loud.
+double default_rope_theta(const std::string& source, const std::string& field) {
+  log::warn(cat(source, ": ", field, " is missing; using the LLaMA default RoPE base 10000"));
+  return 10000.0;
+}
+
+}  // namespace
+
 ModelConfig config_from_gguf(const GgufFile& gguf) {
   ModelConfig config;
   const std::string file = gguf.path().string();
@@ -94,20 +116,17 @@ ModelConfig config_from_gguf(const GgufFile& gguf) {
   config.architecture = arch;
   if (gguf.has("general.name")) config.name = gguf.get_string("general.name");
   auto key = [&](const char* suffix) { return arch + "." + suffix; };
-  config.layers = int(gguf.get_uint(key("block_count")));
-  config.hidden = int(gguf.get_uint(key("embedding_length")));
-  config.heads = int(gguf.get_uint(key("attention.head_count")));
-  config.kv_heads = gguf.has(key("attention.head_count_kv")) ? int(gguf.get_uint(key("attention.head_count_kv")))
+  config.layers = gguf_count(gguf, key("block_count"));
+  config.hidden = gguf_count(gguf, key("embedding_length"));
+  config.heads = gguf_count(gguf, key("attention.head_count"));
+  config.kv_heads = gguf.has(key("attention.head_count_kv")) ? gguf_count(gguf, key("attention.head_count_kv"))
                                                               : config.heads;
-  config.head_dim = gguf.has(key("attention.key_length")) ? int(gguf.get_uint(key("attention.key_length")))
+  config.head_dim = gguf.has(key("attention.key_length")) ? gguf_count(gguf, key("attention.key_length"))
                                                            : (config.heads ? config.hidden / config.heads : 0);
-  if (gguf.has(key("rope.dimension_count")))
-    EKV_CHECK(int(gguf.get_uint(key("rope.dimension_count"))) == config.head_dim, file, ": metadata ",
-              key("rope.dimension_count"), ": partial RoPE is not supported (expected ", config.head_dim, ", found ",
-              gguf.get_uint(key("rope.dimension_count")), ")");
-  config.ffn = int(gguf.get_uint(key("feed_forward_length")));
+  config.ffn = gguf_count(gguf, key("feed_forward_length"));
   config.context = std::int64_t(gguf.get_uint(key("context_length")));
-  config.rope_theta = gguf.has(key("rope.freq_base")) ? gguf.get_float(key("rope.freq_base")) : 10000.0;
+  config.rope_theta = gguf.has(key("rope.freq_base")) ? gguf.get_float(key("rope.freq_base"))
+                                                      : default_rope_theta(file, "metadata " + key("rope.freq_base"));
   config.norm_eps = gguf.get_float(key("attention.layer_norm_rms_epsilon"));
   if (gguf.has(key("rope.scaling.type"))) {
     const std::string kind = gguf.get_string(key("rope.scaling.type"));
@@ -128,6 +147,11 @@ ModelConfig config_from_gguf(const GgufFile& gguf) {
   if (gguf.has("tokenizer.ggml.bos_token_id")) config.bos_token = std::int64_t(gguf.get_uint("tokenizer.ggml.bos_token_id"));
   if (gguf.has("tokenizer.ggml.eos_token_id")) config.eos_token = std::int64_t(gguf.get_uint("tokenizer.ggml.eos_token_id"));
   config.validate(file);
+  // After validate(): with a nonsense head count the expected width would be nonsense too.
+  if (gguf.has(key("rope.dimension_count")))
+    EKV_CHECK(gguf.get_uint(key("rope.dimension_count")) == std::uint64_t(config.head_dim), file, ": metadata ",
+              key("rope.dimension_count"), ": partial RoPE is not supported (expected ", config.head_dim, ", found ",
+              gguf.get_uint(key("rope.dimension_count")), ")");
   return config;
 }
 
@@ -135,6 +159,16 @@ namespace {
 template <class T>
 T field(const json& object, const char* name, const std::string& source) {
   EKV_CHECK(object.contains(name), source, ": field ", name, " is missing");
+  const json& value = object.at(name);
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    // get<int>() would truncate 576.5 and wrap 2^40 without a word.
+    EKV_CHECK(value.is_number_integer(), source, ": field ", name, ": expected an integer, found ", value.dump());
+    const bool fits = value.is_number_unsigned()
+                          ? value.get<std::uint64_t>() <= std::uint64_t(std::numeric_limits<T>::max())
+                          : value.get<std::int64_t>() >= std::int64_t(std::numeric_limits<T>::min()) &&
+                                value.get<std::int64_t>() <= std::int64_t(std::numeric_limits<T>::max());
+    EKV_CHECK(fits, source, ": field ", name, ": ", value.dump(), " is out of range");
+  }
   try {
     return object.at(name).get<T>();
   } catch (const json::exception&) {
@@ -166,7 +200,9 @@ ModelConfig config_from_hf(const json& object, const std::string& source) {
   config.ffn = field<int>(object, "intermediate_size", source);
   config.vocab = field<int>(object, "vocab_size", source);
   config.context = field_or<std::int64_t>(object, "max_position_embeddings", 2048, source);
-  config.rope_theta = field_or<double>(object, "rope_theta", 10000.0, source);
+  config.rope_theta = object.contains("rope_theta") && !object.at("rope_theta").is_null()
+                          ? field<double>(object, "rope_theta", source)
+                          : default_rope_theta(source, "field rope_theta");
   config.norm_eps = field_or<double>(object, "rms_norm_eps", 1e-6, source);
   config.tied_embeddings = field_or<bool>(object, "tie_word_embeddings", false, source);
   config.bos_token = object.contains("bos_token_id") && object["bos_token_id"].is_number_integer()

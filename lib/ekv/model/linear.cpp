@@ -71,7 +71,13 @@ void linear(const Matrix& x, const Matrix& weight, Matrix& y) {
 }
 
 void set_compute_threads(int threads) {
-  if (threads <= 0) return;
+  // The OpenMP runtime crashes on absurd counts (100000 segfaults); 4× the cores is already
+  // slower than the cores alone.
+  const int most = 4 * omp_get_num_procs();
+  EKV_CHECK(threads >= 0, "--threads ", threads, ": must not be negative (0: one per core)");
+  EKV_CHECK(threads <= most, "--threads ", threads, ": more than 4× the ", omp_get_num_procs(),
+            " cores of this machine (at most ", most, ")");
+  if (threads == 0) return;
   omp_set_num_threads(threads);
 }
 

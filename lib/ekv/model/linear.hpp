@@ -22,6 +22,7 @@ LinearStats linear_stats();
 void reset_linear_stats();
 
 // Sets the OpenMP threads of every parallel loop and GEMM (0: OpenMP's default, one per core).
+// Negative counts and more than 4× the cores are refused, naming --threads.
 void set_compute_threads(int threads);
 
 }  // namespace ekv

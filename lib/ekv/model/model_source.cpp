@@ -4,7 +4,9 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "ekv/core/atomic_output.hpp"
 #include "ekv/core/error.hpp"
+#include "ekv/core/file_digest.hpp"
 #include "ekv/core/log.hpp"
 #include "ekv/core/mapped_file.hpp"
 #include "ekv/core/sha256.hpp"
@@ -22,6 +24,7 @@ std::uint64_t TensorRecord::elements() const {
 
 std::unique_ptr<ModelSource> ModelSource::open(const fs::path& path) {
   EKV_CHECK(fs::exists(path), path.string(), ": no such file or folder (expected a .gguf file or an HF folder)");
+  require_committed(path);
   if (fs::is_directory(path)) return open_hf_model(path);
   return open_gguf_model(path);
 }
@@ -55,6 +58,14 @@ void ModelSource::finish_open() {
   nlohmann::json identity = {{"config", config_to_hf(config_)}, {"tensors", nlohmann::json::array()}};
   for (const auto& record : tensors_)
     identity["tensors"].push_back({record.name, dtype_name(record.dtype), record.shape});
+  // The bytes too: an edited copy of a model (same names and shapes, other weights) is another
+  // model. Files are hashed whole, in the order their tensors' names first reach them, so the
+  // digest does not depend on where the model lies.
+  std::vector<std::string> files;
+  for (const auto& record : tensors_)
+    if (std::find(files.begin(), files.end(), record.file) == files.end()) files.push_back(record.file);
+  identity["content_sha256"] = nlohmann::json::array();
+  for (const auto& file : files) identity["content_sha256"].push_back(cached_file_sha256(file));
   fingerprint_ = sha256_hex(identity.dump());
 }
 

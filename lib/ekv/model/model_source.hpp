@@ -46,7 +46,8 @@ class ModelSource {
   LayerWeights layer(int index) const;
   GlobalWeights globals() const;
 
-  // sha256 of the config and every tensor's name, dtype and shape (ARCHITECTURE.md).
+  // sha256 of the config, every tensor's name, dtype and shape, and the weight files' bytes
+  // (docs/formats.md).
   const std::string& fingerprint() const { return fingerprint_; }
 
  protected:

@@ -189,16 +189,26 @@ void Tokenizer::encode_piece(std::string_view piece, std::vector<std::int32_t>& 
     symbols = std::move(merged);
   }
   std::vector<std::int32_t> ids;
-  for (const auto& symbol : symbols) {
-    auto it = ids_.find(symbol);
+  for (std::size_t i = 0; i < symbols.size(); ++i) {
+    auto it = ids_.find(symbols[i]);
     if (it != ids_.end()) {
       ids.push_back(it->second);
       continue;
     }
     // A merge result missing from the vocabulary (a malformed tokenizer): fall back to characters.
-    for (auto ch : utf8_chars(symbol)) {
+    for (auto ch : utf8_chars(symbols[i])) {
       auto single = ids_.find(std::string(ch));
-      EKV_CHECK(single != ids_.end(), source_, ": vocabulary lacks the byte symbol \"", ch, "\"");
+      if (single == ids_.end()) {
+        // Each byte symbol stands for one byte of the text: count them to the failing one.
+        std::size_t byte = std::size_t(piece.data() - encoding_text_.data());
+        for (std::size_t j = 0; j < i; ++j) byte += utf8_chars(symbols[j]).size();
+        for (auto before : utf8_chars(symbols[i])) {
+          if (before.data() == ch.data()) break;
+          ++byte;
+        }
+        fail(cat(encoding_origin_, ": byte offset ", byte, ": the text holds byte symbol \"", ch,
+                 "\", which the vocabulary of ", source_, " lacks"));
+      }
       ids.push_back(single->second);
     }
   }
@@ -211,8 +221,10 @@ void Tokenizer::encode_ordinary(std::string_view text, std::vector<std::int32_t>
     pcre2_match_data* data = pcre2_match_data_create_from_pattern(regex_->code, nullptr);
     std::size_t position = 0;
     while (position < span.size()) {
-      const int rc = pcre2_match(regex_->code, reinterpret_cast<PCRE2_SPTR>(span.data()), span.size(), position, 0,
-                                 data, nullptr);
+      // encode() has already made the text valid UTF-8. Without NO_UTF_CHECK, PCRE2 re-validates
+      // the whole subject on every call, which made tokenization quadratic in the span length.
+      const int rc = pcre2_match(regex_->code, reinterpret_cast<PCRE2_SPTR>(span.data()), span.size(), position,
+                                 PCRE2_NO_UTF_CHECK, data, nullptr);
       if (rc < 0) {
         encode_piece(span.substr(position), out);
         break;
@@ -245,17 +257,23 @@ void Tokenizer::encode_ordinary(std::string_view text, std::vector<std::int32_t>
   if (text.size() > span_start) regex_split(text.substr(span_start));
 }
 
-std::vector<std::int32_t> Tokenizer::encode(std::string_view raw) const {
+std::vector<std::int32_t> Tokenizer::encode(std::string_view raw, std::string_view origin) const {
   const std::string text = sanitize_utf8(raw);
+  encoding_text_ = text;  // offsets are of the sanitized text (equal to raw ones for valid UTF-8)
+  encoding_origin_ = origin;
   std::vector<std::int32_t> ids;
   std::size_t start = 0;
+  // Next occurrence of each special token at or after `start`; searched again only once passed,
+  // so a text full of one special and free of another is still scanned once per special.
+  std::vector<std::size_t> next(specials_.size(), 0);
+  for (std::size_t i = 0; i < specials_.size(); ++i) next[i] = text.find(specials_[i]);
   while (start < text.size()) {
     // The earliest special token (longest on ties) splits the text.
     std::size_t found = std::string::npos;
     const std::string* which = nullptr;
-    for (const auto& special : specials_) {
-      const std::size_t at = text.find(special, start);
-      if (at < found) found = at, which = &special;
+    for (std::size_t i = 0; i < specials_.size(); ++i) {
+      if (next[i] != std::string::npos && next[i] < start) next[i] = text.find(specials_[i], start);
+      if (next[i] < found) found = next[i], which = &specials_[i];
     }
     if (!which) {
       encode_ordinary(std::string_view(text).substr(start), ids);

@@ -38,7 +38,8 @@ class Tokenizer {
   Tokenizer(Tokenizer&&) noexcept;
   Tokenizer& operator=(Tokenizer&&) noexcept;
 
-  std::vector<std::int32_t> encode(std::string_view text) const;  // not thread-safe (piece cache)
+  // Not thread-safe (piece cache). `origin` names the text in errors (its file, say).
+  std::vector<std::int32_t> encode(std::string_view text, std::string_view origin = "the text") const;
   std::string decode(const std::vector<std::int32_t>& ids) const;
 
   std::size_t vocab_size() const { return tokens_.size(); }
@@ -65,6 +66,8 @@ class Tokenizer {
   struct Regex;
   std::unique_ptr<Regex> regex_;
   mutable std::unordered_map<std::string, std::vector<std::int32_t>> cache_;
+  // The text being encoded and its name, so an error can give the byte offset of the piece.
+  mutable std::string_view encoding_text_, encoding_origin_;
 };
 
 // Replaces every invalid UTF-8 sequence by U+FFFD, maximal-subpart style (Unicode §3.9).

@@ -4,6 +4,7 @@
 
 #include "ekv/core/error.hpp"
 #include "ekv/lrd/attention_error.hpp"
+#include "ekv/model/linear.hpp"
 #include "ekv/refine/attention_weighting.hpp"
 
 namespace ekv {
@@ -92,6 +93,33 @@ HeadOutputs head_outputs(const LayerWeights& w, const ModelConfig& c, const std:
     out.compressed.push_back(std::move(o.compressed));
   }
   return out;
+}
+
+OutputRefit refit_layer_output(const LayerWeights& w, const ModelConfig& c, const std::vector<std::vector<int>>& elite,
+                               const JointLayout& layout, const LowRank& factor, const LayerSamples& samples,
+                               const RopeTable& rope, int heldout, SequentialStreams* streams, bool compensate) {
+  if (!streams) {
+    EKV_CHECK(samples.x && samples.sequences > heldout, "--refit-output needs more stored calibration sequences (",
+              samples.sequences, ") than --refit-heldout (", heldout, "): calibrate with a larger --keep-seqs");
+    const HeadOutputs o =
+        head_outputs(w, c, elite, layout, factor, *samples.x, *samples.x, samples.sequences, samples.seq_len, rope);
+    return refit_output(w.wo, o.original, o.compressed, heldout);
+  }
+  streams->enter(w);
+  const std::vector<Matrix> gap = compensate ? streams->gap() : std::vector<Matrix>();
+  const HeadOutputs o = head_outputs(w, c, elite, layout, factor, streams->original_inputs(),
+                                     streams->compressed_inputs(), streams->sequences(), streams->seq_len(), rope);
+  OutputRefit refit = refit_output(w.wo, o.original, o.compressed, heldout, compensate ? &gap : nullptr);
+  auto stacked = [&](const std::vector<Matrix>& parts, const Matrix& projection) {
+    Matrix all(Eigen::Index(parts.size()) * streams->seq_len(), c.hidden), block;
+    for (std::size_t s = 0; s < parts.size(); ++s) {
+      linear(parts[s], projection, block);
+      all.middleRows(Eigen::Index(s) * streams->seq_len(), streams->seq_len()) = block;
+    }
+    return all;
+  };
+  streams->leave(w, stacked(o.original, w.wo), stacked(o.compressed, refit.wo));
+  return refit;
 }
 
 }  // namespace ekv

@@ -13,6 +13,7 @@
 #include "ekv/model/weights.hpp"
 #include "ekv/refine/chunk_map.hpp"
 #include "ekv/refine/output_refit.hpp"
+#include "ekv/refine/sequential_streams.hpp"
 #include "ekv/rope/frequencies.hpp"
 
 namespace ekv {
@@ -53,5 +54,14 @@ struct HeadOutputs {
 HeadOutputs head_outputs(const LayerWeights& weights, const ModelConfig& config, const std::vector<std::vector<int>>& elite,
                          const JointLayout& layout, const LowRank& factor, const std::vector<float>& x_original,
                          const std::vector<float>& x_compressed, int sequences, int seq_len, const RopeTable& rope);
+
+// The W_o refit at the stored rank, the last `heldout` sequences choosing the ridge: on the
+// layer's stored inputs, or with `streams` (--sequential) on the inputs that the compressed
+// layers below produce, after which both streams move past this layer. compensate: the target
+// also closes the residual-stream gap the layers below left.
+OutputRefit refit_layer_output(const LayerWeights& weights, const ModelConfig& config,
+                               const std::vector<std::vector<int>>& elite, const JointLayout& layout,
+                               const LowRank& factor, const LayerSamples& samples, const RopeTable& rope, int heldout,
+                               SequentialStreams* streams, bool compensate);
 
 }  // namespace ekv

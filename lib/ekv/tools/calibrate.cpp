@@ -8,9 +8,11 @@
 #include <sstream>
 
 #include "ekv/calib/calib_file.hpp"
+#include "ekv/core/available_memory.hpp"
 #include "ekv/core/error.hpp"
 #include "ekv/core/layer_range.hpp"
 #include "ekv/core/log.hpp"
+#include "ekv/core/output_path.hpp"
 #include "ekv/core/progress.hpp"
 #include "ekv/core/read_file.hpp"
 #include "ekv/io/safetensors.hpp"
@@ -27,18 +29,18 @@ void CalibrateOptions::register_with(CLI::App& app) {
   app.add_option("--model,-m", model, "A .gguf file or an HF folder");
   app.add_option("--text,-t", texts, "Calibration text files (UTF-8), tokenized and concatenated in order");
   app.add_option("--tokens", tokens, "Pre-tokenized input instead of --text: safetensors with an I32 'tokens' tensor");
-  app.add_option("--seq-len,-S", seq_len, "Tokens per sampled sequence")->capture_default_str();
-  app.add_option("--num-seqs,-N", num_seqs, "Sequences sampled from the token stream")->capture_default_str();
-  app.add_option("--seed", seed, "Seed of the sequence sampler (same seed, same bytes)")->capture_default_str();
+  app.add_option("--seq-len,-S", seq_len, "Tokens per sampled sequence")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--num-seqs,-N", num_seqs, "Sequences sampled from the token stream")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--seed", seed, "Seed of the sequence sampler (same seed, same bytes)")->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--layers", layers, "Layer range a:b (b exclusive) to capture; default: all layers");
   app.add_option("--store-dtype", store_dtype, "Storage of the kept attention inputs X")
       ->check(CLI::IsMember({"f32", "bf16"}))
       ->capture_default_str();
   app.add_option("--keep-seqs,-K", keep_seqs, "Store X of the first K sequences (all N feed the statistics)")
-      ->default_str("min(8, N)");
+      ->check(CLI::NonNegativeNumber)->default_str("min(8, N)");
   app.add_option("--micro-batch", micro_batch, "Sequences per step inside a layer (bounds memory)")
-      ->capture_default_str();
-  app.add_option("--threads", threads, "Compute threads (0: one per core)")->capture_default_str();
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--threads", threads, "Compute threads (0: one per core)")->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--output,-o", output, "Output calib.h5 (written atomically)");
 }
 
@@ -52,6 +54,9 @@ void CalibrateOptions::check() const {
   EKV_CHECK(num_seqs >= 1, "--num-seqs ", num_seqs, ": must be at least 1");
   EKV_CHECK(keep_seqs >= -1 && kept() <= num_seqs, "--keep-seqs ", keep_seqs, ": must be within [0, --num-seqs]");
   EKV_CHECK(micro_batch >= 1, "--micro-batch ", micro_batch, ": must be at least 1");
+  std::vector<fs::path> inputs{model, tokens};
+  inputs.insert(inputs.end(), texts.begin(), texts.end());
+  require_output_path(output, inputs);
 }
 
 void MergeOptions::register_with(CLI::App& command) {
@@ -62,9 +67,7 @@ void MergeOptions::register_with(CLI::App& command) {
 }
 
 void MergeOptions::check() const {
-  for (const auto& shard : shards)
-    EKV_CHECK(fs::absolute(shard).lexically_normal() != fs::absolute(output).lexically_normal(), output,
-              ": output would overwrite the shard it reads");
+  require_output_path(output, {shards.begin(), shards.end()});
 }
 
 namespace {
@@ -91,6 +94,24 @@ std::vector<std::int64_t> sample_offsets(std::int64_t stream, int seq_len, int n
   return offsets;
 }
 
+namespace {
+
+constexpr double kMostSampledPerInputToken = 4;
+
+// The residual stream of every sequence is held through the forward (4·hidden bytes a token),
+// with its token ids twice (the stream and the sampled copy) and one layer's stored X.
+void require_calibration_fits(const CalibrateOptions& options, const ModelConfig& config) {
+  const double tokens = double(options.num_seqs) * options.seq_len;
+  const double bytes = tokens * (8.0 + 4.0 * config.hidden) + double(options.kept()) * options.seq_len * config.hidden * 4.0;
+  const auto available = available_memory_bytes();
+  EKV_CHECK(!available || bytes <= double(*available), "--num-seqs ", options.num_seqs, " × --seq-len ",
+            options.seq_len, " needs about ", bytes / double(1 << 30), " GiB (", tokens, " tokens × hidden ",
+            config.hidden, "), more than the ", double(available.value_or(0)) / double(1 << 30),
+            " GiB available: calibrate in shards (--seed, then ekv-calibrate merge)");
+}
+
+}  // namespace
+
 void run_calibrate(const CalibrateOptions& options) {
   options.check();
   set_compute_threads(options.threads);
@@ -100,6 +121,7 @@ void run_calibrate(const CalibrateOptions& options) {
   EKV_CHECK(options.seq_len <= config.context, "--seq-len ", options.seq_len, " exceeds the model context ",
             config.context);
   const auto [layer_begin, layer_end] = parse_layer_range(options.layers, 0, config.layers, "the model");
+  require_calibration_fits(options, config);
 
   std::vector<std::int32_t> stream;
   std::vector<ArtifactInput> inputs = {{options.model, model->format(), "fingerprint:" + model->fingerprint()}};
@@ -111,7 +133,7 @@ void run_calibrate(const CalibrateOptions& options) {
   } else {
     const Tokenizer tokenizer = Tokenizer::for_model(options.model);
     for (const auto& text : options.texts) {
-      const auto ids = tokenizer.encode(read_file(text));
+      const auto ids = tokenizer.encode(read_file(text), text);
       log::info(cat("tokenized ", text, ": ", ids.size(), " tokens"));
       stream.insert(stream.end(), ids.begin(), ids.end());
       inputs.push_back(file_input(text, "text"));
@@ -122,6 +144,12 @@ void run_calibrate(const CalibrateOptions& options) {
             " tokens, fewer than one sequence of --seq-len ", options.seq_len);
   for (auto id : stream)
     EKV_CHECK(id >= 0 && id < config.vocab, "token id ", id, " is outside the model's vocabulary of ", config.vocab);
+  // Windows are drawn with replacement; far more sampled tokens than the input holds only
+  // repeats the same text (and is most often a typo in -N).
+  const double coverage = double(options.num_seqs) * options.seq_len / double(stream.size());
+  EKV_CHECK(coverage <= kMostSampledPerInputToken, "--num-seqs ", options.num_seqs, " × --seq-len ", options.seq_len,
+            " samples ", coverage, "× the ", stream.size(), " tokens of the calibration input (at most ",
+            kMostSampledPerInputToken, "×): give more text or fewer sequences");
 
   data.hidden = config.hidden;
   data.heads = config.heads;

@@ -12,6 +12,7 @@
 #include "ekv/core/atomic_output.hpp"
 #include "ekv/core/error.hpp"
 #include "ekv/core/log.hpp"
+#include "ekv/core/output_path.hpp"
 #include "ekv/core/read_file.hpp"
 #include "ekv/core/version.hpp"
 #include "ekv/model/forward.hpp"
@@ -26,7 +27,7 @@ namespace fs = std::filesystem;
 namespace {
 std::vector<std::int32_t> tokenize_text(const std::string& model_path, const std::string& text_path) {
   const Tokenizer tokenizer = Tokenizer::for_model(model_path);
-  std::vector<std::int32_t> tokens = tokenizer.encode(read_file(text_path));
+  std::vector<std::int32_t> tokens = tokenizer.encode(read_file(text_path), text_path);
   log::info(cat("tokenized ", text_path, ": ", tokens.size(), " tokens"));
   return tokens;
 }
@@ -40,7 +41,9 @@ void PplOptions::register_with(CLI::App& command) {
   command.add_option("--max-windows", max_windows, "Score at most this many windows (0: all full windows)")
       ->capture_default_str();
   command.add_option("--batch", batch, "Windows per forward pass")->capture_default_str();
-  command.add_option("--threads", threads, "Compute threads (0: library defaults)")->capture_default_str();
+  command.add_option("--threads", threads, "Compute threads (0: library defaults)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
 }
 
 void PplOptions::check() const {
@@ -86,7 +89,9 @@ void CompareOptions::register_with(CLI::App& command) {
       ->capture_default_str();
   command.add_option("--max-windows", max_windows, "Windows to score (0: every full window)")->capture_default_str();
   command.add_option("--batch", batch, "Windows per forward pass")->capture_default_str();
-  command.add_option("--threads", threads, "Compute threads (0: library defaults)")->capture_default_str();
+  command.add_option("--threads", threads, "Compute threads (0: library defaults)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   command.add_option("--output,-o", output, "report.json")->required();
 }
 
@@ -95,6 +100,7 @@ void CompareOptions::check() const {
   EKV_CHECK(max_windows >= 0, "--max-windows ", max_windows, ": must not be negative");
   EKV_CHECK(batch >= 1, "--batch ", batch, ": must be at least 1");
   EKV_CHECK(fs::is_regular_file(text), text, ": no such text file");
+  if (!output.empty()) require_output_path(output, {model, compressed, text});
 }
 
 void run_check_compare(const CompareOptions& options) {
@@ -167,7 +173,9 @@ void DecodeOptions::register_with(CLI::App& command) {
   command.add_option("--steps", steps, "Decoding steps, one token each")->capture_default_str();
   command.add_option("--tolerance", tolerance, "Max |Δlogit| / max |logit| allowed against the prefill")
       ->capture_default_str();
-  command.add_option("--threads", threads, "Compute threads (0: library defaults)")->capture_default_str();
+  command.add_option("--threads", threads, "Compute threads (0: library defaults)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
 }
 
 void DecodeOptions::check() const {

@@ -4,6 +4,7 @@
 
 #include "ekv/core/error.hpp"
 #include "ekv/core/log.hpp"
+#include "ekv/core/output_path.hpp"
 #include "ekv/model/hf_writer.hpp"
 #include "ekv/model/model_source.hpp"
 
@@ -18,8 +19,7 @@ void ConvertOptions::register_with(CLI::App& app) {
 }
 
 void ConvertOptions::check() const {
-  EKV_CHECK(fs::absolute(fs::path(output)).lexically_normal() != fs::absolute(fs::path(model)).lexically_normal(),
-            output, ": output would overwrite the input model");
+  require_output_path(output, {model});
 }
 
 void run_convert(const ConvertOptions& options) {

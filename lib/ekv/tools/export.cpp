@@ -7,6 +7,7 @@
 #include "ekv/compressed/decode_pack.hpp"
 #include "ekv/compressed/python_sources.hpp"
 #include "ekv/core/error.hpp"
+#include "ekv/core/output_path.hpp"
 #include "ekv/model/hf_writer.hpp"
 #include "ekv/model/tensor_names.hpp"
 
@@ -31,9 +32,7 @@ void ExportOptions::register_with(CLI::App& app) {
 
 void ExportOptions::check() const {
   EKV_CHECK(pack_positions >= 1, "--pack-positions ", pack_positions, ": must be positive");
-  const auto normal = [](const std::string& p) { return fs::absolute(fs::path(p)).lexically_normal(); };
-  for (const auto& input : {model, rope, jlrd})
-    EKV_CHECK(normal(output) != normal(input), output, ": output would overwrite the input ", input);
+  require_output_path(output, {model, rope, jlrd});
 }
 
 namespace {

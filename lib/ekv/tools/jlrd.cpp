@@ -16,14 +16,15 @@
 #include "ekv/core/error.hpp"
 #include "ekv/core/layer_range.hpp"
 #include "ekv/core/log.hpp"
+#include "ekv/core/output_path.hpp"
 #include "ekv/core/progress.hpp"
 #include "ekv/io/artifact_matrix.hpp"
 #include "ekv/lrd/attention_error.hpp"
 #include "ekv/lrd/layer_factors.hpp"
-#include "ekv/refine/layer_refinement.hpp"
-#include "ekv/refine/sequential_streams.hpp"
 #include "ekv/model/linear.hpp"
 #include "ekv/model/model_source.hpp"
+#include "ekv/refine/layer_refinement.hpp"
+#include "ekv/refine/sequential_streams.hpp"
 #include "ekv/rope/frequencies.hpp"
 #include "ekv/rope/rope_file.hpp"
 
@@ -35,7 +36,8 @@ void JlrdOptions::register_with(CLI::App& app) {
   app.add_option("--model,-m", model, "The model");
   app.add_option("--rope", rope, "rope.h5 from ekv-select-rope (the elite chunks)");
   app.add_option("--calib,-c", calib, "calib.h5: Gram for whitening/balancing/data error, X for attention errors");
-  app.add_option("--r", r, "Elite chunks per KV head (at most the rope file's r_max)")->capture_default_str();
+  app.add_option("--r", r, "Elite chunks per KV head (at most the rope file's r_max)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--mode", mode, "joint (J-LRD) or separate (S-LRD baseline)")
       ->check(CLI::IsMember({"joint", "separate"}))
       ->capture_default_str();
@@ -45,13 +47,14 @@ void JlrdOptions::register_with(CLI::App& app) {
   app.add_flag("--balance-kv", balance_kv, "Scale K rows by ‖W_v X‖/‖W_kn X‖ before factoring");
   add_list_option(app, "--rank", ranks, "Latent sizes d_kv, comma-separated; the first is stored, all are swept");
   add_list_option(app, "--cache-ratio", cache_ratios, "Or target cache ratios (uniform d_kv), comma-separated");
-  app.add_option("--budget", budget, "Or one whole-model cache ratio with ranks chosen per layer");
+  app.add_option("--budget", budget, "Or one whole-model cache ratio with ranks chosen per layer")
+      ->check(unit_fraction());
   app.add_option("--layers", layers, "Layer range a:b (b exclusive); default: the rope file's range");
   app.add_option("--precision", precision, "SVD in f64, or f32 (LAPACKE_sgesdd: faster on 7B-size layers)")
       ->check(CLI::IsMember({"f64", "f32"}))
       ->capture_default_str();
   app.add_option("--attention-seqs", attention_seqs, "Stored sequences for the attention errors (0: skip)")
-      ->capture_default_str();
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--chunk-map", chunk_map,
                  "Non-elite chunks: none (unrotated), scalar or matrix (a fitted map folded into W_k), "
                  "auto (per layer the one with the lowest measured error)")
@@ -70,8 +73,10 @@ void JlrdOptions::register_with(CLI::App& app) {
   app.add_flag("--compensate", compensate,
                "With --sequential: the refit target also closes the residual-stream gap the layers below left");
   app.add_option("--refit-heldout", refit_heldout, "Stored sequences held out to choose the refit's ridge")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--threads", threads, "Compute threads (0: one per core)")
+      ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  app.add_option("--threads", threads, "Compute threads (0: one per core)")->capture_default_str();
   app.add_option("--output,-o", output, "Output jlrd.h5 (and a .csv sweep table beside it)");
 }
 
@@ -82,6 +87,7 @@ void JlrdOptions::check() const {
   EKV_CHECK(r >= 0, "--r ", r, ": must not be negative");
   EKV_CHECK(!calib.empty() || (svd == "weight" && !balance_kv && budget <= 0),
             "--svd whitened, --balance-kv and --budget need --calib");
+  for (int rank : ranks) EKV_CHECK(rank >= 1, "--rank ", rank, ": must be at least 1");
   for (double f : cache_ratios) EKV_CHECK(f > 0 && f <= 1, "--cache-ratio ", f, ": must be in (0, 1]");
   EKV_CHECK(budget >= 0 && budget <= 1, "--budget ", budget, ": must be in (0, 1]");
   const bool samples = chunk_map != "none" || weighting != "none" || refit_output;
@@ -93,6 +99,9 @@ void JlrdOptions::check() const {
   EKV_CHECK(!refit_output || refit_heldout >= 1, "--refit-heldout ", refit_heldout, ": must be at least 1");
   EKV_CHECK(!sequential || refit_output, "--sequential changes what --refit-output fits: give both");
   EKV_CHECK(!compensate || sequential, "--compensate closes the gap of --sequential streams: give both");
+  // The sweep table lands beside the output: it must not overwrite an input either.
+  for (const auto& path : {std::filesystem::path(output), std::filesystem::path(output).replace_extension(".csv")})
+    require_output_path(path, {model, rope, calib});
 }
 
 namespace {
@@ -138,39 +147,6 @@ void write_layer_refinement(ArtifactWriter& writer, int layer, const RefinedLaye
     writer.set_attribute(layer_dataset(layer, "o_proj"), "heldout_after", refit->heldout_after);
     writer.set_attribute(layer_dataset(layer, "o_proj"), "fit_after", refit->fit_after);
   }
-}
-
-// The W_o refit at the stored rank: on the layer's stored inputs, or with --sequential on the
-// inputs the compressed layers below produce (and then both streams move past this layer).
-OutputRefit refit_stored_rank(const LayerWeights& w, const ModelConfig& c, const std::vector<std::vector<int>>& elite,
-                              const JointLayout& layout, const LowRank& low, const LayerSamples& samples,
-                              const RopeTable& rope, const JlrdOptions& options, SequentialStreams* streams) {
-  if (!streams) {
-    EKV_CHECK(samples.x && samples.sequences > options.refit_heldout, "--refit-output needs more stored calibration ",
-              "sequences (", samples.sequences, ") than --refit-heldout (", options.refit_heldout,
-              "): calibrate with a larger --keep-seqs");
-    const HeadOutputs o = head_outputs(w, c, elite, layout, low, *samples.x, *samples.x, samples.sequences,
-                                       samples.seq_len, rope);
-    return refit_output(w.wo, o.original, o.compressed, options.refit_heldout);
-  }
-  streams->enter(w);
-  EKV_CHECK(streams->sequences() > options.refit_heldout, "--refit-output needs more stored calibration sequences (",
-            streams->sequences(), ") than --refit-heldout (", options.refit_heldout, ")");
-  const std::vector<Matrix> gap = options.compensate ? streams->gap() : std::vector<Matrix>();
-  const HeadOutputs o = head_outputs(w, c, elite, layout, low, streams->original_inputs(), streams->compressed_inputs(),
-                                     streams->sequences(), streams->seq_len(), rope);
-  OutputRefit refit = refit_output(w.wo, o.original, o.compressed, options.refit_heldout,
-                                   options.compensate ? &gap : nullptr);
-  auto stacked = [&](const std::vector<Matrix>& parts, const Matrix& projection) {
-    Matrix all(Eigen::Index(parts.size()) * streams->seq_len(), c.hidden), block;
-    for (std::size_t s = 0; s < parts.size(); ++s) {
-      linear(parts[s], projection, block);
-      all.middleRows(Eigen::Index(s) * streams->seq_len(), streams->seq_len()) = block;
-    }
-    return all;
-  };
-  streams->leave(w, stacked(o.original, w.wo), stacked(o.compressed, refit.wo));
-  return refit;
 }
 
 // Means over layers of what the options measured, for the final line.
@@ -271,6 +247,9 @@ void run_jlrd(const JlrdOptions& options) {
     highest = std::min(highest, header.layer_end);
   }
   const auto [begin, end] = parse_layer_range(options.layers, lowest, highest, "the rope and calibration files");
+  EKV_CHECK(!options.refit_output || header.keep_seqs > options.refit_heldout, options.calib, ": keep_seqs: ",
+            header.keep_seqs, " stored sequences; --refit-output needs more than --refit-heldout (",
+            options.refit_heldout, "): calibrate with a larger --keep-seqs (32 in the pipeline)");
   const int G = c.kv_heads, dh = c.head_dim, full = 2 * G * dh;
   LrdOptions lrd{options.mode == "joint", options.svd == "whitened", options.balance_kv,
                  options.precision == "f32" ? SvdPrecision::f32 : SvdPrecision::f64};
@@ -300,8 +279,12 @@ void run_jlrd(const JlrdOptions& options) {
       for (int j = 0; j < G; ++j)
         elite[std::size_t(j)] = rope.layers[std::size_t(l - rope.layer_begin)].sets[std::size_t(j)][std::size_t(options.r - 1)];
     stats.push_back(calib ? read_calib_layer(*calib, header, l, with_samples) : LayerStatistics());
-    refined.push_back(refine_layer(weights, c, elite, samples_of(stats.back(), header), rope_table, lrd, refine,
-                                   int(std::lround(target_rank))));
+    try {
+      refined.push_back(refine_layer(weights, c, elite, samples_of(stats.back(), header), rope_table, lrd, refine,
+                                     int(std::lround(target_rank))));
+    } catch (const Error& e) {  // name the file and the layer whose statistics could not be used
+      fail(cat(calib ? options.calib : options.model, ": layer ", l, ": ", e.what()));
+    }
     elite_sets.push_back(std::move(elite));
     progress.advance();
   }
@@ -315,7 +298,11 @@ void run_jlrd(const JlrdOptions& options) {
     return std::clamp(int(std::lround(wanted)), 0, factors[std::size_t(l)]->max_rank());
   };
   for (int l = 0; l < layers; ++l) {
-    for (int rank : options.ranks) sweep[std::size_t(l)].push_back(clamp_rank(l, rank));
+    for (int rank : options.ranks) {
+      EKV_CHECK(rank <= factors[std::size_t(l)]->max_rank(), "--rank ", rank, ": layer ", begin + l,
+                " has at most ", factors[std::size_t(l)]->max_rank(), " latent dims (its stacked non-elite key and value rows)");
+      sweep[std::size_t(l)].push_back(rank);
+    }
     for (double f : options.cache_ratios) {
       const double d_kv = f * full - 2.0 * options.r * G;
       EKV_CHECK(d_kv >= 0, "--cache-ratio ", f, ": r = ", options.r, " alone caches ", 2.0 * options.r * G / full,
@@ -360,8 +347,9 @@ void run_jlrd(const JlrdOptions& options) {
       const LowRank low = f.factor(rank);
       SweepRow row{begin + l, rank, cache_ratio(options.r, G, dh, rank), f.weight_error(rank), f.data_error(rank), NAN, NAN, NAN};
       std::optional<OutputRefit> refit;
-      if (i == 0 && options.refit_output) refit = refit_stored_rank(weights, c, elite, f.layout(), low, samples, rope_table,
-                                                                   options, streams.get());
+      if (i == 0 && options.refit_output)
+        refit = refit_layer_output(weights, c, elite, f.layout(), low, samples, rope_table, options.refit_heldout,
+                                   streams.get(), options.compensate);
       if (with_attention) {
         const AttentionError e = attention_error(weights, c, elite, f.layout(), low, stats[std::size_t(l)].x, 0,
                                                  attention_seqs, header.seq_len, rope_table, refit ? &refit->wo : nullptr);

@@ -6,12 +6,13 @@
 #include <iomanip>
 #include <memory>
 #include <ostream>
-#include <sstream>
 
 #include "ekv/calib/calib_file.hpp"
+#include "ekv/core/cli.hpp"
 #include "ekv/core/error.hpp"
 #include "ekv/core/layer_range.hpp"
 #include "ekv/core/log.hpp"
+#include "ekv/core/output_path.hpp"
 #include "ekv/core/progress.hpp"
 #include "ekv/model/linear.hpp"
 #include "ekv/model/model_source.hpp"
@@ -31,12 +32,12 @@ void SelectRopeOptions::register_with(CLI::App& app) {
       ->check(CLI::IsMember({"l1", "l2"}))
       ->capture_default_str();
   app.add_option("--r-max", r_max, "Largest number of elite chunks per KV head; every r <= r-max is stored")
-      ->capture_default_str();
+      ->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--pairs-per-seq", pairs_per_seq, "Causal pairs sampled per sequence for l1 (0: all)")
-      ->capture_default_str();
-  app.add_option("--pair-seed", pair_seed, "Seed of the pair sample")->capture_default_str();
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_option("--pair-seed", pair_seed, "Seed of the pair sample")->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--layers", layers, "Layer range a:b (b exclusive); default: the calibration file's range");
-  app.add_option("--threads", threads, "Compute threads (0: one per core)")->capture_default_str();
+  app.add_option("--threads", threads, "Compute threads (0: one per core)")->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--output,-o", output, "Output rope.h5 (written atomically)");
 }
 
@@ -44,6 +45,7 @@ void SelectRopeOptions::check() const {
   EKV_CHECK(!model.empty() && !calib.empty() && !output.empty(), "--model, --calib and --output are required");
   EKV_CHECK(r_max >= 1, "--r-max ", r_max, ": must be at least 1");
   EKV_CHECK(pairs_per_seq >= 0, "--pairs-per-seq ", pairs_per_seq, ": must not be negative");
+  require_output_path(output, {model, calib});
 }
 
 void EvaluateRopeOptions::register_with(CLI::App& command) {
@@ -52,20 +54,10 @@ void EvaluateRopeOptions::register_with(CLI::App& command) {
       ->required();
   command.add_option("ropes", ropes, "rope.h5 files to compare")->required();
   // A comma list in one argument: a multi-value option would swallow the positional files.
-  command.add_option_function<std::string>(
-             "--r",
-             [this](const std::string& text) {
-               ranks.clear();
-               std::istringstream in(text);
-               std::string item;
-               while (std::getline(in, item, ','))
-                 ranks.push_back(std::stoi(item));
-             },
-             "Numbers of elite chunks to evaluate, comma-separated")
-      ->default_str("2,4,8,16");
+  add_list_option(command, "--r", ranks, "Numbers of elite chunks to evaluate, comma-separated")->default_str("2,4,8,16");
   command.add_option("--pairs-per-seq", pairs_per_seq, "Causal pairs sampled per sequence (0: all)")
-      ->capture_default_str();
-  command.add_option("--threads", threads, "Compute threads (0: one per core)")->capture_default_str();
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  command.add_option("--threads", threads, "Compute threads (0: one per core)")->check(CLI::NonNegativeNumber)->capture_default_str();
 }
 
 void EvaluateRopeOptions::check() const {

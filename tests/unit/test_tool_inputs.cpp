@@ -1,0 +1,123 @@
+// What every tool refuses before any work (issue 21): output paths that are devices, that sit in
+// no directory, or that would overwrite an input; numeric options that are not whole numbers, out
+// of range, or NaN. Each error must name the option or the path and the value.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "ekv/core/atomic_output.hpp"
+#include "ekv/core/output_path.hpp"
+#include "ekv/tools/calibrate.hpp"
+#include "ekv/tools/jlrd.hpp"
+#include "ekv/tools/select_rope.hpp"
+#include "expect_error.hpp"
+#include "gguf_builder.hpp"
+
+namespace ekv::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Parses `args` with the options of one tool; returns CLI11's message, or "" when accepted.
+template <class Options>
+std::string parse_error(std::vector<std::string> args) {
+  Options options;
+  CLI::App app;
+  options.register_with(app);
+  std::vector<std::string> reversed(args.rbegin(), args.rend());
+  try {
+    app.parse(reversed);
+  } catch (const CLI::ParseError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(OutputPath, DevicesAndMissingDirectoriesAreRefused) {
+  // As root, renaming the temporary over /dev/null replaced the device node.
+  EXPECT_EKV_ERROR(require_output_path("/dev/null"), "/dev/null", "not a regular file or folder");
+  EXPECT_EKV_ERROR(AtomicOutput("/dev/null"), "/dev/null", "not a regular file or folder");
+  EXPECT_EKV_ERROR(require_output_path("/no/such/dir/out.h5"), "/no/such/dir", "does not exist");
+  const fs::path dir = temp_dir("output-path");
+  EXPECT_NO_THROW(require_output_path(dir / "new.h5"));
+  std::ofstream(dir / "old.h5") << "x";
+  EXPECT_NO_THROW(require_output_path(dir / "old.h5"));  // replaced atomically: allowed
+  fs::remove_all(dir);
+}
+
+TEST(OutputPath, AnInputIsNeverAnOutput) {
+  const fs::path dir = temp_dir("output-input");
+  const fs::path input = dir / "calib.h5";
+  std::ofstream(input) << "x";
+  EXPECT_EKV_ERROR(require_output_path(input, {"model.gguf", input}), "would overwrite the input", "calib.h5");
+  // The same file under another spelling, or through a symbolic link.
+  const fs::path spelled = dir / "." / "sub" / ".." / "calib.h5";
+  fs::create_directory(dir / "sub");
+  EXPECT_EKV_ERROR(require_output_path(spelled, {input}), "would overwrite the input");
+  fs::create_symlink(input, dir / "link.h5");
+  EXPECT_EKV_ERROR(require_output_path(dir / "link.h5", {input}), "would overwrite the input");
+  EXPECT_NO_THROW(require_output_path(dir / "rope.h5", {input}));
+  fs::remove_all(dir);
+}
+
+TEST(OutputPath, ToolsApplyTheGuardBeforeWork) {
+  const fs::path dir = temp_dir("tool-guard");
+  const fs::path calib = dir / "calib.h5", text = dir / "text.txt";
+  std::ofstream(calib) << "x";
+  std::ofstream(text) << "x";
+  SelectRopeOptions rope;
+  rope.model = (dir / "m.gguf").string();
+  rope.calib = calib.string();
+  rope.output = calib.string();
+  EXPECT_EKV_ERROR(rope.check(), "would overwrite the input", "calib.h5");
+  JlrdOptions jlrd;
+  jlrd.model = (dir / "m.gguf").string();
+  jlrd.rope = (dir / "rope.h5").string();
+  jlrd.calib = calib.string();
+  jlrd.budget = 0.25;
+  jlrd.output = jlrd.rope;
+  EXPECT_EKV_ERROR(jlrd.check(), "would overwrite the input", "rope.h5");
+  jlrd.output = (dir / "calib.out").string();  // its sweep table would be calib.csv: not an input
+  EXPECT_NO_THROW(jlrd.check());
+  CalibrateOptions calibrate;
+  calibrate.model = (dir / "m.gguf").string();
+  calibrate.texts = {text.string()};
+  calibrate.output = text.string();
+  EXPECT_EKV_ERROR(calibrate.check(), "would overwrite the input", "text.txt");
+  fs::remove_all(dir);
+}
+
+TEST(NumericOptions, ListsParseWholeItemsOnly) {
+  EXPECT_EQ(parse_error<JlrdOptions>({"--rank", "64,128"}), "");
+  for (const std::string bad : {"64.7", "10,abc", "10,,20", "-"}) {
+    const std::string message = parse_error<JlrdOptions>({"--rank", bad});
+    EXPECT_NE(message.find("--rank"), std::string::npos) << bad << ": " << message;
+    EXPECT_NE(message.find("not an integer"), std::string::npos) << bad << ": " << message;
+  }
+  EXPECT_NE(parse_error<JlrdOptions>({"--rank", ""}).find("empty list"), std::string::npos);
+  EXPECT_NE(parse_error<EvaluateRopeOptions>({"m", "--r", "2,x"}).find("--r"), std::string::npos);
+}
+
+TEST(NumericOptions, RangesAreCheckedByName) {
+  for (const std::string bad : {"0", "-1", "nan", "1.5", "abc"}) {
+    const std::string message = parse_error<JlrdOptions>({"--budget", bad});
+    EXPECT_NE(message.find("--budget"), std::string::npos) << bad << ": " << message;
+  }
+  EXPECT_EQ(parse_error<JlrdOptions>({"--budget", "0.25"}), "");
+  EXPECT_NE(parse_error<JlrdOptions>({"--threads", "-2"}).find("--threads"), std::string::npos);
+  EXPECT_NE(parse_error<JlrdOptions>({"--attention-seqs", "-1"}).find("--attention-seqs"), std::string::npos);
+  EXPECT_NE(parse_error<CalibrateOptions>({"-K", "-3"}).find("--keep-seqs"), std::string::npos);
+  EXPECT_NE(parse_error<CalibrateOptions>({"--seed", "-5"}).find("--seed"), std::string::npos);
+  EXPECT_NE(parse_error<SelectRopeOptions>({"--pair-seed", "-5"}).find("--pair-seed"), std::string::npos);
+  JlrdOptions ranks;
+  ranks.model = "m", ranks.rope = "r", ranks.output = "out.h5";
+  ranks.ranks = {-5};
+  EXPECT_EKV_ERROR(ranks.check(), "--rank -5", "at least 1");
+}
+
+}  // namespace
+}  // namespace ekv::test
