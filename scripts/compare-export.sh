@@ -16,7 +16,7 @@ CORPORA=$("$ROOT/scripts/make-corpora.sh")
 ROPE="$OUT/rope-elite-l1.h5"
 WINDOWS="${EKV_COMPARE_WINDOWS:-16}"
 for f in "$OUT/calib.h5" "$ROPE"; do
-  [ -f "$f" ] || { echo "$f is missing: run scripts/run-pipeline.sh first" >&2; exit 1; }
+  [ -f "$f" ] || { echo "$f is missing: run make (or scripts/run-pipeline.sh) first" >&2; exit 1; }
 done
 WORK="$OUT/export-compare"
 mkdir -p "$WORK"

@@ -13,7 +13,7 @@ BIN="${EKV_BUILD_DIR:-$ROOT/build}/apps"
 MODEL=$("$ROOT/scripts/fetch-model.sh")
 ROPE="$OUT/rope-elite-l1.h5"
 for f in "$OUT/calib.h5" "$ROPE"; do
-  [ -f "$f" ] || { echo "$f is missing: run scripts/run-pipeline.sh first" >&2; exit 1; }
+  [ -f "$f" ] || { echo "$f is missing: run make (or scripts/run-pipeline.sh) first" >&2; exit 1; }
 done
 WORK="$OUT/jlrd-compare"
 mkdir -p "$WORK"

@@ -9,9 +9,11 @@ OUT="${1:-$ROOT/out}"
 BIN="${EKV_BUILD_DIR:-$ROOT/build}/apps"
 MODEL=$("$ROOT/scripts/fetch-model.sh")
 CORPORA=$("$ROOT/scripts/make-corpora.sh")
-[ -f "$OUT/calib.h5" ] || { echo "$OUT/calib.h5 is missing: run scripts/run-pipeline.sh first" >&2; exit 1; }
+[ -f "$OUT/calib.h5" ] || { echo "$OUT/calib.h5 is missing: run make (or scripts/run-pipeline.sh) first" >&2; exit 1; }
 run() { echo "+ $*" >&2; "$@"; }
-run "$BIN/ekv-select-rope" --model "$MODEL" --calib "$OUT/calib.h5" --method elite --objective l1 -o "$OUT/rope-elite-l1.h5"
+# The main job (the Makefile) makes rope-elite-l1.h5; made here only when run alone.
+[ -f "$OUT/rope-elite-l1.h5" ] || run "$BIN/ekv-select-rope" --model "$MODEL" --calib "$OUT/calib.h5" --method elite --objective l1 \
+  -o "$OUT/rope-elite-l1.h5"
 run "$BIN/ekv-select-rope" --model "$MODEL" --calib "$OUT/calib.h5" --method elite --objective l2 -o "$OUT/rope-elite-l2.h5"
 for method in uniform high low norm; do
   run "$BIN/ekv-select-rope" --model "$MODEL" --calib "$OUT/calib.h5" --method "$method" -o "$OUT/rope-$method.h5"

@@ -1,72 +1,38 @@
 #!/usr/bin/env bash
-# The main job: the whole pipeline on the default model. Each stage is one step; --stage N
-# resumes from stage N. Today's stages: set-up, build, model fetch and corpora, model
-# description, perplexity of the original model on the evaluation corpus, calibration
-# (calib.h5: 64 x 512 tokens of the calibration corpus), RoPE selection by every method with
-# the held-out comparison table and plot (scripts/compare-rope.sh), J-LRD at 25% cache
-# (jlrd.h5) and the J-LRD comparison table and plot (scripts/compare-jlrd.sh), the export of
-# the compressed model (out/model-elitekv), its decoding check and fidelity report (the end of
-# the main job), and with --ablation the fidelity ablation at 50/25/12.5% (scripts/compare-export.sh).
-# EKV_PPL_WINDOWS (default 32; 0 = the whole corpus) bounds the perplexity stage.
+# The main job: set-up, build, fetch the default model and corpora, then `make` (the Makefile
+# holds the pipeline: every artifact a target, so a re-run does only what changed and a failed
+# run resumes at the failed step). It describes the model (ekv-info), measures its perplexity,
+# calibrates on 64 x 512 tokens of the calibration corpus, selects the elite RoPE chunks, runs
+# J-LRD at 25% cache with the output-aware options, exports the compressed model, checks its
+# decoding and ends with its fidelity report against the original on held-out text.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-STAGE=0
-ABLATION=0
 OUT="${EKV_OUT:-$ROOT/out}"
+TARGETS=(all)
 while (($#)); do
   case "$1" in
-    --stage) STAGE="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
-    --ablation) ABLATION=1; shift ;;
+    --compare) TARGETS+=(compare); shift ;;
+    --ablation) TARGETS+=(ablation); shift ;;
     -h|--help)
-      echo "usage: scripts/run-pipeline.sh [--stage N] [--out DIR] [--ablation]"
-      echo "  stages: 0 setup, 1 build, 2 fetch model + corpora, 3 describe model (ekv-info),"
-      echo "          4 perplexity of the original model (ekv-check ppl), 5 calibrate (ekv-calibrate),"
-      echo "          6 RoPE selection, every method, held-out comparison (ekv-select-rope),"
-      echo "          7 J-LRD at 25% cache, and the comparison at 50/25/12.5% (ekv-jlrd)"
-      echo "          8 export at 25% (ekv-export), decoding check and fidelity report (ekv-check)"
-      echo "          9 (only with --ablation) fidelity ablation at 50/25/12.5%: the paper's configuration,"
-      echo "            the previous best, then each output-aware option of ekv-jlrd in turn (about 45 minutes)"
+      echo "usage: scripts/run-pipeline.sh [--out DIR] [--compare] [--ablation]"
+      echo "  set-up, build, model and corpora, then make: info, perplexity of the original, calibrate,"
+      echo "  select RoPE, J-LRD at 25%, export, decode check, fidelity report (DIR/fidelity.json)."
+      echo "  --compare   also the RoPE-method and J-LRD-variant comparison tables (make compare, ~10 min)"
+      echo "  --ablation  also the fidelity ablation at 50/25/12.5% cache (make ablation, ~45 min)"
+      echo "  Re-running does only what changed; make -C $ROOT OUT=DIR [R=.. BUDGET=..] runs the steps alone."
       exit 0 ;;
-    *) echo "unknown argument: $1" >&2; exit 2 ;;
+    *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-mkdir -p "$OUT/logs"
-BIN="${EKV_BUILD_DIR:-$ROOT/build}/apps"
-
-step() {  # step N NAME COMMAND...: runs COMMAND when N >= STAGE, logging to out/logs/NAME.log
-  local n=$1 name=$2; shift 2
-  ((n >= STAGE)) || return 0
-  echo "== stage $n: $name: $*" >&2
-  local t0=$(date +%s)
-  "$@" 2> >(tee "$OUT/logs/$name.log" >&2)
-  echo "== stage $n: $name done in $(($(date +%s) - t0)) s" >&2
+timed() {  # timed NAME COMMAND...: runs COMMAND and prints how long it took
+  local name=$1 t0=$(date +%s); shift
+  echo "== $name: $*" >&2
+  "$@"
+  echo "== $name done in $(($(date +%s) - t0)) s" >&2
 }
-
-step 0 setup "$ROOT/scripts/setup.sh"
-step 1 build "$ROOT/scripts/build.sh"
-MODEL=$("$ROOT/scripts/fetch-model.sh")
-CORPORA=$("$ROOT/scripts/make-corpora.sh")
-step 3 info "$BIN/ekv-info" "$MODEL"
-step 4 ppl "$BIN/ekv-check" ppl --model "$MODEL" --text "$CORPORA/eval.txt" --window 512 \
-  --max-windows "${EKV_PPL_WINDOWS:-32}"
-# 32 stored sequences: the W_o refit of stage 7 fits on them (8 over-fit: docs/results.md).
-step 5 calibrate "$BIN/ekv-calibrate" --model "$MODEL" --text "$CORPORA/calib.txt" --seq-len 512 --num-seqs 64 \
-  --seed 0 --keep-seqs 32 -o "$OUT/calib.h5"
-step 5 describe-calib "$BIN/ekv-info" "$OUT/calib.h5"
-step 6 select-rope "$ROOT/scripts/compare-rope.sh" "$OUT"
-# 25% cache: r = 6 elite chunks (36 of the 384 cached elements per token and layer) plus a
-# latent of 60 per layer on average, placed by --budget, with the output-aware options that
-# measured best on held-out text: chunk maps, attention-aware weights, W_o refit
-# (docs/results.md has the ablation).
-step 7 jlrd "$BIN/ekv-jlrd" --model "$MODEL" --rope "$OUT/rope-elite-l1.h5" --calib "$OUT/calib.h5" --r 6 \
-  --mode joint --svd whitened --budget 0.25 --chunk-map auto --weighting attention --refit-output -o "$OUT/jlrd.h5"
-step 7 compare-jlrd "$ROOT/scripts/compare-jlrd.sh" "$OUT"
-step 8 export "$BIN/ekv-export" --model "$MODEL" --rope "$OUT/rope-elite-l1.h5" --jlrd "$OUT/jlrd.h5" \
-  -o "$OUT/model-elitekv"
-step 8 decode "$BIN/ekv-check" decode --compressed "$OUT/model-elitekv" --model "$MODEL" --text "$CORPORA/eval.txt" \
-  --prompt 64 --steps 64
-step 8 compare "$BIN/ekv-check" compare --model "$MODEL" --compressed "$OUT/model-elitekv" \
-  --text "$CORPORA/eval.txt" --max-windows 16 -o "$OUT/fidelity.json"
-if ((ABLATION)); then step 9 compare-export "$ROOT/scripts/compare-export.sh" "$OUT"; fi
-echo "== fidelity report: $OUT/fidelity.json" >&2
+timed setup "$ROOT/scripts/setup.sh"
+timed build "$ROOT/scripts/build.sh"
+timed fetch "$ROOT/scripts/fetch-model.sh" >/dev/null
+timed corpora "$ROOT/scripts/make-corpora.sh" >/dev/null
+timed pipeline make -C "$ROOT" --no-print-directory OUT="$OUT" BUILD="${EKV_BUILD_DIR:-$ROOT/build}" "${TARGETS[@]}"

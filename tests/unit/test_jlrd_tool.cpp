@@ -3,6 +3,8 @@
 // lower the block error and record what they chose, and bad options are refused.
 #include <gtest/gtest.h>
 
+#include <hdf5.h>
+
 #include <filesystem>
 
 #include "ekv/io/artifact.hpp"
@@ -228,8 +230,30 @@ TEST_F(JlrdTool, Refusals) {
   o.refit_output = true;
   o.compensate = true;
   EXPECT_EKV_ERROR(run_jlrd(o), "--compensate", "--sequential");
+  o = options("bad.h5");
+  o.ranks = {1000};  // used to be clamped to the layer's largest rank without a word
+  EXPECT_EKV_ERROR(run_jlrd(o), "--rank 1000", "layer 0 has at most");
   EXPECT_FALSE(fs::exists(dir_ / "bad.h5"));
   EXPECT_FALSE(fs::exists(dir_ / "bad.csv"));
+}
+
+// A layer whose Gram is all zeros made --svd whitened loop forever (issue 21): the ridge grew
+// from 0 × its mean diagonal. It is now an error naming the calibration file and the layer.
+TEST_F(JlrdTool, ZeroGramIsAnErrorNamingFileAndLayer) {
+  fs::copy_file(path("calib.h5"), path("zero.h5"));
+  const hid_t file = H5Fopen(path("zero.h5").c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  ASSERT_GE(file, 0);
+  const hid_t dataset = H5Dopen2(file, "/layers/1/gram", H5P_DEFAULT);
+  ASSERT_GE(dataset, 0);
+  const std::vector<double> zeros(std::size_t(H5Sget_simple_extent_npoints(H5Dget_space(dataset))), 0.0);
+  H5Dwrite(dataset, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, zeros.data());
+  H5Dclose(dataset);
+  H5Fclose(file);
+  JlrdOptions o = options("zero-out.h5");
+  o.calib = path("zero.h5");
+  o.svd = "whitened";
+  o.ranks = {4};
+  EXPECT_EKV_ERROR(run_jlrd(o), "zero.h5", "layer 1", "not positive semi-definite");
 }
 
 }  // namespace

@@ -94,6 +94,17 @@ TEST(Tokenizer, HfJsonRoundTrip) {
   std::filesystem::remove_all(dir);
 }
 
+// An added token with id 2^40 used to resize the vocabulary to 2^40 entries.
+TEST(Tokenizer, AddedTokenIdPastTheVocabularyIsRefused) {
+  auto json = planted(PreTokenizer::gpt2).to_hf_json();
+  json["added_tokens"][0]["id"] = std::int64_t(1) << 40;
+  const auto dir = test::temp_dir("tokenizer-added");
+  std::ofstream(dir / "tokenizer.json") << json.dump();
+  EXPECT_EKV_ERROR(Tokenizer::from_hf_json(dir / "tokenizer.json"), "tokenizer.json", "added_tokens",
+                   "1099511627776", "past the vocabulary");
+  std::filesystem::remove_all(dir);
+}
+
 // A byte the vocabulary lacks used to be reported against the model only; the error now names
 // the text and the byte offset, which is what a user can act on.
 TEST(Tokenizer, MissingByteNamesTextAndOffset) {

@@ -1,6 +1,8 @@
 #include "ekv/core/cli.hpp"
 
 #include <exception>
+#include <memory>
+#include <sstream>
 
 #include "ekv/core/error.hpp"
 #include "ekv/core/log.hpp"
@@ -8,6 +10,37 @@
 #include "ekv/core/version.hpp"
 
 namespace ekv {
+
+namespace {
+
+// Reads one [section] of a TOML preset as if its keys stood at the top. (CLI11 2.1's own
+// section() keeps only the first key of a section: the later ones are taken for a subcommand's.)
+class PresetSection : public CLI::ConfigBase {
+ public:
+  explicit PresetSection(std::string section) : section_(std::move(section)) {}
+  std::vector<CLI::ConfigItem> from_config(std::istream& input) const override {
+    std::stringstream mine;
+    bool inside = false;
+    for (std::string line; std::getline(input, line);) {
+      const std::string trimmed = CLI::detail::trim_copy(line);
+      if (!trimmed.empty() && trimmed.front() == '[') {
+        inside = trimmed == "[" + section_ + "]";
+        continue;
+      }
+      if (inside) mine << line << '\n';
+    }
+    return CLI::ConfigBase::from_config(mine);
+  }
+
+ private:
+  std::string section_;
+};
+
+}  // namespace
+
+std::string config_section(const std::string& tool_name) {
+  return tool_name.rfind("ekv-", 0) == 0 ? tool_name.substr(4) : tool_name;
+}
 
 int tool_main(int argc, char** argv, const ToolDescription& description,
               const std::function<void(CLI::App&)>& add_options, const std::function<int()>& body) {
@@ -19,6 +52,13 @@ int tool_main(int argc, char** argv, const ToolDescription& description,
   app.fallthrough();  // --verbose and --quiet also work after a subcommand
   app.add_flag("-v,--verbose", verbose, "Also print debug messages");
   app.add_flag("-q,--quiet", quiet, "Print only warnings and errors");
+  // A preset (configs/*.toml) holds every tool's options, each tool's under its own [section],
+  // so one file drives a whole pipeline; what the command line gives overrides it.
+  const std::string section = config_section(description.name);
+  app.set_config("--config", "", "Preset file (TOML, see configs/): this tool's options under [" + section +
+                                     "]; options given on the command line override it");
+  app.config_formatter(std::make_shared<PresetSection>(section));
+  app.allow_config_extras(CLI::config_extras_mode::error);  // a misspelt key is an error, not ignored
   try {
     add_options(app);
     app.parse(argc, argv);

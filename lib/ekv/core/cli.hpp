@@ -18,7 +18,11 @@ struct ToolDescription {
   std::string see_also;  // related tools
 };
 
-// Builds the CLI::App with the usage text and the common --verbose/--quiet flags, lets
+// The preset section a tool reads with --config: its name without "ekv-" ("jlrd").
+std::string config_section(const std::string& tool_name);
+
+// Builds the CLI::App with the usage text, the common --verbose/--quiet flags and --config
+// (a TOML preset: the tool's options under its section; the command line overrides), lets
 // `add_options` register the tool's options, parses, logs the first line, and calls `body`.
 // Returns the process exit code.
 int tool_main(int argc, char** argv, const ToolDescription& description,

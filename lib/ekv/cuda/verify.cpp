@@ -109,19 +109,19 @@ double time_ms(Launch launch, int iterations) {
 
 void CudaVerifyOptions::register_with(CLI::App& app) {
   app.add_option("--pack", pack, "decode-pack.h5 from ekv-export: takes the shapes of --layer");
-  app.add_option("--layer", layer, "Layer of the pack")->capture_default_str();
-  app.add_option("--heads", heads, "Query heads H (without --pack)");
-  app.add_option("--kv-heads", kv_heads, "KV heads G");
-  app.add_option("--head-dim", head_dim, "Head dim d_h (for the full-cache baseline)");
-  app.add_option("--r", r, "Elite chunks per KV head");
-  app.add_option("--rank", rank, "Latent size d_kv");
+  app.add_option("--layer", layer, "Layer of the pack")->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_option("--heads", heads, "Query heads H (without --pack)")->check(CLI::PositiveNumber);
+  app.add_option("--kv-heads", kv_heads, "KV heads G")->check(CLI::PositiveNumber);
+  app.add_option("--head-dim", head_dim, "Head dim d_h (for the full-cache baseline)")->check(CLI::PositiveNumber);
+  app.add_option("--r", r, "Elite chunks per KV head")->check(CLI::NonNegativeNumber);
+  app.add_option("--rank", rank, "Latent size d_kv")->check(CLI::PositiveNumber);
   add_list_option(app, "--batch", batches, "Batch sizes, comma-separated");
   add_list_option(app, "--context", contexts, "Context lengths (T_max), comma-separated");
   app.add_option("--cache-dtype", cache_dtype, "Cache dtype")->check(CLI::IsMember({"f16", "bf16"}))->capture_default_str();
-  app.add_option("--tolerance", tolerance, "Largest NMSE against the CPU reference")->capture_default_str();
+  app.add_option("--tolerance", tolerance, "Largest NMSE against the CPU reference")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_flag("--bench", bench, "Time the kernels: GB/s, fraction of peak, speedup over the full cache");
-  app.add_option("--iterations", iterations, "Timed launches per shape")->capture_default_str();
-  app.add_option("--seed", seed, "Seed of the random queries and caches")->capture_default_str();
+  app.add_option("--iterations", iterations, "Timed launches per shape")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--seed", seed, "Seed of the random queries and caches")->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--output,-o", output, "verify.json")->required();
 }
 
@@ -130,6 +130,7 @@ void CudaVerifyOptions::check() const {
             "give --pack, or --heads, --kv-heads, --head-dim, --r and --rank");
   for (int b : batches) EKV_CHECK(b > 0, "--batch ", b, ": must be positive");
   for (int t : contexts) EKV_CHECK(t > 0, "--context ", t, ": must be positive");
+  EKV_CHECK(tolerance > 0, "--tolerance ", tolerance, ": must be a positive number");  // NaN too
 }
 
 int run_cuda_verify(const CudaVerifyOptions& options) {

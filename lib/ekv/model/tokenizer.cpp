@@ -385,9 +385,14 @@ Tokenizer Tokenizer::from_hf_json(const fs::path& path) {
     else fail(cat(file, ": model.merges: unexpected entry ", merge.dump()));
   }
   std::vector<std::int32_t> specials;
-  for (const auto& added : root.value("added_tokens", json::array())) {
-    const auto id = added.value("id", -1);
+  const json added_tokens = root.value("added_tokens", json::array());
+  // Added tokens extend the vocabulary; an id far past it would allocate without bound.
+  const std::size_t most = tokens.size() + added_tokens.size();
+  for (const auto& added : added_tokens) {
+    const auto id = added.value("id", std::int64_t(-1));
     EKV_CHECK(id >= 0, file, ": added_tokens: entry without id");
+    EKV_CHECK(std::size_t(id) < most, file, ": added_tokens: id ", id, " is past the vocabulary of ", tokens.size(),
+              " plus ", added_tokens.size(), " added tokens");
     if (std::size_t(id) >= tokens.size()) tokens.resize(std::size_t(id) + 1);
     tokens[std::size_t(id)] = added.value("content", "");
     if (added.value("special", false)) specials.push_back(id);

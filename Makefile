@@ -1,0 +1,100 @@
+# The pipeline as make targets. Every artifact is a file target made by one ekv tool, with the
+# tool, its inputs and its options as prerequisites: `make` re-runs only what changed and, after
+# a failure, resumes at the step that failed (tools write atomically; .DELETE_ON_ERROR drops a
+# half-written report). scripts/run-pipeline.sh sets up, builds and fetches, then runs this.
+#
+#   make                   the main job: calibrate, select RoPE, J-LRD at 25 %, export, decode check,
+#                          fidelity report (out/fidelity.json)
+#   make compare           the comparison tables: RoPE methods, J-LRD variants (scripts/compare-*.sh)
+#   make ablation          the fidelity ablation at 50/25/12.5 % (scripts/compare-export.sh, ~45 min)
+#   make OUT=dir R=8 BUDGET=0.5    another folder or setting (an option change re-runs its step)
+#   make PRESET=configs/smollm2-135m-50.toml OUT=out-50     another preset
+#
+# The model and corpora come from scripts/fetch-model.sh and scripts/make-corpora.sh (cached).
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DELETE_ON_ERROR:
+.SUFFIXES:
+
+OUT ?= out
+BUILD ?= build
+BIN := $(BUILD)/apps
+MODEL := $(shell scripts/fetch-model.sh 2>/dev/null)
+CORPORA := $(shell scripts/make-corpora.sh 2>/dev/null)
+ifeq ($(MODEL),)
+$(error scripts/fetch-model.sh printed no model path; run it by hand to see why)
+endif
+
+# The main job's settings: a preset (configs/) that every tool reads with --config; R= and
+# BUDGET= override its [jlrd] values (empty: the preset's).
+PRESET ?= configs/smollm2-135m-25.toml
+R ?=
+BUDGET ?=
+PPL_WINDOWS ?= 32
+FIDELITY_WINDOWS ?= 16
+ifeq ($(wildcard $(PRESET)),)
+$(error PRESET=$(PRESET): no such preset file (see configs/))
+endif
+
+CALIB_ARGS := --config $(PRESET)
+ROPE_ARGS := --config $(PRESET)
+JLRD_ARGS := --config $(PRESET) $(if $(R),--r $(R)) $(if $(BUDGET),--budget $(BUDGET))
+
+# A step's options live in $(OUT)/.make/NAME.args, rewritten only when they change, so a new
+# option re-runs that step (and what depends on it) and nothing else. They are written when
+# make reads this file, so `make -n R=8` records R=8 as well.
+define options
+$(shell mkdir -p $(OUT)/.make && f=$(OUT)/.make/$(1).args && \
+  { [ -f $$f ] && [ "$$(cat $$f)" = "$(strip $(2))" ] || echo "$(strip $(2))" > $$f; } && echo $$f)
+endef
+# A digest of one [section] of the preset: editing [jlrd] re-runs J-LRD, not the calibration.
+section = $(shell sed -n '/^\[$(1)\]/,/^\[/{/^[^#[]/p;}' $(PRESET) | sha256sum | cut -c1-16)
+CALIB_OPTIONS := $(call options,calib,$(CALIB_ARGS) $(call section,calibrate))
+ROPE_OPTIONS := $(call options,rope,$(ROPE_ARGS) $(call section,select-rope))
+JLRD_OPTIONS := $(call options,jlrd,$(JLRD_ARGS) $(call section,jlrd))
+
+LOG = 2> >(tee $(OUT)/logs/$(1).log >&2)
+
+.PHONY: all compare ablation
+all: $(OUT)/info.txt $(OUT)/ppl-original.txt $(OUT)/decode.txt $(OUT)/fidelity.json
+	@echo "== fidelity report: $(OUT)/fidelity.json" >&2
+
+$(OUT)/logs:
+	mkdir -p $@
+
+$(OUT)/info.txt: $(BIN)/ekv-info $(MODEL) | $(OUT)/logs
+	$(BIN)/ekv-info $(MODEL) > $@ $(call LOG,info)
+
+$(OUT)/ppl-original.txt: $(BIN)/ekv-check $(MODEL) $(CORPORA)/eval.txt | $(OUT)/logs
+	$(BIN)/ekv-check ppl --model $(MODEL) --text $(CORPORA)/eval.txt --window 512 --max-windows $(PPL_WINDOWS) \
+	  > $@ $(call LOG,ppl)
+
+$(OUT)/calib.h5: $(BIN)/ekv-calibrate $(MODEL) $(CORPORA)/calib.txt $(CALIB_OPTIONS) | $(OUT)/logs
+	$(BIN)/ekv-calibrate --model $(MODEL) --text $(CORPORA)/calib.txt $(CALIB_ARGS) -o $@ $(call LOG,calibrate)
+
+$(OUT)/rope-elite-l1.h5: $(BIN)/ekv-select-rope $(OUT)/calib.h5 $(ROPE_OPTIONS) | $(OUT)/logs
+	$(BIN)/ekv-select-rope --model $(MODEL) --calib $(OUT)/calib.h5 $(ROPE_ARGS) -o $@ $(call LOG,select-rope)
+
+$(OUT)/jlrd.h5: $(BIN)/ekv-jlrd $(OUT)/rope-elite-l1.h5 $(OUT)/calib.h5 $(JLRD_OPTIONS) | $(OUT)/logs
+	$(BIN)/ekv-jlrd --model $(MODEL) --rope $(OUT)/rope-elite-l1.h5 --calib $(OUT)/calib.h5 $(JLRD_ARGS) -o $@ \
+	  $(call LOG,jlrd)
+
+# The export is a folder, replaced atomically; its config.json stands for it.
+$(OUT)/model-elitekv/config.json: $(BIN)/ekv-export $(OUT)/jlrd.h5 $(OUT)/rope-elite-l1.h5 | $(OUT)/logs
+	$(BIN)/ekv-export --model $(MODEL) --rope $(OUT)/rope-elite-l1.h5 --jlrd $(OUT)/jlrd.h5 -o $(OUT)/model-elitekv \
+	  $(call LOG,export)
+
+$(OUT)/decode.txt: $(BIN)/ekv-check $(OUT)/model-elitekv/config.json | $(OUT)/logs
+	$(BIN)/ekv-check decode --compressed $(OUT)/model-elitekv --model $(MODEL) --text $(CORPORA)/eval.txt \
+	  --prompt 64 --steps 64 > $@ $(call LOG,decode)
+
+$(OUT)/fidelity.json: $(BIN)/ekv-check $(OUT)/model-elitekv/config.json $(CORPORA)/eval.txt | $(OUT)/logs
+	$(BIN)/ekv-check compare --model $(MODEL) --compressed $(OUT)/model-elitekv --text $(CORPORA)/eval.txt \
+	  --max-windows $(FIDELITY_WINDOWS) -o $@ > $(OUT)/fidelity.txt $(call LOG,compare)
+
+compare: $(OUT)/calib.h5 $(OUT)/rope-elite-l1.h5
+	scripts/compare-rope.sh $(OUT) $(call LOG,compare-rope)
+	scripts/compare-jlrd.sh $(OUT) $(call LOG,compare-jlrd)
+
+ablation: $(OUT)/calib.h5 $(OUT)/rope-elite-l1.h5
+	scripts/compare-export.sh $(OUT) $(call LOG,compare-export)

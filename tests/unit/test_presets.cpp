@@ -1,0 +1,88 @@
+// The presets in configs/: every tool reads its own [section] through tool_main's --config,
+// options on the command line override the preset, and each shipped preset parses with every
+// tool's real options and holds the values docs/results.md measured.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "ekv/core/cli.hpp"
+#include "ekv/tools/calibrate.hpp"
+#include "ekv/tools/jlrd.hpp"
+#include "ekv/tools/select_rope.hpp"
+#include "gguf_builder.hpp"
+
+namespace ekv::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Runs tool_main as the executable `tool` would, with `args`; returns the parsed options.
+template <class Options>
+Options parse_as(const std::string& tool, std::vector<std::string> args, int* exit_code = nullptr) {
+  Options options;
+  args.insert(args.begin(), tool);
+  std::vector<char*> argv;
+  for (auto& arg : args) argv.push_back(arg.data());
+  const int code = tool_main(int(argv.size()), argv.data(), {tool, "test", tool + " --config preset.toml", ""},
+                             [&](CLI::App& app) { options.register_with(app); }, [] { return 0; });
+  if (exit_code) *exit_code = code;
+  else EXPECT_EQ(code, 0) << tool;
+  return options;
+}
+
+std::vector<fs::path> presets() {
+  std::vector<fs::path> files;
+  for (const auto& entry : fs::directory_iterator(EKV_CONFIGS_DIR))
+    if (entry.path().extension() == ".toml") files.push_back(entry.path());
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+TEST(Presets, EachToolReadsItsSectionAndTheCommandLineWins) {
+  const fs::path dir = temp_dir("presets");
+  const fs::path file = dir / "p.toml";
+  std::ofstream(file) << "[calibrate]\nnum-seqs = 7\nkeep-seqs = 3\n[jlrd]\nr = 5\nbudget = 0.5\nrefit-output = true\n";
+  const auto calibrate = parse_as<CalibrateOptions>("ekv-calibrate", {"--config", file.string()});
+  EXPECT_EQ(calibrate.num_seqs, 7);
+  EXPECT_EQ(calibrate.keep_seqs, 3);
+  const auto jlrd = parse_as<JlrdOptions>("ekv-jlrd", {"--config", file.string(), "--r", "2"});
+  EXPECT_EQ(jlrd.r, 2);  // the command line overrides the preset
+  EXPECT_EQ(jlrd.budget, 0.5);
+  EXPECT_TRUE(jlrd.refit_output);
+  // Another tool's section is not read: select-rope keeps its defaults.
+  EXPECT_EQ(parse_as<SelectRopeOptions>("ekv-select-rope", {"--config", file.string()}).r_max, SelectRopeOptions().r_max);
+  // A preset value is validated like a flag.
+  std::ofstream(file) << "[jlrd]\nbudget = 7\n";
+  int code = 0;
+  parse_as<JlrdOptions>("ekv-jlrd", {"--config", file.string()}, &code);
+  EXPECT_NE(code, 0);
+  // So is a key no option of the tool has (a typo would otherwise be ignored).
+  std::ofstream(file) << "[jlrd]\nrr = 5\n";
+  code = 0;
+  parse_as<JlrdOptions>("ekv-jlrd", {"--config", file.string()}, &code);
+  EXPECT_NE(code, 0);
+  fs::remove_all(dir);
+}
+
+TEST(Presets, ShippedPresetsParseWithEveryTool) {
+  const auto files = presets();
+  ASSERT_EQ(files.size(), 3u) << EKV_CONFIGS_DIR;
+  for (const auto& file : files) {
+    const auto calibrate = parse_as<CalibrateOptions>("ekv-calibrate", {"--config", file.string()});
+    EXPECT_EQ(calibrate.keep_seqs, 32) << file;
+    const auto rope = parse_as<SelectRopeOptions>("ekv-select-rope", {"--config", file.string()});
+    EXPECT_EQ(rope.method, "elite") << file;
+    const auto jlrd = parse_as<JlrdOptions>("ekv-jlrd", {"--config", file.string()});
+    EXPECT_TRUE(jlrd.refit_output) << file;
+    EXPECT_EQ(jlrd.chunk_map, "auto") << file;
+    // r gives the elite dims 3/8 of the cache: 2rG = 3/8 · budget · 2G·d_h with d_h = 64.
+    EXPECT_DOUBLE_EQ(jlrd.r, jlrd.budget * 64 * 3 / 8) << file;
+  }
+}
+
+}  // namespace
+}  // namespace ekv::test
