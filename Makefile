@@ -4,9 +4,9 @@
 # half-written report). scripts/run-pipeline.sh sets up, builds and fetches, then runs this.
 #
 #   make                   the main job: calibrate, select RoPE, J-LRD at 25 %, export, decode check,
-#                          fidelity report (out/fidelity.json)
+#                          fidelity report (out/fidelity.json) and the report (out/report.md)
 #   make compare           the comparison tables: RoPE methods, J-LRD variants (scripts/compare-*.sh)
-#   make ablation          the fidelity ablation at 50/25/12.5 % (scripts/compare-export.sh, ~45 min)
+#   make ablation          the fidelity ablation at 50/25/12.5 % (scripts/compare-export.sh, ~1 h)
 #   make OUT=dir R=8 BUDGET=0.5    another folder or setting (an option change re-runs its step)
 #   make PRESET=configs/smollm2-135m-50.toml OUT=out-50     another preset
 #
@@ -56,8 +56,8 @@ JLRD_OPTIONS := $(call options,jlrd,$(JLRD_ARGS) $(call section,jlrd))
 LOG = 2> >(tee $(OUT)/logs/$(1).log >&2)
 
 .PHONY: all compare ablation
-all: $(OUT)/info.txt $(OUT)/ppl-original.txt $(OUT)/decode.txt $(OUT)/fidelity.json
-	@echo "== fidelity report: $(OUT)/fidelity.json" >&2
+all: $(OUT)/info.txt $(OUT)/ppl-original.txt $(OUT)/decode.txt $(OUT)/fidelity.json $(OUT)/report.md
+	@echo "== fidelity report: $(OUT)/fidelity.json; the report: $(OUT)/report.md" >&2
 
 $(OUT)/logs:
 	mkdir -p $@
@@ -98,3 +98,12 @@ compare: $(OUT)/calib.h5 $(OUT)/rope-elite-l1.h5
 
 ablation: $(OUT)/calib.h5 $(OUT)/rope-elite-l1.h5
 	scripts/compare-export.sh $(OUT) $(call LOG,compare-export)
+
+# The report a person reads: tables, the per-layer figure, the elite heat map, the commands.
+PYTHON ?= .venv/bin/python
+$(OUT)/rope-elite.png: scripts/plot-rope.py $(OUT)/rope-elite-l1.h5 $(OUT)/fidelity.json
+	$(PYTHON) scripts/plot-rope.py $(OUT)/rope-elite-l1.h5 \
+	  --r $$($(PYTHON) -c 'import json,sys; print(json.load(open(sys.argv[1]))["r"])' $(OUT)/fidelity.json) -o $@
+
+$(OUT)/report.md: scripts/make-report.py $(OUT)/fidelity.json $(OUT)/decode.txt $(OUT)/rope-elite.png $(PRESET)
+	$(PYTHON) scripts/make-report.py $(OUT) --preset $(PRESET)

@@ -4,7 +4,8 @@
 # run resumes at the failed step). It describes the model (ekv-info), measures its perplexity,
 # calibrates on 64 x 512 tokens of the calibration corpus, selects the elite RoPE chunks, runs
 # J-LRD at 25% cache with the output-aware options, exports the compressed model, checks its
-# decoding and ends with its fidelity report against the original on held-out text.
+# decoding and ends with its fidelity report against the original on held-out text and the
+# report a person reads (out/report.md).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT="${EKV_OUT:-$ROOT/out}"
@@ -17,9 +18,10 @@ while (($#)); do
     -h|--help)
       echo "usage: scripts/run-pipeline.sh [--out DIR] [--compare] [--ablation]"
       echo "  set-up, build, model and corpora, then make: info, perplexity of the original, calibrate,"
-      echo "  select RoPE, J-LRD at 25%, export, decode check, fidelity report (DIR/fidelity.json)."
+      echo "  select RoPE, J-LRD at 25%, export, decode check, fidelity report (DIR/fidelity.json) and"
+      echo "  the report (DIR/report.md: tables, figures, the commands)."
       echo "  --compare   also the RoPE-method and J-LRD-variant comparison tables (make compare, ~10 min)"
-      echo "  --ablation  also the fidelity ablation at 50/25/12.5% cache (make ablation, ~45 min)"
+      echo "  --ablation  also the fidelity ablation at 50/25/12.5% cache (make ablation, about an hour)"
       echo "  Re-running does only what changed; make -C $ROOT OUT=DIR [R=.. BUDGET=..] runs the steps alone."
       exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;

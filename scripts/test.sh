@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: sets up (idempotent), builds, fetches the default model, runs every
-# ctest label (unit, e2e, peer; gpu tests skip with a reason when no GPU is present).
+# ctest label (unit, e2e, peer, scripts; gpu tests skip with a reason when no GPU is present).
 # Extra arguments go to ctest, e.g. scripts/test.sh -L unit.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Writes the main job's report, OUT/report.md: the fidelity table, the cache accounting, the
+decode check, a per-layer figure (held-out attention-block error and the latent size J-LRD gave
+each layer), the elite-chunk heat map when OUT/rope-elite.png exists, the preset, and the exact
+command of every step (the first line of each log in OUT/logs/).
+
+    scripts/make-report.py OUT --preset configs/smollm2-135m-25.toml
+"""
+import argparse
+import json
+import pathlib
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+# The steps in pipeline order: (log name, what it made).
+STEPS = [
+    ("info", "info.txt"),
+    ("ppl", "ppl-original.txt"),
+    ("calibrate", "calib.h5"),
+    ("select-rope", "rope-elite-l1.h5"),
+    ("jlrd", "jlrd.h5"),
+    ("export", "model-elitekv/"),
+    ("decode", "decode.txt"),
+    ("compare", "fidelity.json"),
+]
+
+
+def final_line(path):
+    """The `final:` line a tool printed into a captured stdout file, or '' if none."""
+    for line in reversed(pathlib.Path(path).read_text().splitlines()):
+        if line.startswith("final:"):
+            return line
+    return ""
+
+
+def command_of(log):
+    """The command line a tool logged first ("ekv-x 0.1.0 (git sha): COMMAND")."""
+    first = log.read_text().splitlines()[0] if log.exists() and log.stat().st_size else ""
+    return first.split("): ", 1)[1] if "): " in first else first
+
+
+def layer_figure(fidelity, path):
+    errors, ranks = fidelity["layer_error"], fidelity["kv_rank"]
+    layers = range(len(errors))
+    figure, left = plt.subplots(figsize=(10, 4))
+    left.bar(layers, errors, color="tab:red", alpha=0.7, label="held-out attention-block error")
+    left.set_xlabel("layer")
+    left.set_ylabel("‖o′ − o‖ / ‖o‖ (held-out)")
+    right = left.twinx()
+    right.plot(layers, ranks, "o-", color="tab:blue", label="latent size d_kv")
+    right.set_ylabel("d_kv (latent dims cached per token)")
+    left.set_title(f"r = {fidelity['r']}, cache ratio {fidelity['cache_ratio']:.4f}: error and latent per layer")
+    handles = left.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+    left.legend(handles, [h.get_label() for h in handles], loc="upper left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out", type=pathlib.Path, help="the pipeline's output folder")
+    parser.add_argument("--preset", type=pathlib.Path, required=True, help="the preset the pipeline ran")
+    args = parser.parse_args()
+    out = args.out
+    fidelity_path = out / "fidelity.json"
+    if not fidelity_path.exists():
+        raise SystemExit(f"{fidelity_path}: missing; run make first")
+    fidelity = json.loads(fidelity_path.read_text())
+    layer_figure(fidelity, out / "report-layers.png")
+
+    elements, bytes_fp16 = fidelity["cache_elements_per_token"], fidelity["cache_bytes_per_token_fp16"]
+    lines = [
+        "# EliteKV compression report",
+        "",
+        f"Model `{fidelity['model']}`, compressed to `{fidelity['compressed']}` with the preset "
+        f"`{args.preset}`. Held-out text `{fidelity['text']}`: {fidelity['windows']} windows × "
+        f"{fidelity['window']} tokens ({fidelity['scored_tokens']} scored positions). No training.",
+        "",
+        "| | original | compressed |",
+        "|---|---|---|",
+        f"| perplexity | {fidelity['ppl_original']:.2f} | {fidelity['ppl_compressed']:.2f} |",
+        f"| mean KL(original ‖ compressed), nats | | {fidelity['mean_kl']:.3f} |",
+        f"| top-1 agreement with the original | | {100 * fidelity['top1_agreement']:.1f} % |",
+        f"| mean attention-block error per layer | | {fidelity['mean_layer_error']:.3f} |",
+        f"| KV-cache elements per token (all layers) | {elements['original']} | {elements['compressed']} |",
+        f"| KV-cache bytes per token at fp16 | {bytes_fp16['original']} | {bytes_fp16['compressed']} "
+        f"(ratio {fidelity['cache_ratio']:.4f}) |",
+        "",
+        f"Decoding from the compressed cache against the compressed prefill: `{final_line(out / 'decode.txt')}`",
+        "",
+        "![error and latent size per layer](report-layers.png)",
+        "",
+    ]
+    if (out / "rope-elite.png").exists():
+        lines += [f"Elite RoPE chunks (r = {fidelity['r']}) per layer and KV head:", "",
+                  "![elite chunks](rope-elite.png)", ""]
+    lines += ["## Preset", "", "```toml", args.preset.read_text().rstrip(), "```", "",
+              "## Commands", "", "Each step's command, as its tool logged it (logs in `logs/`):", ""]
+    for log, made in STEPS:
+        lines.append(f"- `{made}`: `{command_of(out / 'logs' / (log + '.log'))}`")
+    report = out / "report.md"
+    temp = report.with_suffix(".md.tmp")
+    temp.write_text("\n".join(lines) + "\n")
+    temp.replace(report)
+    print(f"final: report={report}")
+
+
+if __name__ == "__main__":
+    main()
