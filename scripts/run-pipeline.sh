@@ -34,7 +34,7 @@ timed() {  # timed NAME COMMAND...: runs COMMAND and prints how long it took
   echo "== $name done in $(($(date +%s) - t0)) s" >&2
 }
 timed setup "$ROOT/scripts/setup.sh"
-timed build "$ROOT/scripts/build.sh"
+timed build "$ROOT/scripts/build.sh" --tools  # the tests build with scripts/test.sh
 timed fetch "$ROOT/scripts/fetch-model.sh" >/dev/null
 timed corpora "$ROOT/scripts/make-corpora.sh" >/dev/null
 timed pipeline make -C "$ROOT" --no-print-directory OUT="$OUT" BUILD="${EKV_BUILD_DIR:-$ROOT/build}" "${TARGETS[@]}"
