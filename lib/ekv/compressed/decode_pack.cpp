@@ -135,11 +135,8 @@ PackLayer read_pack_layer(const ArtifactReader& pack, const PackHeader& h, int l
   const auto chunks = pack.read_i32(layer_dataset(l, "elite_chunks"), {h.kv_heads, h.r});
   for (int j = 0; j < h.kv_heads; ++j) {
     layer.elite.emplace_back(chunks.begin() + std::ptrdiff_t(j) * h.r, chunks.begin() + std::ptrdiff_t(j + 1) * h.r);
-    const auto& set = layer.elite.back();
-    for (std::size_t i = 0; i < set.size(); ++i)
-      EKV_CHECK(set[i] >= 0 && set[i] < h.head_dim / 2 && (i == 0 || set[i] > set[i - 1]), pack.path().string(), ": ",
-                layer_dataset(l, "elite_chunks"), "[", j, "]: chunk ", set[i], " is not an increasing index below ",
-                h.head_dim / 2);
+    EKV_CHECK(is_chunk_set(layer.elite.back(), h.head_dim / 2), pack.path().string(), ": ",
+              layer_dataset(l, "elite_chunks"), "[", j, "]: chunks must ascend within [0, ", h.head_dim / 2, ")");
   }
   layer.rope_cos = pack.read_f32(layer_dataset(l, "rope_cos"), {h.positions, h.kv_heads, h.r});
   layer.rope_sin = pack.read_f32(layer_dataset(l, "rope_sin"), {h.positions, h.kv_heads, h.r});

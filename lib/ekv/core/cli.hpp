@@ -28,6 +28,14 @@ std::string config_section(const std::string& tool_name);
 int tool_main(int argc, char** argv, const ToolDescription& description,
               const std::function<void(CLI::App&)>& add_options, const std::function<int()>& body);
 
+// --threads, as every tool has it: 0 is one per core, negatives are refused by the parser
+// (and counts past 4× the cores by set_compute_threads).
+inline CLI::Option* add_threads_option(CLI::App& app, int& threads) {
+  return app.add_option("--threads", threads, "Compute threads (0: one per core)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+}
+
 // A finite number in (0, 1] (cache ratios, budgets): CLI11's ranges let "nan" through.
 inline CLI::Validator unit_fraction() {
   return CLI::Validator(

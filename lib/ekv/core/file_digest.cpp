@@ -19,8 +19,7 @@ namespace {
 constexpr const char* kCacheTag = "ekv-sha256-v1";
 
 // "<tag> <size> <mtime in ns since the file clock's epoch>": what must match for a cached digest.
-std::string cache_key(const fs::path& path) {
-  const auto size = fs::file_size(path);
+std::string cache_key(const fs::path& path, std::uintmax_t size) {
   const auto mtime = fs::last_write_time(path).time_since_epoch();
   return cat(kCacheTag, " ", size, " ", std::chrono::duration_cast<std::chrono::nanoseconds>(mtime).count());
 }
@@ -28,7 +27,8 @@ std::string cache_key(const fs::path& path) {
 }  // namespace
 
 std::string cached_file_sha256(const fs::path& path) {
-  const std::string key = cache_key(path);
+  const std::uintmax_t size = fs::file_size(path);
+  const std::string key = cache_key(path, size);
   fs::path cache = path;
   cache += ".ekv-sha256";
   {
@@ -38,7 +38,7 @@ std::string cached_file_sha256(const fs::path& path) {
         line[key.size()] == ' ')
       return line.substr(key.size() + 1);
   }
-  if (fs::file_size(path) > (std::uintmax_t(64) << 20))  // worth a line only where it takes a while
+  if (size > (std::uintmax_t(64) << 20))  // worth a line only where it takes a while
     log::info(cat("hashing ", path.string(), " (once; cached in ", cache.string(), ")"));
   const std::string digest = sha256_file_hex(path);
   // Written under a temporary name and renamed, so a concurrent reader sees all or nothing.

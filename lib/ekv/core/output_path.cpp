@@ -23,7 +23,7 @@ void require_output_path(const fs::path& output, const std::vector<fs::path>& in
     if (input.empty()) continue;
     std::error_code ignored;
     const bool same = fs::weakly_canonical(fs::absolute(input), ignored) == resolved ||
-                      (fs::exists(input, ignored) && fs::exists(output, ignored) && fs::equivalent(input, output, ignored));
+                      (fs::exists(status) && fs::exists(input, ignored) && fs::equivalent(input, output, ignored));
     EKV_CHECK(!same, output.string(), ": output would overwrite the input ", input.string());
   }
 }

@@ -43,9 +43,8 @@ void ModelConfig::validate(const std::string& source) const {
       const auto& set = heads_of_layer[std::size_t(j)];
       EKV_CHECK(int(set.size()) == elitekv.r, source, ": field elitekv_elite_chunks[", l, "][", j, "]: expected ",
                 elitekv.r, " chunks, found ", set.size());
-      for (std::size_t i = 0; i < set.size(); ++i)
-        EKV_CHECK(set[i] >= 0 && set[i] < chunks() && (i == 0 || set[i] > set[i - 1]), source,
-                  ": field elitekv_elite_chunks[", l, "][", j, "]: chunks must ascend within [0, ", chunks(), ")");
+      EKV_CHECK(is_chunk_set(set, chunks()), source, ": field elitekv_elite_chunks[", l, "][", j,
+                "]: chunks must ascend within [0, ", chunks(), ")");
     }
   }
 }

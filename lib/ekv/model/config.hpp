@@ -34,6 +34,14 @@ struct EliteKvSpec {
   std::vector<int> rest_dims(int layer, int kv_head, int head_dim) const;
 };
 
+// A set of RoPE chunk indices as rope.h5, config.json and the decode pack store it: strictly
+// ascending (so distinct) and within [0, chunks).
+inline bool is_chunk_set(const std::vector<int>& set, int chunks) {
+  for (std::size_t i = 0; i < set.size(); ++i)
+    if (set[i] < 0 || set[i] >= chunks || (i > 0 && set[i] <= set[i - 1])) return false;
+  return true;
+}
+
 struct ModelConfig {
   std::string architecture = "llama";
   std::string name;

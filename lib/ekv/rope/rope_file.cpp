@@ -4,6 +4,7 @@
 
 #include "ekv/core/error.hpp"
 #include "ekv/io/artifact_matrix.hpp"
+#include "ekv/model/config.hpp"
 
 namespace ekv {
 
@@ -78,10 +79,8 @@ RopeData read_rope(const fs::path& path, Provenance* provenance) {
       for (int r = 1; r <= r_max; ++r) {
         const auto row = elite.begin() + (std::ptrdiff_t(j) * r_max + (r - 1)) * r_max;
         std::vector<int> set(row, row + r);
-        for (std::size_t i = 0; i < set.size(); ++i)
-          EKV_CHECK(set[i] >= 0 && set[i] < data.chunks && (i == 0 || set[i] > set[i - 1]), file, ":",
-                    layer_dataset(l, "elite"), ": KV head ", j, ", r = ", r, ": chunks must be distinct, ascending and in [0, ",
-                    data.chunks, ")");
+        EKV_CHECK(is_chunk_set(set, data.chunks), file, ":", layer_dataset(l, "elite"), ": KV head ", j, ", r = ", r,
+                  ": chunks must be distinct, ascending and in [0, ", data.chunks, ")");
         sets.push_back(std::move(set));
       }
       layer.sets.push_back(std::move(sets));

@@ -9,6 +9,7 @@
 
 #include "ekv/calib/calib_file.hpp"
 #include "ekv/core/available_memory.hpp"
+#include "ekv/core/cli.hpp"
 #include "ekv/core/error.hpp"
 #include "ekv/core/layer_range.hpp"
 #include "ekv/core/log.hpp"
@@ -40,7 +41,7 @@ void CalibrateOptions::register_with(CLI::App& app) {
       ->check(CLI::NonNegativeNumber)->default_str("min(8, N)");
   app.add_option("--micro-batch", micro_batch, "Sequences per step inside a layer (bounds memory)")
       ->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--threads", threads, "Compute threads (0: one per core)")->check(CLI::NonNegativeNumber)->capture_default_str();
+  add_threads_option(app, threads);
   app.add_option("--output,-o", output, "Output calib.h5 (written atomically)");
 }
 

@@ -10,6 +10,7 @@
 #include "ekv/check/perplexity.hpp"
 #include "ekv/compressed/decode_pack.hpp"
 #include "ekv/core/atomic_output.hpp"
+#include "ekv/core/cli.hpp"
 #include "ekv/core/error.hpp"
 #include "ekv/core/log.hpp"
 #include "ekv/core/output_path.hpp"
@@ -41,9 +42,7 @@ void PplOptions::register_with(CLI::App& command) {
   command.add_option("--max-windows", max_windows, "Score at most this many windows (0: all full windows)")
       ->capture_default_str();
   command.add_option("--batch", batch, "Windows per forward pass")->capture_default_str();
-  command.add_option("--threads", threads, "Compute threads (0: library defaults)")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
+  add_threads_option(command, threads);
 }
 
 void PplOptions::check() const {
@@ -89,9 +88,7 @@ void CompareOptions::register_with(CLI::App& command) {
       ->capture_default_str();
   command.add_option("--max-windows", max_windows, "Windows to score (0: every full window)")->capture_default_str();
   command.add_option("--batch", batch, "Windows per forward pass")->capture_default_str();
-  command.add_option("--threads", threads, "Compute threads (0: library defaults)")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
+  add_threads_option(command, threads);
   command.add_option("--output,-o", output, "report.json")->required();
 }
 
@@ -173,9 +170,7 @@ void DecodeOptions::register_with(CLI::App& command) {
   command.add_option("--steps", steps, "Decoding steps, one token each")->capture_default_str();
   command.add_option("--tolerance", tolerance, "Max |Δlogit| / max |logit| allowed against the prefill")
       ->capture_default_str();
-  command.add_option("--threads", threads, "Compute threads (0: library defaults)")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
+  add_threads_option(command, threads);
 }
 
 void DecodeOptions::check() const {

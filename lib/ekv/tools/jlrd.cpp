@@ -74,9 +74,7 @@ void JlrdOptions::register_with(CLI::App& app) {
                "With --sequential: the refit target also closes the residual-stream gap the layers below left");
   app.add_option("--refit-heldout", refit_heldout, "Stored sequences held out to choose the refit's ridge")
       ->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--threads", threads, "Compute threads (0: one per core)")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
+  add_threads_option(app, threads);
   app.add_option("--output,-o", output, "Output jlrd.h5 (and a .csv sweep table beside it)");
 }
 

@@ -37,7 +37,7 @@ void SelectRopeOptions::register_with(CLI::App& app) {
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--pair-seed", pair_seed, "Seed of the pair sample")->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--layers", layers, "Layer range a:b (b exclusive); default: the calibration file's range");
-  app.add_option("--threads", threads, "Compute threads (0: one per core)")->check(CLI::NonNegativeNumber)->capture_default_str();
+  add_threads_option(app, threads);
   app.add_option("--output,-o", output, "Output rope.h5 (written atomically)");
 }
 
@@ -57,7 +57,7 @@ void EvaluateRopeOptions::register_with(CLI::App& command) {
   add_list_option(command, "--r", ranks, "Numbers of elite chunks to evaluate, comma-separated")->default_str("2,4,8,16");
   command.add_option("--pairs-per-seq", pairs_per_seq, "Causal pairs sampled per sequence (0: all)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
-  command.add_option("--threads", threads, "Compute threads (0: one per core)")->check(CLI::NonNegativeNumber)->capture_default_str();
+  add_threads_option(command, threads);
 }
 
 void EvaluateRopeOptions::check() const {
