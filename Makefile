@@ -7,6 +7,8 @@
 #                          fidelity report (out/fidelity.json) and the report (out/report.md)
 #   make compare           the comparison tables: RoPE methods, J-LRD variants (scripts/compare-*.sh)
 #   make ablation          the fidelity ablation at 50/25/12.5 % (scripts/compare-export.sh, ~1 h)
+#   make recover           the full CPU recovery of the main job's export (ekv-uptrain, [recover] of the
+#                          preset, about an hour on 2 cores) and its fidelity (out/fidelity-recovered.json)
 #   make OUT=dir R=8 BUDGET=0.5    another folder or setting (an option change re-runs its step)
 #   make PRESET=configs/smollm2-135m-50.toml OUT=out-50     another preset
 #
@@ -52,11 +54,14 @@ section = $(shell sed -n '/^\[$(1)\]/,/^\[/{/^[^#[]/p;}' $(PRESET) | sha256sum |
 CALIB_OPTIONS := $(call options,calib,$(CALIB_ARGS) $(call section,calibrate))
 ROPE_OPTIONS := $(call options,rope,$(ROPE_ARGS) $(call section,select-rope))
 JLRD_OPTIONS := $(call options,jlrd,$(JLRD_ARGS) $(call section,jlrd))
+UPTRAIN_OPTIONS := $(call options,uptrain,$(call section,uptrain))
+RECOVER_OPTIONS := $(call options,recover,$(call section,recover))
 
 LOG = 2> >(tee $(OUT)/logs/$(1).log >&2)
 
-.PHONY: all compare ablation
-all: $(OUT)/info.txt $(OUT)/ppl-original.txt $(OUT)/decode.txt $(OUT)/fidelity.json $(OUT)/report.md
+.PHONY: all compare ablation recover
+all: $(OUT)/info.txt $(OUT)/ppl-original.txt $(OUT)/decode.txt $(OUT)/fidelity.json $(OUT)/decode-uptrained.txt \
+     $(OUT)/fidelity-uptrained.json $(OUT)/report.md
 	@echo "== fidelity report: $(OUT)/fidelity.json; the report: $(OUT)/report.md" >&2
 
 $(OUT)/logs:
@@ -92,6 +97,31 @@ $(OUT)/fidelity.json: $(BIN)/ekv-check $(OUT)/model-elitekv/config.json $(CORPOR
 	$(BIN)/ekv-check compare --model $(MODEL) --compressed $(OUT)/model-elitekv --text $(CORPORA)/eval.txt \
 	  --max-windows $(FIDELITY_WINDOWS) -o $@ > $(OUT)/fidelity.txt $(call LOG,compare)
 
+# Recovery (ekv-uptrain, Python): distillation from the original on the training corpus. The main
+# job runs the preset's short [uptrain] stage; `make recover` the full CPU one ([recover]).
+UPTRAIN := $(BIN)/ekv-uptrain $(wildcard python/elitekv/uptrain/*.py) python/elitekv/modeling_elitekv.py
+
+$(OUT)/model-uptrained/config.json: $(UPTRAIN) $(OUT)/model-elitekv/config.json $(CORPORA)/train.txt \
+                                    $(UPTRAIN_OPTIONS) | $(OUT)/logs
+	$(BIN)/ekv-uptrain --config $(PRESET) --export $(OUT)/model-elitekv --model $(MODEL) \
+	  --text $(CORPORA)/train.txt -o $(OUT)/model-uptrained $(call LOG,uptrain)
+
+$(OUT)/model-recovered/config.json: $(UPTRAIN) $(OUT)/model-elitekv/config.json $(CORPORA)/train.txt \
+                                    $(RECOVER_OPTIONS) | $(OUT)/logs
+	$(BIN)/ekv-uptrain --config $(PRESET) --config-section recover --export $(OUT)/model-elitekv --model $(MODEL) \
+	  --text $(CORPORA)/train.txt -o $(OUT)/model-recovered $(call LOG,recover)
+
+$(OUT)/decode-%.txt: $(BIN)/ekv-check $(OUT)/model-%/config.json | $(OUT)/logs
+	$(BIN)/ekv-check decode --compressed $(OUT)/model-$* --model $(MODEL) --text $(CORPORA)/eval.txt \
+	  --prompt 64 --steps 64 > $@ $(call LOG,decode-$*)
+
+$(OUT)/fidelity-%.json: $(BIN)/ekv-check $(OUT)/model-%/config.json $(CORPORA)/eval.txt | $(OUT)/logs
+	$(BIN)/ekv-check compare --model $(MODEL) --compressed $(OUT)/model-$* --text $(CORPORA)/eval.txt \
+	  --max-windows $(FIDELITY_WINDOWS) -o $@ > $(OUT)/fidelity-$*.txt $(call LOG,compare-$*)
+
+recover: $(OUT)/decode-recovered.txt $(OUT)/fidelity-recovered.json
+	$(PYTHON) scripts/make-report.py $(OUT) --preset $(PRESET)
+
 compare: $(OUT)/calib.h5 $(OUT)/rope-elite-l1.h5
 	scripts/compare-rope.sh $(OUT) $(call LOG,compare-rope)
 	scripts/compare-jlrd.sh $(OUT) $(call LOG,compare-jlrd)
@@ -105,5 +135,6 @@ $(OUT)/rope-elite.png: scripts/plot-rope.py $(OUT)/rope-elite-l1.h5 $(OUT)/fidel
 	$(PYTHON) scripts/plot-rope.py $(OUT)/rope-elite-l1.h5 \
 	  --r $$($(PYTHON) -c 'import json,sys; print(json.load(open(sys.argv[1]))["r"])' $(OUT)/fidelity.json) -o $@
 
-$(OUT)/report.md: scripts/make-report.py $(OUT)/fidelity.json $(OUT)/decode.txt $(OUT)/rope-elite.png $(PRESET)
+$(OUT)/report.md: scripts/make-report.py $(OUT)/fidelity.json $(OUT)/decode.txt $(OUT)/rope-elite.png $(PRESET) \
+                  $(OUT)/fidelity-uptrained.json $(OUT)/decode-uptrained.txt
 	$(PYTHON) scripts/make-report.py $(OUT) --preset $(PRESET)

@@ -4,6 +4,8 @@
 
 int main(int argc, char** argv) {
   ekv::ExportOptions options;
+  ekv::RepackOptions repack;
+  CLI::App* pack_command = nullptr;
   return ekv::tool_main(
       argc, argv,
       {"ekv-export",
@@ -14,11 +16,17 @@ int main(int argc, char** argv) {
        "modeling_elitekv.py, so transformers loads it with trust_remote_code=True and caches only k_e and c) plus "
        "decode-pack.h5 for decode kernels (absorbed query matrices, B_v, W_o, RoPE tables of the elite chunks). "
        "The inputs must chain: rope.h5 is the file jlrd.h5 was factored with, and all three come from one model.",
-       "ekv-export --model model.gguf --rope out/rope-elite-l1.h5 --jlrd out/jlrd.h5 -o out/model-elitekv",
+       "ekv-export --model model.gguf --rope out/rope-elite-l1.h5 --jlrd out/jlrd.h5 -o out/model-elitekv\n"
+       "  ekv-export pack --compressed out/model-uptrained   # rewrite the pack after the weights changed",
        "ekv-jlrd (makes jlrd.h5), ekv-check compare|decode (fidelity of the export), ekv-info (describes it)"},
-      [&](CLI::App& app) { options.register_with(app); },
+      [&](CLI::App& app) {
+        options.register_with(app);
+        pack_command = app.add_subcommand("pack", "Rewrite DIR/decode-pack.h5 from an export folder's own weights");
+        repack.register_with(*pack_command);
+      },
       [&] {
-        ekv::run_export(options);
+        if (pack_command->parsed()) ekv::run_repack(repack);
+        else ekv::run_export(options);
         return 0;
       });
 }

@@ -10,7 +10,7 @@ PACKAGES=(
   libeigen3-dev liblapacke-dev libopenblas-dev libhdf5-dev nlohmann-json3-dev libcli11-dev
   libgtest-dev libbenchmark-dev libssl-dev libpcre2-dev
   python3 python3-venv python3-pip python3-numpy python3-torch python3-h5py python3-matplotlib
-  jargon-text dict-devil
+  jargon-text dict-devil dict-gcide
 )
 
 log() { echo "[setup] $*" >&2; }

@@ -49,6 +49,16 @@ def test_report():
                          "max_rel_diff=1e-06", "`ekv-jlrd --r 2 -o out/jlrd.h5`", "r = 2", "report-layers.png"]:
             check(expected in report, f"report lacks {expected!r}")
         check("rope-elite.png" not in report, "report shows a heat map that does not exist")
+        check("| recovered" not in report, "a recovered column without a recovered model")
+        recovered = json.loads((out / "fidelity.json").read_text())
+        recovered.update(ppl_compressed=15.4321, mean_kl=0.1111, top1_agreement=0.9012)
+        (out / "fidelity-uptrained.json").write_text(json.dumps(recovered))
+        subprocess.run([sys.executable, ROOT / "scripts/make-report.py", out, "--preset", preset], check=True,
+                       capture_output=True)
+        report = (out / "report.md").read_text()
+        for expected in ["| recovered, short (main job) |", "| 12.35 | 23.46 | 15.43 |", "| 0.432 | 0.111 |",
+                         "| 87.7 % | 90.1 % |"]:
+            check(expected in report, f"report with a recovered model lacks {expected!r}")
         check((out / "report-layers.png").stat().st_size > 1000, "the per-layer figure is missing or empty")
         (out / "fidelity.json").unlink()
         run = subprocess.run([sys.executable, ROOT / "scripts/make-report.py", out, "--preset", preset],
@@ -68,6 +78,12 @@ def test_makefile():
     steps = [line.split()[0].rsplit("/", 1)[-1] for line in text.splitlines() if "/apps/ekv-" in line.split(" ")[0]]
     check(steps[:2] == ["ekv-info", "ekv-check"] and "ekv-calibrate" in steps and steps.index("ekv-calibrate") <
           steps.index("ekv-select-rope") < steps.index("ekv-jlrd") < steps.index("ekv-export"), f"step order: {steps}")
+    check("ekv-uptrain" in steps and steps.index("ekv-export") < steps.index("ekv-uptrain"),
+          f"the main job recovers the export: {steps}")
+    commands = text.replace("\\\n", " ").splitlines()  # a recipe's continued lines as one command
+    uptrain = next(line for line in commands if "/apps/ekv-uptrain" in line)
+    check("--config configs/smollm2-135m-25.toml" in uptrain and "train.txt" in uptrain and "eval.txt" not in uptrain,
+          f"ekv-uptrain reads the preset and the training corpus, never the evaluation text: {uptrain}")
     jlrd = next(line for line in text.splitlines() if "/apps/ekv-jlrd" in line)
     check("--config configs/smollm2-135m-25.toml" in jlrd and "--r" not in jlrd.split("--config")[1].split("-o")[0],
           f"the preset alone drives ekv-jlrd: {jlrd}")

@@ -16,9 +16,10 @@ namespace ekv {
 namespace fs = std::filesystem;
 
 void ExportOptions::register_with(CLI::App& app) {
-  app.add_option("--model,-m", model, "The original model (.gguf file or HF folder)")->required();
-  app.add_option("--rope", rope, "rope.h5 from ekv-select-rope: the one ekv-jlrd used")->required();
-  app.add_option("--jlrd", jlrd, "jlrd.h5 from ekv-jlrd: the factors of every layer")->required();
+  // Not ->required(): the `pack` subcommand runs without them (check() requires them otherwise).
+  app.add_option("--model,-m", model, "The original model (.gguf file or HF folder)");
+  app.add_option("--rope", rope, "rope.h5 from ekv-select-rope: the one ekv-jlrd used");
+  app.add_option("--jlrd", jlrd, "jlrd.h5 from ekv-jlrd: the factors of every layer");
   app.add_option("--dtype", dtype, "Weight dtype of model.safetensors")
       ->check(CLI::IsMember({"f32", "f16", "bf16"}))
       ->capture_default_str();
@@ -27,10 +28,12 @@ void ExportOptions::register_with(CLI::App& app) {
       ->capture_default_str();
   app.add_option("--pack-positions", pack_positions, "Positions covered by the pack's RoPE tables")
       ->capture_default_str();
-  app.add_option("--output,-o", output, "Output folder (replaced atomically if it exists)")->required();
+  app.add_option("--output,-o", output, "Output folder (replaced atomically if it exists)");
 }
 
 void ExportOptions::check() const {
+  EKV_CHECK(!model.empty() && !rope.empty() && !jlrd.empty() && !output.empty(),
+            "--model, --rope, --jlrd and --output are required");
   EKV_CHECK(pack_positions >= 1, "--pack-positions ", pack_positions, ": must be positive");
   require_output_path(output, {model, rope, jlrd});
 }
@@ -93,6 +96,31 @@ void run_export(const ExportOptions& options) {
   for (int rank : c.elitekv.kv_rank) latent += rank;
   std::printf("final: export=%s r=%d mean_d_kv=%.1f cache_ratio=%.4f dtype=%s layers=%d\n", options.output.c_str(),
               c.elitekv.r, double(latent) / c.layers, plan.cache_ratio(), options.dtype.c_str(), c.layers);
+  std::fflush(stdout);
+}
+
+void RepackOptions::register_with(CLI::App& command) {
+  command.add_option("--compressed,-c", compressed, "The export folder whose decode-pack.h5 is rewritten")
+      ->required();
+  command.add_option("--cache-dtype", cache_dtype, "Cache dtype a decode kernel should use (recorded in the pack)")
+      ->check(CLI::IsMember({"f32", "f16", "bf16"}))
+      ->capture_default_str();
+  command.add_option("--pack-positions", pack_positions, "Positions covered by the pack's RoPE tables")
+      ->capture_default_str();
+}
+
+void run_repack(const RepackOptions& options) {
+  EKV_CHECK(options.pack_positions >= 1, "--pack-positions ", options.pack_positions, ": must be positive");
+  const auto model = ModelSource::open(options.compressed);
+  const ModelConfig& c = model->config();
+  EKV_CHECK(c.elitekv.enabled(), options.compressed, ": config.json: not an EliteKV model; make one with ekv-export");
+  EKV_CHECK(options.pack_positions <= c.context, "--pack-positions ", options.pack_positions,
+            " exceeds the model context ", c.context);
+  const fs::path pack = fs::path(options.compressed) / "decode-pack.h5";
+  write_decode_pack(c, [&](int l) { return model->layer(l); }, options.pack_positions, options.cache_dtype, pack,
+                    model->fingerprint(), {{options.compressed, "hf", "fingerprint:" + model->fingerprint()}});
+  std::printf("final: pack=%s layers=%d positions=%lld cache_dtype=%s\n", pack.c_str(), c.layers,
+              static_cast<long long>(options.pack_positions), options.cache_dtype.c_str());
   std::fflush(stdout);
 }
 

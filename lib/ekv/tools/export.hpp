@@ -24,4 +24,17 @@ struct ExportOptions {
 
 void run_export(const ExportOptions& options);
 
+// ekv-export pack: rewrites DIR/decode-pack.h5 from the weights of an export folder, for an
+// export whose weights changed after ekv-export wrote it (ekv-uptrain). The pack then names
+// the folder's current fingerprint, so ekv-check decode verifies it against these weights.
+struct RepackOptions {
+  std::string compressed;
+  std::string cache_dtype = "f16";
+  std::int64_t pack_positions = 4096;
+
+  void register_with(CLI::App& command);
+};
+
+void run_repack(const RepackOptions& options);
+
 }  // namespace ekv

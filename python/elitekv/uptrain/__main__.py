@@ -1,0 +1,185 @@
+"""ekv-uptrain command line: python -m elitekv.uptrain (the build puts an ekv-uptrain wrapper
+beside the C++ tools)."""
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from . import checkpoint, corpus, distill, export_writer, layer_local, models, provenance
+from .metrics import heldout_fidelity
+from .preset import preset_defaults
+from .progress import format_seconds, log
+
+DESCRIPTION = """\
+Recovers an ekv-export model by distillation from the original it was made from (the fourth
+EliteKV step). Stage 1 (layer-local, the CPU path): layer after layer, the compressed attention
+is trained to reproduce the original attention block on the inputs that the recovered layers
+below produce (normalized MSE, best held-out step kept). Stage 2 (end to end): KL(original ||
+compressed) on next-token distributions, compressed attention parameters only, AdamW with
+warm-up + cosine, checkpoints and --resume. The output is an export of the same format
+(decode-pack.h5 rewritten), so ekv-check compare/decode and transformers read it unchanged.
+Text: --text is the training corpus (never the evaluation text); its first windows in a seeded
+order are held out for validation."""
+
+EXAMPLE = """\
+example:
+  ekv-uptrain --export out/model-elitekv --model model.gguf --text train.txt \\
+      --layer-steps 200 --steps 300 -o out/model-uptrained
+  ekv-check compare --model model.gguf --compressed out/model-uptrained --text eval.txt -o fidelity.json
+see also: ekv-export (makes the export), ekv-check compare|decode (verifies the output)"""
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="ekv-uptrain", description=DESCRIPTION, epilog=EXAMPLE,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="", help="preset file (TOML, configs/): options from its [uptrain] section")
+    p.add_argument("--config-section", default="uptrain", help="the preset section to read (default uptrain)")
+    p.add_argument("--export", required=True, help="the ekv-export folder to recover")
+    p.add_argument("--model", "-m", required=True, help="the original model the export was made from (GGUF or HF)")
+    p.add_argument("--text", required=True, help="the training corpus (a text file; not the evaluation text)")
+    p.add_argument("--output", "-o", required=True, help="output export folder (replaced atomically)")
+    p.add_argument("--tools", default=os.environ.get("EKV_TOOLS", ""),
+                   help="folder of the ekv tools (ekv-info, ekv-convert, ekv-export); default $EKV_TOOLS")
+    p.add_argument("--cache", default=os.environ.get("EKV_CACHE", os.path.expanduser("~/.cache/ekv")),
+                   help="where a GGUF original's f32 HF copy (the teacher) is kept; default $EKV_CACHE")
+    p.add_argument("--window", type=int, default=512, help="tokens per training window (default 512)")
+    p.add_argument("--val-windows", type=int, default=4, help="held-out windows of --text (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the window order and sampling (default 0)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: one per core)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to train (default cpu)")
+    p.add_argument("--train", default=",".join(p_.removesuffix("_proj") for p_ in models.ATTENTION_PARTS),
+                   help="attention parts that train: any of q,k_rope,kv_a,k_b,v_b,o (default all)")
+    s1 = p.add_argument_group("stage 1 (layer-local)")
+    s1.add_argument("--layer-windows", type=int, default=32, help="training windows per layer (default 32)")
+    s1.add_argument("--layer-steps", type=int, default=100, help="Adam steps per layer, 0 skips stage 1 (default 100)")
+    s1.add_argument("--layer-batch", type=int, default=4, help="windows per step (default 4)")
+    s1.add_argument("--layer-lr", type=float, default=3e-4, help="peak learning rate (default 3e-4)")
+    s1.add_argument("--layer-eval-every", type=int, default=25, help="held-out check every N steps (default 25)")
+    s2 = p.add_argument_group("stage 2 (end-to-end KL)")
+    s2.add_argument("--steps", type=int, default=0, help="optimizer steps, 0 skips stage 2 (default 0)")
+    s2.add_argument("--windows", type=int, default=256, help="training windows (default 256)")
+    s2.add_argument("--batch", type=int, default=2, help="windows per micro-batch (default 2)")
+    s2.add_argument("--accum", type=int, default=4, help="micro-batches per step (default 4)")
+    s2.add_argument("--lr", type=float, default=5e-5, help="peak learning rate (default 5e-5)")
+    s2.add_argument("--warmup", type=int, default=20, help="warm-up steps (default 20)")
+    s2.add_argument("--eval-every", type=int, default=50, help="held-out KL every N steps (default 50)")
+    s2.add_argument("--checkpoint-every", type=int, default=50, help="checkpoint every N steps (default 50)")
+    s2.add_argument("--checkpoint", default="", help="checkpoint folder (default OUTPUT.ckpt)")
+    s2.add_argument("--resume", action="store_true", help="continue from the checkpoint (same command)")
+    p.set_defaults(**preset_defaults(p, argv))
+    args = p.parse_args(argv)
+    parts = [f"{part}_proj" for part in args.train.split(",")]
+    bad = [part for part in parts if part not in models.ATTENTION_PARTS]
+    if bad:
+        p.error(f"--train: unknown part(s) {', '.join(b.removesuffix('_proj') for b in bad)}")
+    args.parts = parts
+    for name in ("window", "val_windows", "layer_windows", "layer_batch", "layer_eval_every", "windows", "batch",
+                 "accum", "eval_every", "checkpoint_every"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("layer_steps", "steps", "warmup", "threads"):
+        if getattr(args, name) < 0:
+            p.error(f"--{name.replace('_', '-')} must not be negative")
+    for name in ("layer_lr", "lr"):
+        if not getattr(args, name) > 0:
+            p.error(f"--{name.replace('_', '-')} must be positive")
+    if not args.tools:
+        p.error("--tools: where are the ekv tools? (the ekv-uptrain wrapper in the build sets $EKV_TOOLS)")
+    if Path(args.output).resolve() == Path(args.export).resolve():
+        p.error(f"--output {args.output}: would overwrite the input export")
+    if not Path(args.text).is_file():
+        p.error(f"--text {args.text}: no such file")
+    args.checkpoint = args.checkpoint or str(args.output) + ".ckpt"
+    return args
+
+
+def settings_of(args):
+    """What the result depends on: a resumed run must match these."""
+    keys = ("window", "val_windows", "seed", "train", "layer_windows", "layer_steps", "layer_batch", "layer_lr",
+            "layer_eval_every", "steps", "windows", "batch", "accum", "lr", "warmup", "eval_every")
+    return {k: getattr(args, k) for k in keys}
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    # First line, as every ekv tool: version, git sha, the command (the report quotes it).
+    print(f"ekv-uptrain {os.environ.get('EKV_VERSION', 'dev')} (git {provenance.git_sha()[:12]}): "
+          f"{' '.join(['ekv-uptrain', *argv])}", file=sys.stderr, flush=True)
+    start = time.monotonic()
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("ekv-uptrain: --device cuda, but torch sees no CUDA device")
+    settings = settings_of(args)
+
+    fingerprint = models.require_chain(args.tools, args.export, args.model)
+    teacher = models.load_teacher(models.teacher_folder(args.tools, args.model, fingerprint, args.cache)).to(device)
+    student = models.load_student(args.export).to(device)
+    train_count = max(args.layer_windows if args.layer_steps else 0, args.windows if args.steps else 0, 1)
+    train_ids, val_ids = corpus.load_windows(args.text, Path(args.export) / "tokenizer.json", args.window,
+                                             train_count, args.val_windows, args.seed)
+    log(f"corpus {args.text}: {train_ids.shape[0]} training + {val_ids.shape[0]} held-out windows of {args.window}")
+    attention = models.trainable_attention(student, models.ATTENTION_PARTS)
+    trainable = models.trainable_attention(student, args.parts)
+    summary = {"training_text": str(args.text), "heldout_windows": val_ids.shape[0], "window": args.window}
+    summary["before"] = heldout_fidelity(teacher, student, val_ids.to(device))
+    log(f"held-out before: KL {summary['before']['kl']:.4f} top-1 {summary['before']['top1']:.3f}")
+
+    resuming = args.resume and args.steps > 0
+    if resuming:
+        log(f"stage 1: taken from the checkpoint in {args.checkpoint}")
+        summary["stage1"] = (checkpoint.load(args.checkpoint, settings)["extra"] or {}).get("stage1")
+    elif args.layer_steps > 0:
+        t = time.monotonic()
+        options = layer_local.LayerLocalOptions(args.layer_steps, args.layer_batch, args.layer_lr,
+                                                max(1, args.layer_steps // 10), args.layer_eval_every, args.parts)
+        records = layer_local.recover_layers(student, teacher, train_ids[:args.layer_windows].to(device),
+                                             val_ids.to(device), options, args.seed)
+        seconds = time.monotonic() - t
+        tokens = args.layer_steps * args.layer_batch * args.window
+        summary["stage1"] = {"layers": records, "seconds": seconds, "tokens_per_layer": tokens,
+                             "heldout": heldout_fidelity(teacher, student, val_ids.to(device))}
+        log(f"stage 1: {format_seconds(seconds)}, held-out KL {summary['before']['kl']:.4f} -> "
+            f"{summary['stage1']['heldout']['kl']:.4f}")
+    if args.steps > 0:
+        if not resuming:  # the stage-1 result is the checkpoint a resume starts from
+            checkpoint.save(args.checkpoint, 0, attention, None, settings, [], {"stage1": summary.get("stage1")})
+        t = time.monotonic()
+        options = distill.DistillOptions(args.steps, args.batch, args.accum, args.lr, args.warmup, args.eval_every,
+                                         args.checkpoint_every)
+        current = (summary.get("stage1") or {}).get("heldout", summary["before"])  # the model stage 2 starts from
+        history = distill.distill(student, teacher, train_ids[:args.windows].to(device), val_ids, trainable, attention,
+                                  options, args.seed, device, args.checkpoint, settings, resuming,
+                                  {"stage1": summary.get("stage1")}, None if resuming else current["kl"])
+        summary["stage2"] = {"history": history, "seconds": time.monotonic() - t,
+                             "tokens": args.steps * args.batch * args.accum * args.window,
+                             "heldout": heldout_fidelity(teacher, student, val_ids.to(device))}
+    latest = summary.get("stage2", summary.get("stage1", {})).get("heldout")
+    summary["after"] = latest or summary["before"]
+    summary["seconds"] = time.monotonic() - start
+    record = provenance.record(args.export, args.model, args.text, fingerprint, settings)
+    record["summary"] = summary
+    export_writer.write_export(args.export, args.output, student.cpu(), record, args.tools)
+    if args.steps > 0:  # the output holds the result now; the checkpoint was for a kill before this line
+        shutil.rmtree(args.checkpoint, ignore_errors=True)
+    after = summary["after"]
+    print(f"final: export={args.output} heldout_kl_before={summary['before']['kl']:.5f} "
+          f"heldout_kl_after={after['kl']:.5f} top1_after={after['top1']:.4f} "
+          f"stage1_tokens_per_layer={summary.get('stage1', {}).get('tokens_per_layer', 0)} "
+          f"stage2_tokens={summary.get('stage2', {}).get('tokens', 0)} seconds={summary['seconds']:.1f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (models.ChainError, corpus.CorpusError, FloatingPointError, FileNotFoundError, ValueError) as error:
+        print(f"ekv-uptrain: error: {error}", file=sys.stderr)
+        sys.exit(1)

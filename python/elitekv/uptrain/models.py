@@ -1,0 +1,100 @@
+"""The two models of a recovery: the compressed student (an ekv-export folder) and the original
+teacher it was made from. The pair must chain: the export records its source's fingerprint
+(config.json ekv_source), and ekv-info prints the fingerprint of the model given, so a teacher
+that is not the export's source is refused before any work."""
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import torch
+import transformers
+from transformers import LlamaForCausalLM
+
+from ..configuration_elitekv import EliteKVConfig
+from ..modeling_elitekv import EliteKVForCausalLM
+
+
+# transformers' notices about generate() and remote code are not this tool's business.
+transformers.logging.set_verbosity_error()
+
+
+class ChainError(RuntimeError):
+    pass
+
+
+def tool(tools_dir, name):
+    path = Path(tools_dir) / name
+    if not os.access(path, os.X_OK):
+        raise ChainError(f"{path}: the ekv tool {name} is not there (build it: scripts/build.sh --tools)")
+    return str(path)
+
+
+def run_tool(*command):
+    result = subprocess.run([str(c) for c in command], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ChainError(f"{' '.join(map(str, command))} exited {result.returncode}:\n{result.stderr.strip()}")
+    return result.stdout
+
+
+def model_fingerprint(tools_dir, model):
+    for line in run_tool(tool(tools_dir, "ekv-info"), model).splitlines():
+        if line.startswith("fingerprint: "):
+            return line.split(": ", 1)[1].strip()
+    raise ChainError(f"{model}: ekv-info printed no fingerprint: not a model")
+
+
+def export_config(export):
+    path = Path(export) / "config.json"
+    if not path.is_file():
+        raise ChainError(f"{path}: no such file: {export} is not an ekv-export folder")
+    config = json.loads(path.read_text())
+    if "elitekv_kv_rank" not in config:
+        raise ChainError(f"{path}: no elitekv_kv_rank: not an EliteKV export (make one with ekv-export)")
+    if "fingerprint" not in config.get("ekv_source", {}):
+        raise ChainError(f"{path}: ekv_source.fingerprint is missing: cannot tell which model it came from")
+    return config
+
+
+def require_chain(tools_dir, export, model):
+    """The original's fingerprint, after checking that `export` was made from `model`."""
+    recorded = export_config(export)["ekv_source"]["fingerprint"]
+    actual = model_fingerprint(tools_dir, model)
+    if actual != recorded:
+        raise ChainError(f"{export}/config.json: ekv_source.fingerprint {recorded[:16]}… is not the fingerprint of "
+                         f"{model} ({actual[:16]}…): the export was not made from this model")
+    return actual
+
+
+def teacher_folder(tools_dir, model, fingerprint, cache):
+    """An HF folder transformers loads: `model` itself, or its ekv-convert copy (f32) in `cache`."""
+    model = Path(model)
+    if model.is_dir():
+        return model
+    folder = Path(cache) / f"teacher-{fingerprint[:16]}"
+    if not (folder / "config.json").is_file():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        run_tool(tool(tools_dir, "ekv-convert"), "--model", model, "--dtype", "f32", "-o", folder)
+    return folder
+
+
+def load_teacher(folder):
+    # Eager attention: Debian's torch 1.13 has no SDPA (transformers needs torch >= 2.1.1 for it).
+    teacher = LlamaForCausalLM.from_pretrained(folder, torch_dtype=torch.float32, attn_implementation="eager")
+    teacher.eval().requires_grad_(False)
+    return teacher
+
+
+def load_student(export):
+    config = EliteKVConfig.from_pretrained(export)
+    student = EliteKVForCausalLM.from_pretrained(export, config=config, torch_dtype=torch.float32)
+    student.eval()
+    return student
+
+
+ATTENTION_PARTS = ("q_proj", "k_rope_proj", "kv_a_proj", "k_b_proj", "v_b_proj", "o_proj")
+
+
+def trainable_attention(module, parts):
+    """The named parameters of one EliteKVAttention (or a whole model) in `parts`."""
+    return [(name, p) for name, p in module.named_parameters() if name.split(".")[-2] in parts]

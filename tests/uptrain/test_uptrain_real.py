@@ -1,0 +1,131 @@
+"""ekv-uptrain on the default model (25 % cache export made here from a small calibration):
+- a short end-to-end run lowers KL on held-out evaluation text (ekv-check compare) below the
+  training-free export's, and its output passes ekv-check decode (decode pack rewritten);
+- a run killed after a checkpoint and resumed ends with the same loss, bit for bit, as an
+  uninterrupted one;
+- an export/original pair that does not chain, an empty corpus and a too-small corpus are refused.
+Training text: the recovery corpus (train.txt); evaluation text only in ekv-check compare."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "peer"))
+from peer_common import env_path, report, run, workdir  # noqa: E402
+
+model = env_path("EKV_DEFAULT_MODEL")
+eval_text = env_path("EKV_EVAL_TEXT")
+train_text = env_path("EKV_TRAIN_TEXT")
+calib_text = env_path("EKV_CALIB_TEXT")
+bin_dir = env_path("EKV_BIN")
+work = workdir("uptrain")
+lines, failures = [], []
+
+
+def tool(name):
+    return os.path.join(bin_dir, name)
+
+
+def path(name):
+    return os.path.join(work, name)
+
+
+def check(condition, message):
+    (lines if condition else failures).append(message)
+
+
+# The export: small calibration, r = 4 elite chunks, J-LRD at a 25 % budget.
+run(tool("ekv-calibrate"), "--model", model, "--text", calib_text, "-S", "128", "-N", "8", "-o", path("calib.h5"),
+    "--quiet")
+run(tool("ekv-select-rope"), "--model", model, "--calib", path("calib.h5"), "--method", "elite", "--r-max", "4",
+    "-o", path("rope.h5"), "--quiet")
+run(tool("ekv-jlrd"), "--model", model, "--rope", path("rope.h5"), "--calib", path("calib.h5"), "--r", "4",
+    "--svd", "whitened", "--budget", "0.25", "-o", path("jlrd.h5"), "--quiet")
+run(tool("ekv-export"), "--model", model, "--rope", path("rope.h5"), "--jlrd", path("jlrd.h5"), "-o",
+    path("export"), "--quiet")
+
+SHORT = ["--text", train_text, "--cache", path("cache"), "--window", "128", "--val-windows", "2", "--layer-steps", "0",
+         "--windows", "16", "--batch", "2", "--accum", "1", "--lr", "1e-4", "--warmup", "1", "--eval-every", "4",
+         "--threads", "2"]
+
+
+def uptrain(output, *extra, export=None, text=None):
+    command = [tool("ekv-uptrain"), "--export", export or path("export"), "--model", model, "-o", output, *SHORT,
+               *extra]
+    if text:
+        command[command.index("--text") + 1] = text
+    return subprocess.run(command, capture_output=True, text=True)
+
+
+def final_loss(folder):
+    config = json.load(open(os.path.join(folder, "config.json")))
+    return config["ekv_uptrain"]["summary"]["stage2"]["history"][-1]["loss"]
+
+
+def compare(folder, name):
+    run(tool("ekv-check"), "compare", "--model", model, "--compressed", folder, "--text", eval_text, "--window", "256",
+        "--max-windows", "2", "-o", path(name), "--quiet")
+    return json.load(open(path(name)))
+
+
+# 1. A short run lowers held-out KL on the evaluation text, and the output verifies.
+result = uptrain(path("short"), "--steps", "4", "--checkpoint-every", "2")
+check(result.returncode == 0, f"short run exits 0 ({result.stderr[-400:] if result.returncode else ''})")
+if result.returncode == 0:
+    before, after = compare(path("export"), "before.json"), compare(path("short"), "after.json")
+    check(after["mean_kl"] < before["mean_kl"],
+          f"held-out KL on evaluation text {before['mean_kl']:.4f} -> {after['mean_kl']:.4f} after 4 steps")
+    decode = subprocess.run([tool("ekv-check"), "decode", "--compressed", path("short"), "--text", eval_text,
+                             "--steps", "8"], capture_output=True, text=True)
+    check(decode.returncode == 0 and "agree" in decode.stdout, "ekv-check decode (pack rewritten) agrees")
+    check(not os.path.exists(path("short.ckpt")) and not os.path.exists(path("short.partial")),
+          "no checkpoint or staging folder left after success")
+
+    # 2. Kill after the first checkpoint, resume: the same final loss as the uninterrupted run.
+    command = [tool("ekv-uptrain"), "--export", path("export"), "--model", model, "-o", path("killed"), *SHORT,
+               "--steps", "4", "--checkpoint-every", "2"]
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = path("killed.ckpt/checkpoint.pt")
+    deadline = time.time() + 600
+    while time.time() < deadline and child.poll() is None:
+        if os.path.exists(checkpoint) and torch.load(checkpoint)["step"] >= 2:
+            break
+        time.sleep(0.2)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    check(not os.path.exists(path("killed")), "a killed run leaves no output folder")
+    resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True)
+    check(resumed.returncode == 0 and "resumed at step 2/4" in resumed.stderr,
+          f"--resume continues at step 2 ({resumed.stderr[-300:] if resumed.returncode else 'ok'})")
+    if resumed.returncode == 0:
+        check(final_loss(path("killed")) == final_loss(path("short")),
+              f"resumed final loss {final_loss(path('killed'))!r} == uninterrupted {final_loss(path('short'))!r}")
+
+# 3. Refusals.
+os.makedirs(path("other"))
+config = json.load(open(path("export/config.json")))
+config["ekv_source"]["fingerprint"] = "0" * 64
+for name in os.listdir(path("export")):
+    if name != "config.json":
+        os.symlink(path(f"export/{name}"), path(f"other/{name}"))
+json.dump(config, open(path("other/config.json"), "w"))
+refused = uptrain(path("never"), "--steps", "1", export=path("other"))
+check(refused.returncode == 1 and "was not made from this model" in refused.stderr,
+      f"an export/original pair that does not chain is refused: {refused.stderr.strip()[-160:]}")
+open(path("empty.txt"), "w").close()
+refused = uptrain(path("never"), "--steps", "1", text=path("empty.txt"))
+check(refused.returncode == 1 and "empty" in refused.stderr, f"an empty corpus is refused: {refused.stderr.strip()[-120:]}")
+with open(path("small.txt"), "w") as f:
+    f.write("A small corpus of a few words.\n" * 40)
+refused = uptrain(path("never"), "--steps", "1", text=path("small.txt"))
+check(refused.returncode == 1 and "too small" in refused.stderr,
+      f"a too-small corpus is refused: {refused.stderr.strip()[-160:]}")
+check(not os.path.exists(path("never")), "refused runs write no output")
+
+shutil.rmtree(work, ignore_errors=True)
+report(lines, failures)

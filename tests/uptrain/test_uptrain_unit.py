@@ -1,0 +1,149 @@
+"""ekv-uptrain on a tiny synthetic model with a planted optimum (tiny_models.py): the exact
+student equals the teacher, a perturbed one returns toward it in both stages, KL of a model
+against itself is 0, a NaN loss stops with the last good checkpoint kept, and the seeded
+window order is a function of the step alone."""
+import copy
+import os
+import sys
+import tempfile
+import unittest
+
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from tiny_models import make_pair  # noqa: E402
+
+from elitekv.uptrain import checkpoint, distill, layer_local, models  # noqa: E402
+from elitekv.uptrain.__main__ import parse_args  # noqa: E402
+from elitekv.uptrain.metrics import heldout_fidelity, token_kl  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+def tokens(n, t, seed):
+    return torch.randint(0, 64, (n, t), generator=torch.Generator().manual_seed(seed))
+
+
+def perturb(student, scale, seed):
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _, p in models.trainable_attention(student, models.ATTENTION_PARTS):
+            p.add_(scale * p.abs().mean() * torch.randn(p.shape, generator=generator))
+
+
+class PlantedTruth(unittest.TestCase):
+    def test_exact_student_matches_teacher(self):
+        teacher, student = make_pair()
+        ids = tokens(2, 24, 1)
+        with torch.no_grad():
+            t, s = teacher(input_ids=ids).logits, student(input_ids=ids).logits
+        self.assertLess(float((t - s).abs().max() / t.abs().max()), 1e-5)
+
+    def test_kl_of_a_model_against_itself_is_zero(self):
+        teacher, _ = make_pair()
+        logits = teacher(input_ids=tokens(2, 16, 2)).logits
+        self.assertLess(abs(float(token_kl(logits, logits))), 1e-6)
+        self.assertGreater(float(token_kl(logits, logits.flip(-1))), 0.01)  # and it sees a difference
+        fidelity = heldout_fidelity(teacher, teacher, tokens(2, 16, 3))
+        self.assertLess(abs(fidelity["kl"]), 1e-6)
+        self.assertEqual(fidelity["top1"], 1.0)
+
+    def test_stage1_returns_a_perturbed_layer_toward_the_optimum(self):
+        teacher, student = make_pair()
+        perturb(student, 0.5, seed=4)
+        val = tokens(4, 32, 5)
+        before = heldout_fidelity(teacher, student, val)["kl"]
+        options = layer_local.LayerLocalOptions(steps=150, batch=4, lr=3e-3, warmup=10, eval_every=10,
+                                                parts=models.ATTENTION_PARTS)
+        records = layer_local.recover_layers(student, teacher, tokens(16, 32, 6), val, options, seed=0)
+        for record in records:  # every layer's held-out error fell by at least 4x
+            self.assertLess(record["heldout_error_after"], 0.25 * record["heldout_error_before"], record)
+        self.assertLess(heldout_fidelity(teacher, student, val)["kl"], 0.5 * before)
+
+    def test_stage2_lowers_heldout_kl(self):
+        teacher, student = make_pair()
+        perturb(student, 0.5, seed=7)
+        val = tokens(4, 32, 8)
+        before = heldout_fidelity(teacher, student, val)["kl"]
+        params = models.trainable_attention(student, models.ATTENTION_PARTS)
+        options = distill.DistillOptions(steps=60, batch=4, accum=2, lr=3e-3, warmup=4, eval_every=20,
+                                         checkpoint_every=20)
+        with tempfile.TemporaryDirectory() as folder:
+            history = distill.distill(student, teacher, tokens(128, 32, 9), val, params, params, options, 0,
+                                      torch.device("cpu"), folder, {"test": 1}, False, None)
+        self.assertEqual(history[-1]["step"], 60)
+        self.assertLess(heldout_fidelity(teacher, student, val)["kl"], 0.5 * before)
+
+    def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(self):
+        teacher, student = make_pair()
+        perturb(student, 0.3, seed=10)
+        params = models.trainable_attention(student, models.ATTENTION_PARTS)
+        options = distill.DistillOptions(steps=4, batch=2, accum=1, lr=1e-3, warmup=1, eval_every=2,
+                                         checkpoint_every=2)
+        with tempfile.TemporaryDirectory() as folder:
+            settings = {"test": 2}
+            distill.distill(student, teacher, tokens(4, 16, 11), tokens(2, 16, 12), params, params,
+                            copy.copy(options), 0, torch.device("cpu"), folder, settings, False, None)
+            good = checkpoint.load(folder, settings)
+            with torch.no_grad():
+                student.model.layers[1].mlp.down_proj.weight[0, 0] = float("nan")  # frozen: not restored
+            options.steps = 8  # resumed at step 4, the first step's loss is NaN
+            with self.assertRaisesRegex(FloatingPointError, "last good checkpoint .* step 4"):
+                distill.distill(student, teacher, tokens(4, 16, 11), tokens(2, 16, 12), params, params, options, 0,
+                                torch.device("cpu"), folder, settings, True, None)
+            kept = checkpoint.load(folder, settings)
+            self.assertEqual(kept["step"], 4)
+            for name, value in kept["params"].items():
+                self.assertTrue(torch.equal(value, good["params"][name]), name)
+                self.assertTrue(bool(torch.isfinite(value).all()), name)
+
+    def test_checkpoint_with_other_settings_is_refused(self):
+        teacher, student = make_pair()
+        params = models.trainable_attention(student, models.ATTENTION_PARTS)
+        with tempfile.TemporaryDirectory() as folder:
+            checkpoint.save(folder, 3, params, None, {"lr": 1.0}, [])
+            with self.assertRaisesRegex(ValueError, "other settings \\(lr\\)"):
+                checkpoint.load(folder, {"lr": 2.0})
+
+    def test_window_order_depends_on_seed_and_step_only(self):
+        options = distill.DistillOptions(batch=2, accum=3)
+        seen = [distill.window_indices(step, micro, options, 10, seed=5).tolist()
+                for step in range(4) for micro in range(3)]
+        again = [distill.window_indices(step, micro, options, 10, seed=5).tolist()
+                 for step in range(4) for micro in range(3)]
+        self.assertEqual(seen, again)
+        epoch = sorted(i for batch in seen[:5] for i in batch)  # one epoch: every window once
+        self.assertEqual(epoch, list(range(10)))
+        self.assertNotEqual(seen, [distill.window_indices(s, m, options, 10, seed=6).tolist()
+                                   for s in range(4) for m in range(3)])
+
+
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
+
+
+class Presets(unittest.TestCase):
+    def args(self, config, section="uptrain", *extra):
+        return parse_args(["--config", config, "--config-section", section, "--export", "e", "--model", "m",
+                           "--text", config, "-o", "o", "--tools", "t", *extra])
+
+    def test_shipped_sections_parse_and_the_command_line_wins(self):
+        preset = os.path.join(CONFIGS, "smollm2-135m-25.toml")
+        short, full = self.args(preset), self.args(preset, "recover")
+        self.assertEqual((short.layer_steps, short.steps), (0, 8))
+        self.assertGreater(full.steps, short.steps)
+        self.assertEqual(full.lr, 1.5e-5)
+        self.assertEqual(self.args(preset, "uptrain", "--steps", "3").steps, 3)
+
+    def test_an_unknown_key_or_section_is_an_error(self):
+        with tempfile.TemporaryDirectory() as folder:
+            preset = os.path.join(folder, "p.toml")
+            with open(preset, "w") as f:
+                f.write("[uptrain]\nstepz = 3\n")
+            with self.assertRaises(SystemExit):
+                self.args(preset)
+            with self.assertRaises(SystemExit):
+                self.args(preset, "nosuch")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
