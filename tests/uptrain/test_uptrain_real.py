@@ -13,7 +13,10 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import torch
+from safetensors.numpy import load_file, save_file
+from transformers import AutoModelForCausalLM
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "peer"))
 from peer_common import env_path, report, run, workdir  # noqa: E402
@@ -23,6 +26,7 @@ eval_text = env_path("EKV_EVAL_TEXT")
 train_text = env_path("EKV_TRAIN_TEXT")
 calib_text = env_path("EKV_CALIB_TEXT")
 bin_dir = env_path("EKV_BIN")
+io_tool = env_path("EKV_TEST_IO")
 work = workdir("uptrain")
 lines, failures = [], []
 
@@ -62,6 +66,10 @@ def uptrain(output, *extra, export=None, text=None):
     return subprocess.run(command, capture_output=True, text=True)
 
 
+def last_line(result):
+    return (result.stderr.strip().splitlines() or [""])[-1]
+
+
 def final_loss(folder):
     config = json.load(open(os.path.join(folder, "config.json")))
     return config["ekv_uptrain"]["summary"]["stage2"]["history"][-1]["loss"]
@@ -85,6 +93,17 @@ if result.returncode == 0:
     check(decode.returncode == 0 and "agree" in decode.stdout, "ekv-check decode (pack rewritten) agrees")
     check(not os.path.exists(path("short.ckpt")) and not os.path.exists(path("short.partial")),
           "no checkpoint or staging folder left after success")
+    # The peer: transformers loads the output (trust_remote_code) and agrees with ekv's forward of it.
+    run(io_tool, "tokenize", model, eval_text, path("tokens.safetensors"))
+    ids = load_file(path("tokens.safetensors"))["tokens"].reshape(-1)[:128].astype(np.int32).reshape(1, 128)
+    save_file({"tokens": ids}, path("batch.safetensors"))
+    run(io_tool, "logits", path("short"), path("batch.safetensors"), path("logits.safetensors"))
+    ours = load_file(path("logits.safetensors"))["logits"]
+    peer = AutoModelForCausalLM.from_pretrained(path("short"), trust_remote_code=True, torch_dtype=torch.float32)
+    with torch.no_grad():
+        theirs = peer(torch.from_numpy(ids.astype(np.int64))).logits.reshape(128, -1).numpy()
+    relative = float(np.max(np.abs(ours - theirs)) / np.max(np.abs(theirs)))
+    check(relative <= 1e-4, f"transformers vs ekv logits of the recovered export: {relative:.2e} (bound 1e-4)")
 
     # 2. Kill after the first checkpoint, resume: the same final loss as the uninterrupted run.
     command = [tool("ekv-uptrain"), "--export", path("export"), "--model", model, "-o", path("killed"), *SHORT,
@@ -116,15 +135,15 @@ for name in os.listdir(path("export")):
 json.dump(config, open(path("other/config.json"), "w"))
 refused = uptrain(path("never"), "--steps", "1", export=path("other"))
 check(refused.returncode == 1 and "was not made from this model" in refused.stderr,
-      f"an export/original pair that does not chain is refused: {refused.stderr.strip()[-160:]}")
+      f"an export/original pair that does not chain is refused: {last_line(refused)}")
 open(path("empty.txt"), "w").close()
 refused = uptrain(path("never"), "--steps", "1", text=path("empty.txt"))
-check(refused.returncode == 1 and "empty" in refused.stderr, f"an empty corpus is refused: {refused.stderr.strip()[-120:]}")
+check(refused.returncode == 1 and "empty" in refused.stderr, f"an empty corpus is refused: {last_line(refused)}")
 with open(path("small.txt"), "w") as f:
     f.write("A small corpus of a few words.\n" * 40)
 refused = uptrain(path("never"), "--steps", "1", text=path("small.txt"))
 check(refused.returncode == 1 and "too small" in refused.stderr,
-      f"a too-small corpus is refused: {refused.stderr.strip()[-160:]}")
+      f"a too-small corpus is refused: {last_line(refused)}")
 check(not os.path.exists(path("never")), "refused runs write no output")
 
 shutil.rmtree(work, ignore_errors=True)

@@ -1,7 +1,6 @@
 """ekv-uptrain command line: python -m elitekv.uptrain (the build puts an ekv-uptrain wrapper
 beside the C++ tools)."""
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -161,7 +160,7 @@ def main(argv=None):
         summary["stage2"] = {"history": history, "seconds": time.monotonic() - t,
                              "tokens": args.steps * args.batch * args.accum * args.window,
                              "heldout": heldout_fidelity(teacher, student, val_ids.to(device))}
-    latest = summary.get("stage2", summary.get("stage1", {})).get("heldout")
+    latest = (summary.get("stage2") or summary.get("stage1") or {}).get("heldout")
     summary["after"] = latest or summary["before"]
     summary["seconds"] = time.monotonic() - start
     record = provenance.record(args.export, args.model, args.text, fingerprint, settings)
@@ -172,7 +171,7 @@ def main(argv=None):
     after = summary["after"]
     print(f"final: export={args.output} heldout_kl_before={summary['before']['kl']:.5f} "
           f"heldout_kl_after={after['kl']:.5f} top1_after={after['top1']:.4f} "
-          f"stage1_tokens_per_layer={summary.get('stage1', {}).get('tokens_per_layer', 0)} "
+          f"stage1_tokens_per_layer={(summary.get('stage1') or {}).get('tokens_per_layer', 0)} "
           f"stage2_tokens={summary.get('stage2', {}).get('tokens', 0)} seconds={summary['seconds']:.1f}", flush=True)
     return 0
 
