@@ -111,6 +111,12 @@ def main():
         "",
         f"Decoding from the compressed cache against the compressed prefill: `{final_line(out / 'decode.txt')}`",
         "",
+    ]
+    for name, title in RECOVERED:
+        decode = out / name.replace("fidelity-", "decode-").replace(".json", ".txt")
+        if decode.exists():
+            lines += [f"The same check, {title}: `{final_line(decode)}`", ""]
+    lines += [
         "![error and latent size per layer](report-layers.png)",
         "",
     ]
