@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import h5py
+import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -23,8 +24,6 @@ def staging_path(output):
 
 
 def write_export(source, output, student, provenance, tools_dir):
-    import torch
-
     source, output = Path(source), Path(output)
     staging = staging_path(output)
     if staging.exists():
