@@ -15,6 +15,21 @@ namespace ekv {
 
 namespace fs = std::filesystem;
 
+namespace {
+// The decode pack's settings, which ekv-export and ekv-export pack both take.
+void add_pack_options(CLI::App& app, std::string& cache_dtype, std::int64_t& pack_positions) {
+  app.add_option("--cache-dtype", cache_dtype, "Cache dtype a decode kernel should use (recorded in the pack)")
+      ->check(CLI::IsMember({"f32", "f16", "bf16"}))
+      ->capture_default_str();
+  app.add_option("--pack-positions", pack_positions, "Positions covered by the pack's RoPE tables")
+      ->capture_default_str();
+}
+
+void require_pack_positions(std::int64_t pack_positions, std::int64_t context) {
+  EKV_CHECK(pack_positions <= context, "--pack-positions ", pack_positions, " exceeds the model context ", context);
+}
+}  // namespace
+
 void ExportOptions::register_with(CLI::App& app) {
   // Not ->required(): the `pack` subcommand runs without them (check() requires them otherwise).
   app.add_option("--model,-m", model, "The original model (.gguf file or HF folder)");
@@ -23,11 +38,7 @@ void ExportOptions::register_with(CLI::App& app) {
   app.add_option("--dtype", dtype, "Weight dtype of model.safetensors")
       ->check(CLI::IsMember({"f32", "f16", "bf16"}))
       ->capture_default_str();
-  app.add_option("--cache-dtype", cache_dtype, "Cache dtype a decode kernel should use (recorded in the pack)")
-      ->check(CLI::IsMember({"f32", "f16", "bf16"}))
-      ->capture_default_str();
-  app.add_option("--pack-positions", pack_positions, "Positions covered by the pack's RoPE tables")
-      ->capture_default_str();
+  add_pack_options(app, cache_dtype, pack_positions);
   app.add_option("--output,-o", output, "Output folder (replaced atomically if it exists)");
 }
 
@@ -62,8 +73,7 @@ void run_export(const ExportOptions& options) {
   const auto model = ModelSource::open(options.model);
   const CompressionPlan plan(*model, options.rope, options.jlrd);
   const ModelConfig& c = plan.config();
-  EKV_CHECK(options.pack_positions <= c.context, "--pack-positions ", options.pack_positions,
-            " exceeds the model context ", c.context);
+  require_pack_positions(options.pack_positions, c.context);
   const DType dtype = options.dtype == "f16" ? DType::f16 : options.dtype == "bf16" ? DType::bf16 : DType::f32;
 
   // Tensors are written in file order, layer after layer: one compressed layer is resident.
@@ -102,11 +112,7 @@ void run_export(const ExportOptions& options) {
 void RepackOptions::register_with(CLI::App& command) {
   command.add_option("--compressed,-c", compressed, "The export folder whose decode-pack.h5 is rewritten")
       ->required();
-  command.add_option("--cache-dtype", cache_dtype, "Cache dtype a decode kernel should use (recorded in the pack)")
-      ->check(CLI::IsMember({"f32", "f16", "bf16"}))
-      ->capture_default_str();
-  command.add_option("--pack-positions", pack_positions, "Positions covered by the pack's RoPE tables")
-      ->capture_default_str();
+  add_pack_options(command, cache_dtype, pack_positions);
 }
 
 void run_repack(const RepackOptions& options) {
@@ -114,8 +120,7 @@ void run_repack(const RepackOptions& options) {
   const auto model = ModelSource::open(options.compressed);
   const ModelConfig& c = model->config();
   EKV_CHECK(c.elitekv.enabled(), options.compressed, ": config.json: not an EliteKV model; make one with ekv-export");
-  EKV_CHECK(options.pack_positions <= c.context, "--pack-positions ", options.pack_positions,
-            " exceeds the model context ", c.context);
+  require_pack_positions(options.pack_positions, c.context);
   const fs::path pack = fs::path(options.compressed) / "decode-pack.h5";
   write_decode_pack(c, [&](int l) { return model->layer(l); }, options.pack_positions, options.cache_dtype, pack,
                     model->fingerprint(), {{options.compressed, "hf", "fingerprint:" + model->fingerprint()}});
