@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "bench_util.hpp"
+#include "ekv/compressed/compressed_forward.hpp"
 #include "ekv/core/read_file.hpp"
 #include "ekv/model/forward.hpp"
 #include "ekv/model/linear.hpp"
@@ -78,6 +79,7 @@ int main(int argc, char** argv) {
   }
   const std::span<const std::int32_t> tokens(all.data(), needed);
   ekv::Forward forward(*model);
+  ekv::install_compressed_attention(forward);
   forward.set_keep_weights(!stream);
 
   // Warm-up pass loads and keeps the weights; timed passes measure compute only.

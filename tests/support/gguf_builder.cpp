@@ -5,7 +5,7 @@
 #include <fstream>
 #include <random>
 
-#include "ekv/rope/layout.hpp"
+#include "ekv/model/rope_layout.hpp"
 
 namespace ekv::test {
 

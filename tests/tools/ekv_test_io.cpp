@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "ekv/compressed/compressed_forward.hpp"
 #include "ekv/core/error.hpp"
 #include "ekv/core/read_file.hpp"
 #include "ekv/io/gguf.hpp"
@@ -61,6 +62,7 @@ void logits(const std::string& model_path, const std::string& tokens_path, const
   std::memcpy(tokens.data(), file.bytes(*entry).data(), tokens.size() * 4);
   const auto model = ekv::ModelSource::open(model_path);
   ekv::Forward forward(*model);
+  ekv::install_compressed_attention(forward);
   const int windows = int(entry->shape[0]), length = int(entry->shape[1]);
   const ekv::Matrix hidden = forward.hidden_states(tokens, windows, length);
   const ekv::Matrix all = forward.logits(hidden, 0, hidden.rows());

@@ -11,6 +11,7 @@
 
 #include "ekv/check/decode_check.hpp"
 #include "ekv/check/fidelity.hpp"
+#include "ekv/compressed/compressed_forward.hpp"
 #include "ekv/compressed/decode_pack.hpp"
 #include "ekv/io/artifact_matrix.hpp"
 #include "ekv/lrd/layer_factors.hpp"
@@ -61,6 +62,7 @@ class Export : public ::testing::Test {
   Matrix logits(const std::string& model_path, int length) const {
     const auto model = ModelSource::open(model_path);
     Forward forward(*model);
+    install_compressed_attention(forward);
     const std::span<const std::int32_t> tokens(pipeline_.stream.data(), std::size_t(length));
     return forward.logits(forward.hidden_states(tokens, 1, length), 0, length);
   }
@@ -102,6 +104,13 @@ TEST_F(Export, LosslessWithAllChunksEliteAndFullRank) {
   EXPECT_LT(fidelity.mean_kl(), 1e-8);
   EXPECT_EQ(fidelity.top1(), 1.0);
   EXPECT_NEAR(fidelity.compressed.perplexity(), fidelity.original.perplexity(), 1e-4 * fidelity.original.perplexity());
+  // model/ does not know the compressed attention: without it installed, an export is refused
+  // rather than read with the standard attention; an original model needs none.
+  Forward bare(*compressed);
+  EXPECT_EKV_ERROR(bare.hidden_states(std::span<const std::int32_t>(pipeline_.stream.data(), 8), 1, 8),
+                   "layer 0 of an EliteKV model has no attention installed", "install_compressed_attention");
+  Forward plain(*original_model);
+  EXPECT_FALSE(install_compressed_attention(plain));
 }
 
 TEST_F(Export, DecodePathsEqualThePrefillAndTheModelMoves) {

@@ -8,7 +8,7 @@
 #include "ekv/check/perplexity.hpp"
 #include "ekv/model/forward.hpp"
 #include "ekv/model/linear.hpp"
-#include "ekv/rope/frequencies.hpp"
+#include "ekv/model/rope_frequencies.hpp"
 #include "expect_error.hpp"
 #include "gguf_builder.hpp"
 

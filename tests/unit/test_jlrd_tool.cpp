@@ -209,6 +209,11 @@ TEST_F(JlrdTool, Refusals) {
   EXPECT_EKV_ERROR(run_jlrd(o), "--cache-ratio 0.1", "alone caches");
   o = options("bad.h5");
   o.ranks = {4};
+  o.mode = "values";
+  o.chunk_map = "scalar";
+  EXPECT_EKV_ERROR(run_jlrd(o), "--mode values drops the non-elite keys", "--chunk-map");
+  o = options("bad.h5");
+  o.ranks = {4};
   o.weighting = "attention";
   EXPECT_EKV_ERROR(run_jlrd(o), "--weighting attention needs --svd whitened");
   o = options("bad.h5");

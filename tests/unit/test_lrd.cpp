@@ -136,6 +136,35 @@ TEST(Lrd, ErrorCurvesEqualReconstructionForEveryVariant) {
         }
 }
 
+TEST(Lrd, DroppedKeysLeaveBkZeroAndCountTheirWholeError) {
+  // --mode values (the KV-Latent-style baseline): every latent dim goes to V, B_k stays zero,
+  // and the reported errors are those of the reconstruction, dropped keys included.
+  const test::TinyModel tiny = test::make_tiny_model(6);
+  std::mt19937 rng(7);
+  const Eigen::MatrixXd gram = correlated_gram(tiny.config.hidden, rng);
+  JointLayout layout;
+  const MatrixD joint = build_joint_matrix(tiny.layers[0], tiny.config, {{1}, {2}}, layout);
+  const Eigen::Index keys = layout.key_rows;
+  ASSERT_GT(keys, 0);
+  for (bool whitened : {false, true}) {
+    LrdOptions options{false, whitened, false, SvdPrecision::f64};
+    options.drop_keys = true;
+    const LayerFactors f(joint, layout, &gram, options);
+    EXPECT_EQ(f.max_rank(), std::min(joint.rows() - keys, joint.cols())) << "V alone bounds the rank";
+    for (int rank = 0; rank <= f.max_rank(); ++rank) {
+      const LowRank low = f.factor(rank);
+      EXPECT_EQ(low.b.topRows(keys).norm(), 0.0) << rank;
+      EXPECT_NEAR(f.weight_error(rank), weight_error(joint, low), 1e-9) << whitened << " rank " << rank;
+      EXPECT_NEAR(f.data_error(rank), data_error(joint, low, gram), 1e-9) << whitened << " rank " << rank;
+    }
+    // At full rank only the dropped keys remain as error.
+    const double key_share = joint.topRows(keys).norm() / joint.norm();
+    EXPECT_NEAR(f.weight_error(f.max_rank()), key_share, 1e-9);
+    options.balance_kv = true;
+    EXPECT_EKV_ERROR(LayerFactors(joint, layout, &gram, options), "nothing to balance");
+  }
+}
+
 // A zero Gram used to loop forever (λ grows from 1e-10 × mean diagonal = 0); a non-finite one
 // must not reach LAPACK.
 TEST(Lrd, WhitenedSvdRefusesZeroAndNonFiniteGrams) {

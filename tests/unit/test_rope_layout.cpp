@@ -7,7 +7,7 @@
 #include <random>
 #include <vector>
 
-#include "ekv/rope/layout.hpp"
+#include "ekv/model/rope_layout.hpp"
 
 namespace ekv {
 namespace {

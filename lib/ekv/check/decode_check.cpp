@@ -4,6 +4,7 @@
 
 #include "ekv/check/fidelity.hpp"
 #include "ekv/compressed/compressed_attention.hpp"
+#include "ekv/compressed/compressed_forward.hpp"
 #include "ekv/compressed/decode_pack.hpp"
 #include "ekv/core/error.hpp"
 #include "ekv/core/progress.hpp"
@@ -53,6 +54,7 @@ DecodeCheckResult check_decode(const ModelSource& model, const ModelSource* orig
   const std::span<const std::int32_t> sequence(tokens.data(), std::size_t(length));
 
   Forward forward(model);
+  install_compressed_attention(forward);
   forward.set_keep_weights(true);
   // Prefill of the compressed model: no cache, the whole sequence at once.
   const Matrix prefill = forward.logits(forward.hidden_states(sequence, 1, length), o.prompt, o.steps);

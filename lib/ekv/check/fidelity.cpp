@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "ekv/compressed/compressed_attention.hpp"
+#include "ekv/compressed/compressed_forward.hpp"
 #include "ekv/core/error.hpp"
 #include "ekv/core/progress.hpp"
 
@@ -62,6 +63,7 @@ FidelityResult compare_models(const ModelSource& original_model, const ModelSour
   EKV_CHECK(options.window >= 2 && options.window <= c.context, "compare: window ", options.window,
             " outside [2, ", c.context, "]");
   Forward original(original_model), compressed(compressed_model);
+  install_compressed_attention(compressed);
   original.set_keep_weights(true);
   compressed.set_keep_weights(true);
   std::vector<std::shared_ptr<ComparingAttention>> probes;

@@ -13,7 +13,7 @@
 
 #include "ekv/model/config.hpp"
 #include "ekv/model/forward.hpp"
-#include "ekv/rope/frequencies.hpp"
+#include "ekv/model/rope_frequencies.hpp"
 
 namespace ekv {
 

@@ -6,7 +6,7 @@
 #include "ekv/core/error.hpp"
 #include "ekv/core/progress.hpp"
 #include "ekv/io/artifact_matrix.hpp"
-#include "ekv/rope/frequencies.hpp"
+#include "ekv/model/rope_frequencies.hpp"
 
 namespace ekv {
 

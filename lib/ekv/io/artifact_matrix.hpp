@@ -4,8 +4,8 @@
 
 #include <string>
 
+#include "ekv/core/matrix.hpp"
 #include "ekv/io/artifact.hpp"
-#include "ekv/model/weights.hpp"
 
 namespace ekv {
 

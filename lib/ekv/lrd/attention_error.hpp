@@ -9,8 +9,8 @@
 #include "ekv/lrd/factorization.hpp"
 #include "ekv/lrd/joint_matrix.hpp"
 #include "ekv/model/config.hpp"
+#include "ekv/model/rope_frequencies.hpp"
 #include "ekv/model/weights.hpp"
-#include "ekv/rope/frequencies.hpp"
 
 namespace ekv {
 

@@ -31,7 +31,11 @@ LayerFactors::LayerFactors(MatrixD joint, JointLayout layout, const Eigen::Matri
     weight_tail_ = joint_svd_->squared_error_tail(nullptr, int(keys), unscale);
     if (gram) data_tail_ = joint_svd_->squared_error_tail(gram, int(keys), unscale);
   } else {
-    if (keys > 0) {
+    EKV_CHECK(!options.drop_keys || !options.balance_kv, "dropped keys leave nothing to balance");
+    if (keys > 0 && options.drop_keys) {  // the error of rank 0: all of K-nope
+      key_weight_tail_ = Eigen::VectorXd::Constant(1, joint_.topRows(keys).squaredNorm());
+      if (gram) key_data_tail_ = Eigen::VectorXd::Constant(1, std::pow(data_norm(MatrixD(joint_.topRows(keys)), *gram), 2));
+    } else if (keys > 0) {
       key_svd_ = std::make_unique<Decomposition>(MatrixD(scaled.topRows(keys)), whitening, precision);
       key_weight_tail_ = key_svd_->squared_error_tail(nullptr) * (unscale * unscale);
       if (gram) key_data_tail_ = key_svd_->squared_error_tail(gram) * (unscale * unscale);
@@ -79,7 +83,7 @@ double LayerFactors::squared_error(int rank, const Eigen::VectorXd& joint, const
   EKV_CHECK(rank >= 0 && rank <= max_rank(), "rank ", rank, " outside [0, ", max_rank(), "]");
   if (joint_svd_) return joint[rank];
   const auto [k_rank, v_rank] = split(rank);
-  return (key_svd_ ? keys[k_rank] : 0.0) + values[v_rank];
+  return (keys.size() > 0 ? keys[k_rank] : 0.0) + values[v_rank];
 }
 
 double LayerFactors::weight_error(int rank) const {

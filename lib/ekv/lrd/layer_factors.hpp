@@ -1,5 +1,6 @@
 // One layer's J-LRD (METHOD.md §5): W_J built from the elite sets, optionally K/V-balanced,
-// decomposed once (jointly, or K-nope and V separately for the S-LRD baseline), then cut to
+// decomposed once (jointly, or K-nope and V separately for the S-LRD baseline, or V alone with
+// the non-elite keys dropped for the KV-Latent-style baseline), then cut to
 // any rank. Factors are stored at the largest rank asked for; every smaller rank is a prefix
 // (rows of A, columns of B) for joint mode.
 #pragma once
@@ -23,6 +24,7 @@ struct LrdOptions {
   bool whitened = false;   // false: weight SVD (the paper)
   bool balance_kv = false; // scale key rows by α = ‖W_v X‖ / ‖W_kn X‖ before factoring
   SvdPrecision precision = SvdPrecision::f64;
+  bool drop_keys = false;  // with joint = false: K-nope gets rank 0 (dropped), V takes the whole rank
 };
 
 class LayerFactors {
@@ -36,7 +38,7 @@ class LayerFactors {
   double alpha() const { return alpha_; }
   double lambda() const;
   // The factors at total latent rank d_kv (S-LRD: split between K and V in proportion to
-  // their rows), with B_k divided back by α.
+  // their rows; with drop_keys all of it to V and B_k = 0), with B_k divided back by α.
   LowRank factor(int rank) const;
   const MatrixD& joint() const { return joint_; }
   const JointLayout& layout() const { return layout_; }
@@ -68,7 +70,7 @@ class LayerFactors {
   std::unique_ptr<Decomposition> joint_svd_, key_svd_, value_svd_;
   double weight_norm2_ = 0, data_norm2_ = NAN;
   Eigen::VectorXd weight_tail_, data_tail_;              // joint
-  Eigen::VectorXd key_weight_tail_, key_data_tail_;      // separate, already divided by α²
+  Eigen::VectorXd key_weight_tail_, key_data_tail_;      // separate, already divided by α²; dropped: one entry
   Eigen::VectorXd value_weight_tail_, value_data_tail_;  // separate
 };
 

@@ -2,7 +2,6 @@
 
 #include <cmath>
 
-#include "ekv/compressed/compressed_attention.hpp"
 #include "ekv/core/error.hpp"
 #include "ekv/model/linear.hpp"
 #include "ekv/model/tensor_names.hpp"
@@ -95,16 +94,16 @@ Forward::Forward(const ModelSource& model)
       globals_{model.matrix(kEmbeddingName), model.vector(kFinalNormName), Matrix()},
       rope_(std::make_shared<RopeTable>(rope_frequencies(model.config()), model.config().context)),
       standard_(std::make_shared<StandardAttention>(model.config(), rope_)),
-      attention_(std::size_t(model.config().layers)) {
-  // An EliteKV model (ekv-export) attends from its compressed cache in every layer.
-  if (model.config().elitekv.enabled())
-    for (int l = 0; l < model.config().layers; ++l)
-      attention_[std::size_t(l)] = std::make_shared<CompressedAttention>(model.config(), rope_, l);
-}
+      attention_(std::size_t(model.config().layers)) {}
 
 std::shared_ptr<AttentionImpl> Forward::attention(int layer) const {
   EKV_CHECK(layer >= 0 && layer < config().layers, "attention: layer ", layer, " out of range");
-  return attention_[std::size_t(layer)] ? attention_[std::size_t(layer)] : standard_;
+  if (attention_[std::size_t(layer)]) return attention_[std::size_t(layer)];
+  // The standard attention would read an EliteKV model's weights wrongly: its caller installs
+  // the compressed one (compressed/compressed_forward.hpp).
+  EKV_CHECK(!config().elitekv.enabled(), "layer ", layer, " of an EliteKV model has no attention installed: ",
+            "call install_compressed_attention() (compressed/compressed_forward.hpp) on its Forward");
+  return standard_;
 }
 
 void Forward::set_attention(int layer, std::shared_ptr<AttentionImpl> attention) {
@@ -139,7 +138,7 @@ Matrix Forward::hidden_states(std::span<const std::int32_t> tokens, int batch, i
   LayerWeights scratch;
   for (int l = 0; l <= last_layer; ++l) {
     const LayerWeights& w = layer_weights(l, scratch);
-    AttentionImpl& attention = attention_[std::size_t(l)] ? *attention_[std::size_t(l)] : *standard_;
+    AttentionImpl& attention = *this->attention(l);
     for (int first = 0; first < batch; first += step) {
       const int count = std::min(step, batch - first);
       const Eigen::Index row0 = Eigen::Index(first) * seq_len, rows = Eigen::Index(count) * seq_len;

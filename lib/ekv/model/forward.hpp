@@ -3,7 +3,8 @@
 //
 // Two extension points: a capture hook that sees each layer's attention input x (after
 // RMSNorm) and q/k/v, and a per-layer attention implementation that can be swapped (the
-// compressed EliteKV attention plugs in there, by itself for a model written by ekv-export).
+// compressed EliteKV attention plugs in there: compressed/compressed_forward.hpp installs it for a
+// model written by ekv-export; model/ knows nothing of it).
 #pragma once
 
 #include <cstdint>
@@ -13,8 +14,8 @@
 #include <vector>
 
 #include "ekv/model/model_source.hpp"
+#include "ekv/model/rope_frequencies.hpp"
 #include "ekv/model/weights.hpp"
-#include "ekv/rope/frequencies.hpp"
 
 namespace ekv {
 
@@ -77,7 +78,8 @@ class Forward {
 
   const ModelConfig& config() const { return model_.config(); }
   void set_attention(int layer, std::shared_ptr<AttentionImpl> attention);  // nullptr: standard
-  // The layer's attention: a CompressedAttention for every layer of an EliteKV model.
+  // The layer's attention: the one installed, else the standard one (an EliteKV model must have
+  // its CompressedAttention installed: install_compressed_attention in compressed/).
   std::shared_ptr<AttentionImpl> attention(int layer) const;
   std::shared_ptr<const RopeTable> rope() const;
   void set_capture(CaptureHook capture) { capture_ = std::move(capture); }

@@ -5,8 +5,8 @@
 #include "ekv/core/error.hpp"
 #include "ekv/io/gguf.hpp"
 #include "ekv/model/model_source.hpp"
+#include "ekv/model/rope_layout.hpp"
 #include "ekv/model/tensor_names.hpp"
-#include "ekv/rope/layout.hpp"
 
 namespace ekv {
 

@@ -3,10 +3,9 @@
 
 #include <Eigen/Core>
 
-namespace ekv {
+#include "ekv/core/matrix.hpp"
 
-using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using Vector = Eigen::VectorXf;
+namespace ekv {
 
 struct LayerWeights {
   int index = 0;

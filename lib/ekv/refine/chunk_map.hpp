@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "ekv/model/config.hpp"
+#include "ekv/model/rope_frequencies.hpp"
 #include "ekv/model/weights.hpp"
-#include "ekv/rope/frequencies.hpp"
 
 namespace ekv {
 

@@ -10,11 +10,11 @@
 
 #include "ekv/lrd/layer_factors.hpp"
 #include "ekv/model/config.hpp"
+#include "ekv/model/rope_frequencies.hpp"
 #include "ekv/model/weights.hpp"
 #include "ekv/refine/chunk_map.hpp"
 #include "ekv/refine/output_refit.hpp"
 #include "ekv/refine/sequential_streams.hpp"
-#include "ekv/rope/frequencies.hpp"
 
 namespace ekv {
 

@@ -5,7 +5,7 @@
 
 #include "ekv/core/error.hpp"
 #include "ekv/model/linear.hpp"
-#include "ekv/rope/frequencies.hpp"
+#include "ekv/model/rope_frequencies.hpp"
 
 namespace ekv {
 

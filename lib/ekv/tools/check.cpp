@@ -8,6 +8,7 @@
 #include "ekv/check/decode_check.hpp"
 #include "ekv/check/fidelity.hpp"
 #include "ekv/check/perplexity.hpp"
+#include "ekv/compressed/compressed_forward.hpp"
 #include "ekv/compressed/decode_pack.hpp"
 #include "ekv/core/atomic_output.hpp"
 #include "ekv/core/cli.hpp"
@@ -60,6 +61,7 @@ void run_check_ppl(const PplOptions& options) {
             model->config().context);
   const std::vector<std::int32_t> tokens = tokenize_text(options.model, options.text);
   Forward forward(*model);
+  install_compressed_attention(forward);
   forward.set_keep_weights(true);
   const PerplexityResult result = perplexity(forward, tokens, {options.window, options.max_windows, options.batch});
   std::printf("final: ppl=%.4f nll=%.6f tokens=%lld windows=%d window=%d text_tokens=%lld\n", result.perplexity(),

@@ -23,9 +23,9 @@
 #include "ekv/lrd/layer_factors.hpp"
 #include "ekv/model/linear.hpp"
 #include "ekv/model/model_source.hpp"
+#include "ekv/model/rope_frequencies.hpp"
 #include "ekv/refine/layer_refinement.hpp"
 #include "ekv/refine/sequential_streams.hpp"
-#include "ekv/rope/frequencies.hpp"
 #include "ekv/rope/rope_file.hpp"
 
 namespace ekv {
@@ -38,8 +38,10 @@ void JlrdOptions::register_with(CLI::App& app) {
   app.add_option("--calib,-c", calib, "calib.h5: Gram for whitening/balancing/data error, X for attention errors");
   app.add_option("--r", r, "Elite chunks per KV head (at most the rope file's r_max)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
-  app.add_option("--mode", mode, "joint (J-LRD) or separate (S-LRD baseline)")
-      ->check(CLI::IsMember({"joint", "separate"}))
+  app.add_option("--mode", mode,
+                 "joint (J-LRD), separate (S-LRD baseline), or values (non-elite keys dropped, values factored "
+                 "alone: with select-rope --method uniform, the KV-Latent-style baseline)")
+      ->check(CLI::IsMember({"joint", "separate", "values"}))
       ->capture_default_str();
   app.add_option("--svd", svd, "weight (the paper) or whitened by the calibration Gram")
       ->check(CLI::IsMember({"weight", "whitened"}))
@@ -94,6 +96,8 @@ void JlrdOptions::check() const {
             "--attention-seqs > 0");
   EKV_CHECK(weighting == "none" || (svd == "whitened" && mode == "joint" && !balance_kv),
             "--weighting attention needs --svd whitened and --mode joint, and replaces --balance-kv");
+  EKV_CHECK(mode != "values" || (chunk_map == "none" && !balance_kv),
+            "--mode values drops the non-elite keys: --chunk-map and --balance-kv have nothing to act on");
   EKV_CHECK(!refit_output || refit_heldout >= 1, "--refit-heldout ", refit_heldout, ": must be at least 1");
   EKV_CHECK(!sequential || refit_output, "--sequential changes what --refit-output fits: give both");
   EKV_CHECK(!compensate || sequential, "--compensate closes the gap of --sequential streams: give both");
@@ -251,6 +255,7 @@ void run_jlrd(const JlrdOptions& options) {
   const int G = c.kv_heads, dh = c.head_dim, full = 2 * G * dh;
   LrdOptions lrd{options.mode == "joint", options.svd == "whitened", options.balance_kv,
                  options.precision == "f32" ? SvdPrecision::f32 : SvdPrecision::f64};
+  lrd.drop_keys = options.mode == "values";
   EKV_CHECK(lrd.joint || options.budget <= 0, "--budget needs --mode joint (ranks are prefixes of one SVD)");
 
   // One decomposition per layer; every rank of the sweep is cut from it. The output-aware

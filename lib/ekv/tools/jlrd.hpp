@@ -13,7 +13,7 @@ struct JlrdOptions {
   std::string rope;
   std::string calib;  // needed for whitened SVD, balancing, data and attention errors, budget
   int r = 4;
-  std::string mode = "joint";  // joint | separate
+  std::string mode = "joint";  // joint | separate | values
   std::string svd = "weight";  // weight | whitened
   bool balance_kv = false;
   std::vector<int> ranks;              // d_kv per layer; the first is stored, all are swept

@@ -1,4 +1,4 @@
-#include "ekv/rope/layout.hpp"
+#include "ekv/model/rope_layout.hpp"
 
 #include <algorithm>
 #include <vector>

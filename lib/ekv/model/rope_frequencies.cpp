@@ -1,4 +1,4 @@
-#include "ekv/rope/frequencies.hpp"
+#include "ekv/model/rope_frequencies.hpp"
 
 #include <cmath>
 #include <numbers>
