@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "ekv/calib/calib_file.hpp"
+#include "ekv/core/error.hpp"
 #include "ekv/tools/calibrate.hpp"
 #include "expect_error.hpp"
 #include "gguf_builder.hpp"
@@ -124,6 +125,59 @@ TEST_F(CalibrateTest, MergeAddsSumsAndConcatenatesSamples) {
     EXPECT_EQ(all.layers[l].x.size(), std::size_t(8 * 16 * 32));
   }
   EXPECT_EQ(std::vector<std::int32_t>(all.tokens.begin() + 6 * 16, all.tokens.end()), s2.tokens);
+}
+
+TEST_F(CalibrateTest, ShardSlicesMergeIntoTheUnshardedRun) {
+  // --shard I/N takes slice I of the one sample; merging all slices in order must give the
+  // unsharded file: the same tokens, offsets and stored X, and sums equal up to their order.
+  CalibrateOptions whole = options("whole.h5");
+  whole.num_seqs = 11;  // micro-batches of 4: slices 4, 4, 3
+  whole.keep_seqs = 6;  // the kept X straddle the first two slices
+  run_calibrate(whole);
+  std::vector<std::string> slices;
+  for (int i = 0; i < 3; ++i) {
+    CalibrateOptions part = whole;
+    part.shard = cat(i, "/3");
+    part.output = (dir_ / cat("part", i, ".h5")).string();
+    run_calibrate(part);
+    slices.push_back(part.output);
+  }
+  const CalibData second = read_calib(slices[1]);
+  EXPECT_EQ(second.num_seqs, 4);
+  EXPECT_EQ(second.keep_seqs, 2);
+  EXPECT_EQ(second.shard_index, 1);
+  EXPECT_EQ(second.shard_count, 3);
+  EXPECT_EQ(read_calib(slices[2]).keep_seqs, 0);
+  // Missing, reordered or foreign slices are not the sample.
+  const std::string bad = (dir_ / "bad.h5").string();
+  EXPECT_EKV_ERROR(run_calibrate_merge({{slices[0], slices[1]}, bad}), "part0.h5", "all together and in order");
+  EXPECT_EKV_ERROR(run_calibrate_merge({{slices[1], slices[0], slices[2]}, bad}), "part1.h5", "expected 0/3");
+  run_calibrate(options("other.h5", 8));
+  EXPECT_EKV_ERROR(run_calibrate_merge({{slices[0], slices[1], (dir_ / "other.h5").string()}, bad}), "other.h5",
+                   "expected 2/3");
+  EXPECT_FALSE(fs::exists(bad));
+
+  run_calibrate_merge({slices, (dir_ / "merged.h5").string()});
+  const CalibData a = read_calib(dir_ / "whole.h5"), b = read_calib(dir_ / "merged.h5");
+  EXPECT_EQ(b.shard_count, 1);
+  EXPECT_EQ(b.seeds, a.seeds);
+  EXPECT_EQ(b.num_seqs, a.num_seqs);
+  EXPECT_EQ(b.keep_seqs, a.keep_seqs);
+  EXPECT_EQ(b.tokens, a.tokens);
+  EXPECT_EQ(b.offsets, a.offsets);
+  EXPECT_EQ(b.kept, a.kept);
+  ASSERT_EQ(b.layers.size(), a.layers.size());
+  for (std::size_t l = 0; l < a.layers.size(); ++l) {
+    EXPECT_EQ(b.layers[l].x, a.layers[l].x) << l;
+    EXPECT_EQ(b.layers[l].count, a.layers[l].count);
+    EXPECT_LE((b.layers[l].gram - a.layers[l].gram).norm(), 1e-12 * a.layers[l].gram.norm()) << l;
+    EXPECT_LE((b.layers[l].q_norm_sum - a.layers[l].q_norm_sum).norm(), 1e-12 * a.layers[l].q_norm_sum.norm()) << l;
+  }
+  CalibrateOptions malformed = whole;
+  for (const char* shard : {"3/3", "1", "a/3", "1/0", "-1/3", "1/3x", "0/4"}) {
+    malformed.shard = shard;
+    EXPECT_EKV_ERROR(run_calibrate(malformed), "--shard ", shard);
+  }
 }
 
 TEST_F(CalibrateTest, MergeRefusesMismatches) {

@@ -85,6 +85,8 @@ void CalibWriter::finish(const CalibData& data) {
   writer_.set_attribute("/", "kv_heads", std::int64_t(data.kv_heads));
   writer_.set_attribute("/", "head_dim", std::int64_t(data.head_dim));
   writer_.set_attribute("/", "sources", json(data.sources).dump());
+  if (data.shard_count > 1)
+    writer_.set_attribute("/", "shard", cat(data.shard_index, "/", data.shard_count));
   writer_.commit();
 }
 
@@ -125,6 +127,11 @@ CalibData read_calib_header(const ArtifactReader& reader) {
     data.sources = json::parse(reader.string_attribute("/", "sources")).get<std::vector<std::string>>();
   } catch (const json::exception& e) {
     fail(cat(file, ": attribute seeds/sources: not a JSON list: ", e.what()));
+  }
+  if (reader.has_attribute("/", "shard")) {
+    const std::string shard = reader.string_attribute("/", "shard");
+    EKV_CHECK(parse_shard(shard, data.shard_index, data.shard_count), file, ": attribute shard: expected I/N with ",
+              "0 <= I < N, found ", shard);
   }
   const std::int64_t n = data.num_seqs, s = data.seq_len;
   data.tokens = reader.read_i32("/tokens", {n, s});
@@ -168,6 +175,38 @@ CalibData read_calib(const fs::path& path, bool with_x, Provenance* provenance) 
   return data;
 }
 
+bool parse_shard(const std::string& text, int& index, int& count) {
+  const auto slash = text.find('/');
+  if (slash == std::string::npos) return false;
+  try {
+    std::size_t used_index = 0, used_count = 0;
+    index = std::stoi(text.substr(0, slash), &used_index);
+    count = std::stoi(text.substr(slash + 1), &used_count);
+    if (used_index != slash || used_count != text.size() - slash - 1) return false;
+  } catch (const std::exception&) {
+    return false;
+  }
+  return count >= 1 && index >= 0 && index < count && text[0] != '+' && text[slash + 1] != '+';
+}
+
+namespace {
+
+// Slices of a --shard run are parts of one sample: merged in any other way (some missing,
+// out of order, mixed with another run) they would not be that sample.
+void require_whole_split(const std::vector<fs::path>& shards, const std::vector<CalibData>& headers) {
+  const CalibData& first = headers.front();
+  for (std::size_t i = 0; i < shards.size(); ++i) {
+    const CalibData& h = headers[i];
+    if (first.shard_count == 1 && h.shard_count == 1) continue;
+    EKV_CHECK(h.shard_count == int(shards.size()) && h.shard_index == int(i) && h.seeds == first.seeds, shards[i].string(),
+              ": shard ", h.shard_index, "/", h.shard_count, " (seed ", json(h.seeds).dump(), "): slices of one --shard ",
+              "run merge all together and in order (expected ", i, "/", shards.size(), ", seed ",
+              json(first.seeds).dump(), ")");
+  }
+}
+
+}  // namespace
+
 CalibData merge_calib(const std::vector<fs::path>& shards, const fs::path& output) {
   EKV_CHECK(shards.size() >= 2, "calibration merge: give at least two shards");
   std::vector<std::unique_ptr<ArtifactReader>> readers;
@@ -177,6 +216,7 @@ CalibData merge_calib(const std::vector<fs::path>& shards, const fs::path& outpu
     headers.push_back(read_calib_header(*readers.back()));
   }
   const Provenance& first = readers.front()->provenance();
+  require_whole_split(shards, headers);
   CalibData merged = headers.front();
   for (std::size_t i = 1; i < shards.size(); ++i) {
     const CalibData& shard = headers[i];
@@ -206,6 +246,11 @@ CalibData merge_calib(const std::vector<fs::path>& shards, const fs::path& outpu
     for (const auto& source : shard.sources)
       if (std::find(merged.sources.begin(), merged.sources.end(), source) == merged.sources.end())
         merged.sources.push_back(source);
+  }
+  if (merged.shard_count > 1) {  // the slices of one sample: the unsharded run's header
+    merged.seeds = headers.front().seeds;
+    merged.shard_index = 0;
+    merged.shard_count = 1;
   }
   std::vector<ArtifactInput> inputs;
   for (const auto& shard : shards) inputs.push_back(file_input(shard, "calib"));

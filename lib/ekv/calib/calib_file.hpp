@@ -9,7 +9,8 @@
 //   /layers/<l>/x             f32 [K, S, d]  attention inputs of the first K sequences
 //                             (uint16 bf16 bit patterns with store_dtype = bf16)
 // Root attributes: seq_len, num_seqs, keep_seqs, seeds (JSON list), layer_begin, layer_end,
-// store_dtype, hidden, heads, kv_heads, head_dim, sources (JSON list of token sources).
+// store_dtype, hidden, heads, kv_heads, head_dim, sources (JSON list of token sources), and
+// shard ("I/N") on one slice of a sharded run (ekv-calibrate --shard; absent when whole).
 #pragma once
 
 #include <cstdint>
@@ -30,6 +31,7 @@ struct CalibData {
   int num_seqs = 0;
   int keep_seqs = 0;
   std::vector<std::uint64_t> seeds;  // one per merged shard
+  int shard_index = 0, shard_count = 1;  // --shard I/N: this file holds slice I of N of one sample
   int layer_begin = 0, layer_end = 0;
   std::string store_dtype = "f32";   // f32 | bf16
   std::vector<std::string> sources;
@@ -64,9 +66,14 @@ CalibData read_calib(const std::filesystem::path& path, bool with_x = true, Prov
 CalibData read_calib_header(const ArtifactReader& reader);
 LayerStatistics read_calib_layer(const ArtifactReader& reader, const CalibData& header, int layer, bool with_x);
 
+// "I/N" with 0 <= I < N (ekv-calibrate --shard); false when malformed.
+bool parse_shard(const std::string& text, int& index, int& count);
+
 // Sums the shards' statistics and concatenates their samples into `output`, one layer at a
 // time; refuses shards of another model, sequence length, layer range, shape or storage
-// dtype, naming the file. Returns the merged header (without layers).
+// dtype, naming the file. Slices of one --shard run must come all together and in order; the
+// result is then the unsharded run's file (up to the order of floating-point sums). Returns
+// the merged header (without layers).
 CalibData merge_calib(const std::vector<std::filesystem::path>& shards, const std::filesystem::path& output);
 
 }  // namespace ekv

@@ -33,6 +33,10 @@ void CalibrateOptions::register_with(CLI::App& app) {
   app.add_option("--seq-len,-S", seq_len, "Tokens per sampled sequence")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--num-seqs,-N", num_seqs, "Sequences sampled from the token stream")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--seed", seed, "Seed of the sequence sampler (same seed, same bytes)")->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_option("--shard", shard,
+                 "I/N: process only slice I (from 0) of N near-equal slices (whole micro-batches) of the sampled "
+                 "sequences, one job of a sharded run; `ekv-calibrate merge` of all N slices in order gives the "
+                 "unsharded file");
   app.add_option("--layers", layers, "Layer range a:b (b exclusive) to capture; default: all layers");
   app.add_option("--store-dtype", store_dtype, "Storage of the kept attention inputs X")
       ->check(CLI::IsMember({"f32", "bf16"}))
@@ -55,6 +59,11 @@ void CalibrateOptions::check() const {
   EKV_CHECK(num_seqs >= 1, "--num-seqs ", num_seqs, ": must be at least 1");
   EKV_CHECK(keep_seqs >= -1 && kept() <= num_seqs, "--keep-seqs ", keep_seqs, ": must be within [0, --num-seqs]");
   EKV_CHECK(micro_batch >= 1, "--micro-batch ", micro_batch, ": must be at least 1");
+  int index = 0, count = 1;
+  EKV_CHECK(shard.empty() || parse_shard(shard, index, count), "--shard ", shard, ": expected I/N with 0 <= I < N");
+  EKV_CHECK(count <= (num_seqs + micro_batch - 1) / micro_batch, "--shard ", shard, ": more slices than the ",
+            (num_seqs + micro_batch - 1) / micro_batch, " micro-batches of --num-seqs ", num_seqs, " / --micro-batch ",
+            micro_batch, " (a slice is whole micro-batches)");
   std::vector<fs::path> inputs{model, tokens};
   inputs.insert(inputs.end(), texts.begin(), texts.end());
   require_output_path(output, inputs);
@@ -95,6 +104,16 @@ std::vector<std::int64_t> sample_offsets(std::int64_t stream, int seq_len, int n
   return offsets;
 }
 
+std::pair<int, int> CalibrateOptions::slice() const {
+  int index = 0, count = 1;
+  if (!shard.empty()) parse_shard(shard, index, count);
+  // Slices are made of whole micro-batches, so each micro-batch holds the sequences it holds in
+  // the unsharded run and the forward computes the same bits (BLAS rounding depends on shapes).
+  const std::int64_t batches = (num_seqs + micro_batch - 1) / micro_batch;
+  const auto start = [&](std::int64_t i) { return int(std::min<std::int64_t>(batches * i / count * micro_batch, num_seqs)); };
+  return {start(index), start(index + 1)};
+}
+
 namespace {
 
 constexpr double kMostSampledPerInputToken = 4;
@@ -102,13 +121,14 @@ constexpr double kMostSampledPerInputToken = 4;
 // The residual stream of every sequence is held through the forward (4·hidden bytes a token),
 // with its token ids twice (the stream and the sampled copy) and one layer's stored X.
 void require_calibration_fits(const CalibrateOptions& options, const ModelConfig& config) {
-  const double tokens = double(options.num_seqs) * options.seq_len;
+  const auto [first, end] = options.slice();  // this run's sequences
+  const double tokens = double(end - first) * options.seq_len;
   const double bytes = tokens * (8.0 + 4.0 * config.hidden) + double(options.kept()) * options.seq_len * config.hidden * 4.0;
   const auto available = available_memory_bytes();
-  EKV_CHECK(!available || bytes <= double(*available), "--num-seqs ", options.num_seqs, " × --seq-len ",
+  EKV_CHECK(!available || bytes <= double(*available), "--num-seqs ", end - first, " × --seq-len ",
             options.seq_len, " needs about ", bytes / double(1 << 30), " GiB (", tokens, " tokens × hidden ",
             config.hidden, "), more than the ", double(available.value_or(0)) / double(1 << 30),
-            " GiB available: calibrate in shards (--seed, then ekv-calibrate merge)");
+            " GiB available: calibrate in shards (--shard I/N, then ekv-calibrate merge)");
 }
 
 }  // namespace
@@ -156,17 +176,24 @@ void run_calibrate(const CalibrateOptions& options) {
   data.heads = config.heads;
   data.kv_heads = config.kv_heads;
   data.head_dim = config.head_dim;
+  // The whole sample is drawn, then this run's slice of it is kept: slices of one seed merge
+  // into exactly the unsharded sample. The kept X are those of the sample's first K sequences.
+  const auto [first, end] = options.slice();
+  const int num_seqs = end - first;
+  const int keep = std::clamp(options.kept() - first, 0, num_seqs);
+  if (!options.shard.empty()) parse_shard(options.shard, data.shard_index, data.shard_count);
   data.seq_len = options.seq_len;
-  data.num_seqs = options.num_seqs;
-  data.keep_seqs = options.kept();
+  data.num_seqs = num_seqs;
+  data.keep_seqs = keep;
   data.seeds = {options.seed};
   data.layer_begin = layer_begin;
   data.layer_end = layer_end;
   data.store_dtype = options.store_dtype;
-  data.offsets = sample_offsets(std::int64_t(stream.size()), options.seq_len, options.num_seqs, options.seed);
+  const auto sample = sample_offsets(std::int64_t(stream.size()), options.seq_len, options.num_seqs, options.seed);
+  data.offsets.assign(sample.begin() + first, sample.begin() + end);
   for (auto offset : data.offsets)
     data.tokens.insert(data.tokens.end(), stream.begin() + offset, stream.begin() + offset + options.seq_len);
-  for (int k = 0; k < options.kept(); ++k) data.kept.push_back(k);
+  for (int k = 0; k < keep; ++k) data.kept.push_back(k);
 
   // Each layer's statistics go to the file as soon as its last micro-batch is through, so one
   // layer's sums are in memory at a time (the peak does not grow with depth).
@@ -174,12 +201,12 @@ void run_calibrate(const CalibrateOptions& options) {
   LayerStatistics current(layer_begin, config);
   Forward forward(*model);
   forward.set_micro_batch(options.micro_batch);
-  const std::uint64_t tokens_per_layer = std::uint64_t(options.num_seqs) * std::uint64_t(options.seq_len);
+  const std::uint64_t tokens_per_layer = std::uint64_t(num_seqs) * std::uint64_t(options.seq_len);
   Progress progress("calibrate", tokens_per_layer * std::uint64_t(layer_end), "token-layers");
   forward.set_capture([&](const LayerActivations& a) {
     if (a.layer >= layer_begin) {
-      current.add(a, options.kept());
-      if (a.first_sequence + a.batch == options.num_seqs) {
+      current.add(a, keep);
+      if (a.first_sequence + a.batch == num_seqs) {
         writer.write_layer(current, options.store_dtype, options.seq_len);
         current = LayerStatistics(a.layer + 1, config);
       }
@@ -187,13 +214,13 @@ void run_calibrate(const CalibrateOptions& options) {
     progress.advance(std::uint64_t(a.batch) * std::uint64_t(a.seq_len));
   });
   const auto start = std::chrono::steady_clock::now();
-  forward.hidden_states(data.tokens, options.num_seqs, options.seq_len, layer_end - 1);
+  forward.hidden_states(data.tokens, num_seqs, options.seq_len, layer_end - 1);
   progress.finish();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   writer.finish(data);
-  std::printf("final: calib=%s seqs=%d seq_len=%d tokens=%llu layers=%d:%d keep=%d store=%s tokens/s=%.1f\n",
-              options.output.c_str(), options.num_seqs, options.seq_len, (unsigned long long)tokens_per_layer,
-              layer_begin, layer_end, options.kept(), options.store_dtype.c_str(),
+  std::printf("final: calib=%s seqs=%d seq_len=%d tokens=%llu layers=%d:%d keep=%d store=%s shard=%s tokens/s=%.1f\n",
+              options.output.c_str(), num_seqs, options.seq_len, (unsigned long long)tokens_per_layer,
+              layer_begin, layer_end, keep, options.store_dtype.c_str(), options.shard.empty() ? "whole" : options.shard.c_str(),
               double(tokens_per_layer) / seconds);
   std::fflush(stdout);
 }

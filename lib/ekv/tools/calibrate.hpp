@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace ekv {
@@ -17,6 +18,7 @@ struct CalibrateOptions {
   int seq_len = 512;
   int num_seqs = 64;
   std::uint64_t seed = 0;
+  std::string shard;   // "I/N": only slice I of the N equal slices of the sampled sequences
   std::string layers;  // "a:b", empty: all
   std::string store_dtype = "f32";
   int keep_seqs = -1;  // -1: min(8, num_seqs)
@@ -27,6 +29,8 @@ struct CalibrateOptions {
   void register_with(CLI::App& app);
   void check() const;
   int kept() const { return keep_seqs < 0 ? std::min(8, num_seqs) : keep_seqs; }
+  // The sequences [first, end) of the whole sample that this run processes (all without --shard).
+  std::pair<int, int> slice() const;
 };
 
 struct MergeOptions {
