@@ -7,9 +7,15 @@
 #                          fidelity report (out/fidelity.json) and the report (out/report.md)
 #   make compare           the comparison tables: RoPE methods, J-LRD variants (scripts/compare-*.sh)
 #   make ablation          the fidelity ablation at 50/25/12.5 % (scripts/compare-export.sh, ~1 h)
+#   make compare-recovery  which starting point wins once trained: the export, the paper's plain
+#                          configuration and KV-Latent-style, each recovered with the preset's
+#                          [compare-recovery] budget (scripts/compare-recovery.sh, ~45 min)
 #   make recover           the full CPU recovery of the main job's export (ekv-uptrain, [recover] of the
 #                          preset, about an hour on 2 cores) and its fidelity (out/fidelity-recovered.json)
 #   make OUT=dir R=8 BUDGET=0.5    another folder or setting (an option change re-runs its step)
+#   make -j2 SHARDS=4 ROPE_SHARDS=2  calibration in 4 slices of the sample and the RoPE search in 2
+#                          layer ranges, each its own target (run side by side with -j), merged
+#                          (scripts/slurm-shards.sh runs the same shards as Slurm array jobs)
 #   make PRESET=configs/smollm2-135m-50.toml OUT=out-50     another preset
 #
 # The model and corpora come from scripts/fetch-model.sh and scripts/make-corpora.sh (cached).
@@ -32,8 +38,11 @@ endif
 PRESET ?= configs/smollm2-135m-25.toml
 R ?=
 BUDGET ?=
-PPL_WINDOWS ?= 32
-FIDELITY_WINDOWS ?= 16
+SHARDS ?= 1
+ROPE_SHARDS ?= 1
+# Empty: the preset's [check.ppl] / [check.compare] max-windows.
+PPL_WINDOWS ?=
+FIDELITY_WINDOWS ?=
 ifeq ($(wildcard $(PRESET)),)
 $(error PRESET=$(PRESET): no such preset file (see configs/))
 endif
@@ -51,15 +60,20 @@ $(shell mkdir -p $(OUT)/.make && f=$(OUT)/.make/$(1).args && \
 endef
 # A digest of one [section] of the preset: editing [jlrd] re-runs J-LRD, not the calibration.
 section = $(shell sed -n '/^\[$(1)\]/,/^\[/{/^[^#[]/p;}' $(PRESET) | sha256sum | cut -c1-16)
-CALIB_OPTIONS := $(call options,calib,$(CALIB_ARGS) $(call section,calibrate))
-ROPE_OPTIONS := $(call options,rope,$(ROPE_ARGS) $(call section,select-rope))
+CALIB_OPTIONS := $(call options,calib,$(CALIB_ARGS) $(call section,calibrate) shards=$(SHARDS))
+ROPE_OPTIONS := $(call options,rope,$(ROPE_ARGS) $(call section,select-rope) shards=$(ROPE_SHARDS))
 JLRD_OPTIONS := $(call options,jlrd,$(JLRD_ARGS) $(call section,jlrd))
 UPTRAIN_OPTIONS := $(call options,uptrain,$(call section,uptrain))
 RECOVER_OPTIONS := $(call options,recover,$(call section,recover))
+CHECK_ARGS := --config $(PRESET)
+PPL_ARGS := $(CHECK_ARGS) $(if $(PPL_WINDOWS),--max-windows $(PPL_WINDOWS))
+COMPARE_ARGS := $(CHECK_ARGS) $(if $(FIDELITY_WINDOWS),--max-windows $(FIDELITY_WINDOWS))
+CHECK_OPTIONS := $(call options,check,$(PPL_ARGS) $(COMPARE_ARGS) $(call section,check.ppl) $(call section,check.compare) \
+                   $(call section,check.decode))
 
 LOG = 2> >(tee $(OUT)/logs/$(1).log >&2)
 
-.PHONY: all compare ablation recover
+.PHONY: all compare ablation recover compare-recovery
 all: $(OUT)/info.txt $(OUT)/ppl-original.txt $(OUT)/decode.txt $(OUT)/fidelity.json $(OUT)/decode-uptrained.txt \
      $(OUT)/fidelity-uptrained.json $(OUT)/report.md
 	@echo "== fidelity report: $(OUT)/fidelity.json; the report: $(OUT)/report.md" >&2
@@ -70,15 +84,37 @@ $(OUT)/logs:
 $(OUT)/info.txt: $(BIN)/ekv-info $(MODEL) | $(OUT)/logs
 	$(BIN)/ekv-info $(MODEL) > $@ $(call LOG,info)
 
-$(OUT)/ppl-original.txt: $(BIN)/ekv-check $(MODEL) $(CORPORA)/eval.txt | $(OUT)/logs
-	$(BIN)/ekv-check ppl --model $(MODEL) --text $(CORPORA)/eval.txt --window 512 --max-windows $(PPL_WINDOWS) \
-	  > $@ $(call LOG,ppl)
+$(OUT)/ppl-original.txt: $(BIN)/ekv-check $(MODEL) $(CORPORA)/eval.txt $(CHECK_OPTIONS) | $(OUT)/logs
+	$(BIN)/ekv-check ppl --model $(MODEL) --text $(CORPORA)/eval.txt $(PPL_ARGS) > $@ $(call LOG,ppl)
 
+ifeq ($(SHARDS),1)
 $(OUT)/calib.h5: $(BIN)/ekv-calibrate $(MODEL) $(CORPORA)/calib.txt $(CALIB_OPTIONS) | $(OUT)/logs
 	$(BIN)/ekv-calibrate --model $(MODEL) --text $(CORPORA)/calib.txt $(CALIB_ARGS) -o $@ $(call LOG,calibrate)
+else
+# Sharded: slice I of the one sample (--shard I/N) per target; the merge is the unsharded file.
+CALIB_SLICES := $(foreach i,$(shell seq 0 $$(($(SHARDS) - 1))),$(OUT)/shards/calib-$(i)-of-$(SHARDS).h5)
+$(OUT)/shards/calib-%-of-$(SHARDS).h5: $(BIN)/ekv-calibrate $(MODEL) $(CORPORA)/calib.txt $(CALIB_OPTIONS) | $(OUT)/logs
+	mkdir -p $(@D)
+	$(BIN)/ekv-calibrate --model $(MODEL) --text $(CORPORA)/calib.txt $(CALIB_ARGS) --shard $*/$(SHARDS) -o $@ \
+	  $(call LOG,calibrate-$*)
+$(OUT)/calib.h5: $(CALIB_SLICES)
+	$(BIN)/ekv-calibrate merge $(CALIB_SLICES) -o $@ $(call LOG,calibrate-merge)
+endif
 
+ifeq ($(ROPE_SHARDS),1)
 $(OUT)/rope-elite-l1.h5: $(BIN)/ekv-select-rope $(OUT)/calib.h5 $(ROPE_OPTIONS) | $(OUT)/logs
 	$(BIN)/ekv-select-rope --model $(MODEL) --calib $(OUT)/calib.h5 $(ROPE_ARGS) -o $@ $(call LOG,select-rope)
+else
+# Sharded by layer ranges a:b (scripts/layer-ranges.sh splits the model's layers evenly).
+ROPE_RANGES := $(shell scripts/layer-ranges.sh $(MODEL) $(ROPE_SHARDS) $(BIN))
+ROPE_PARTS := $(foreach r,$(ROPE_RANGES),$(OUT)/shards/rope-$(subst :,-,$(r)).h5)
+$(OUT)/shards/rope-%.h5: $(BIN)/ekv-select-rope $(OUT)/calib.h5 $(ROPE_OPTIONS) | $(OUT)/logs
+	mkdir -p $(@D)
+	$(BIN)/ekv-select-rope --model $(MODEL) --calib $(OUT)/calib.h5 $(ROPE_ARGS) --layers $(subst -,:,$*) -o $@ \
+	  $(call LOG,select-rope-$*)
+$(OUT)/rope-elite-l1.h5: $(ROPE_PARTS)
+	$(BIN)/ekv-select-rope merge $(ROPE_PARTS) -o $@ $(call LOG,select-rope-merge)
+endif
 
 $(OUT)/jlrd.h5: $(BIN)/ekv-jlrd $(OUT)/rope-elite-l1.h5 $(OUT)/calib.h5 $(JLRD_OPTIONS) | $(OUT)/logs
 	$(BIN)/ekv-jlrd --model $(MODEL) --rope $(OUT)/rope-elite-l1.h5 --calib $(OUT)/calib.h5 $(JLRD_ARGS) -o $@ \
@@ -89,13 +125,13 @@ $(OUT)/model-elitekv/config.json: $(BIN)/ekv-export $(OUT)/jlrd.h5 $(OUT)/rope-e
 	$(BIN)/ekv-export --model $(MODEL) --rope $(OUT)/rope-elite-l1.h5 --jlrd $(OUT)/jlrd.h5 -o $(OUT)/model-elitekv \
 	  $(call LOG,export)
 
-$(OUT)/decode.txt: $(BIN)/ekv-check $(OUT)/model-elitekv/config.json | $(OUT)/logs
+$(OUT)/decode.txt: $(BIN)/ekv-check $(OUT)/model-elitekv/config.json $(CHECK_OPTIONS) | $(OUT)/logs
 	$(BIN)/ekv-check decode --compressed $(OUT)/model-elitekv --model $(MODEL) --text $(CORPORA)/eval.txt \
-	  --prompt 64 --steps 64 > $@ $(call LOG,decode)
+	  $(CHECK_ARGS) > $@ $(call LOG,decode)
 
-$(OUT)/fidelity.json: $(BIN)/ekv-check $(OUT)/model-elitekv/config.json $(CORPORA)/eval.txt | $(OUT)/logs
+$(OUT)/fidelity.json: $(BIN)/ekv-check $(OUT)/model-elitekv/config.json $(CORPORA)/eval.txt $(CHECK_OPTIONS) | $(OUT)/logs
 	$(BIN)/ekv-check compare --model $(MODEL) --compressed $(OUT)/model-elitekv --text $(CORPORA)/eval.txt \
-	  --max-windows $(FIDELITY_WINDOWS) -o $@ > $(OUT)/fidelity.txt $(call LOG,compare)
+	  $(COMPARE_ARGS) -o $@ > $(OUT)/fidelity.txt $(call LOG,compare)
 
 # Recovery (ekv-uptrain, Python): distillation from the original on the training corpus. The main
 # job runs the preset's short [uptrain] stage; `make recover` the full CPU one ([recover]).
@@ -111,13 +147,13 @@ $(OUT)/model-recovered/config.json: $(UPTRAIN) $(OUT)/model-elitekv/config.json 
 	$(BIN)/ekv-uptrain --config $(PRESET) --config-section recover --export $(OUT)/model-elitekv --model $(MODEL) \
 	  --text $(CORPORA)/train.txt -o $(OUT)/model-recovered $(call LOG,recover)
 
-$(OUT)/decode-%.txt: $(BIN)/ekv-check $(OUT)/model-%/config.json | $(OUT)/logs
+$(OUT)/decode-%.txt: $(BIN)/ekv-check $(OUT)/model-%/config.json $(CHECK_OPTIONS) | $(OUT)/logs
 	$(BIN)/ekv-check decode --compressed $(OUT)/model-$* --model $(MODEL) --text $(CORPORA)/eval.txt \
-	  --prompt 64 --steps 64 > $@ $(call LOG,decode-$*)
+	  $(CHECK_ARGS) > $@ $(call LOG,decode-$*)
 
-$(OUT)/fidelity-%.json: $(BIN)/ekv-check $(OUT)/model-%/config.json $(CORPORA)/eval.txt | $(OUT)/logs
+$(OUT)/fidelity-%.json: $(BIN)/ekv-check $(OUT)/model-%/config.json $(CORPORA)/eval.txt $(CHECK_OPTIONS) | $(OUT)/logs
 	$(BIN)/ekv-check compare --model $(MODEL) --compressed $(OUT)/model-$* --text $(CORPORA)/eval.txt \
-	  --max-windows $(FIDELITY_WINDOWS) -o $@ > $(OUT)/fidelity-$*.txt $(call LOG,compare-$*)
+	  $(COMPARE_ARGS) -o $@ > $(OUT)/fidelity-$*.txt $(call LOG,compare-$*)
 
 recover: $(OUT)/decode-recovered.txt $(OUT)/fidelity-recovered.json
 	$(PYTHON) scripts/make-report.py $(OUT) --preset $(PRESET)
@@ -128,6 +164,9 @@ compare: $(OUT)/calib.h5 $(OUT)/rope-elite-l1.h5
 
 ablation: $(OUT)/calib.h5 $(OUT)/rope-elite-l1.h5
 	scripts/compare-export.sh $(OUT) $(call LOG,compare-export)
+
+compare-recovery: $(OUT)/model-elitekv/config.json $(OUT)/fidelity.json
+	PRESET=$(PRESET) scripts/compare-recovery.sh $(OUT) $(call LOG,compare-recovery)
 
 # The report a person reads: tables, the per-layer figure, the elite heat map, the commands.
 PYTHON ?= .venv/bin/python

@@ -11,6 +11,7 @@
 
 #include "ekv/core/cli.hpp"
 #include "ekv/tools/calibrate.hpp"
+#include "ekv/tools/check.hpp"
 #include "ekv/tools/jlrd.hpp"
 #include "ekv/tools/select_rope.hpp"
 #include "gguf_builder.hpp"
@@ -68,19 +69,72 @@ TEST(Presets, EachToolReadsItsSectionAndTheCommandLineWins) {
   fs::remove_all(dir);
 }
 
+// ekv-check's subcommands read [check.NAME]; the top [check] keys stay the tool's own.
+struct CheckOptions {
+  PplOptions ppl;
+  CompareOptions compare;
+  DecodeOptions decode;
+};
+CheckOptions parse_check(std::vector<std::string> args, int* exit_code = nullptr) {
+  CheckOptions options;
+  args.insert(args.begin(), "ekv-check");
+  std::vector<char*> argv;
+  for (auto& arg : args) argv.push_back(arg.data());
+  const int code = tool_main(int(argv.size()), argv.data(), {"ekv-check", "test", "", ""},
+                             [&](CLI::App& app) {
+                               app.require_subcommand(1);
+                               options.ppl.register_with(*app.add_subcommand("ppl", ""));
+                               options.compare.register_with(*app.add_subcommand("compare", ""));
+                               options.decode.register_with(*app.add_subcommand("decode", ""));
+                             },
+                             [] { return 0; });
+  if (exit_code) *exit_code = code;
+  else EXPECT_EQ(code, 0);
+  return options;
+}
+
+TEST(Presets, SubcommandsReadTheirOwnTables) {
+  const fs::path dir = temp_dir("presets-check");
+  const fs::path file = dir / "p.toml";
+  std::ofstream(file) << "[check.compare]\nmax-windows = 3\n[jlrd]\nr = 5\n[check.decode]\nprompt = 9\nsteps = 7\n"
+                         "[check.ppl]\nmax-windows = 11\n";
+  auto o = parse_check({"compare", "-m", "m", "-c", "c", "-t", "t", "-o", "o", "--config", file.string()});
+  EXPECT_EQ(o.compare.max_windows, 3);
+  EXPECT_EQ(o.decode.prompt, 9);  // read, though decode does not run
+  o = parse_check({"decode", "-c", "c", "-t", "t", "--config", file.string(), "--steps", "2"});
+  EXPECT_EQ(o.decode.prompt, 9);
+  EXPECT_EQ(o.decode.steps, 2);  // the command line wins
+  EXPECT_EQ(parse_check({"ppl", "-m", "m", "-t", "t", "--config", file.string()}).ppl.max_windows, 11);
+  // A misspelt key of a subcommand, or a table for no subcommand, is an error.
+  int code = 0;
+  std::ofstream(file) << "[check.compare]\nmax-window = 3\n";
+  parse_check({"compare", "-m", "m", "-c", "c", "-t", "t", "-o", "o", "--config", file.string()}, &code);
+  EXPECT_NE(code, 0);
+  code = 0;
+  std::ofstream(file) << "[check.comprae]\nmax-windows = 3\n";
+  parse_check({"compare", "-m", "m", "-c", "c", "-t", "t", "-o", "o", "--config", file.string()}, &code);
+  EXPECT_NE(code, 0);
+  fs::remove_all(dir);
+}
+
 TEST(Presets, ShippedPresetsParseWithEveryTool) {
   const auto files = presets();
-  ASSERT_EQ(files.size(), 3u) << EKV_CONFIGS_DIR;
+  ASSERT_EQ(files.size(), 4u) << EKV_CONFIGS_DIR;
   for (const auto& file : files) {
+    // The SmolLM2 presets (d_h 64) hold what docs/results.md measured; the 7B-shaped scale
+    // preset (d_h 128) keeps fewer sequences (8 MiB of X per sequence and layer).
+    const bool scale = file.filename().string().rfind("llama2-7b-shape", 0) == 0;
+    const int head_dim = scale ? 128 : 64;
     const auto calibrate = parse_as<CalibrateOptions>("ekv-calibrate", {"--config", file.string()});
-    EXPECT_EQ(calibrate.keep_seqs, 32) << file;
+    EXPECT_EQ(calibrate.keep_seqs, scale ? 4 : 32) << file;
     const auto rope = parse_as<SelectRopeOptions>("ekv-select-rope", {"--config", file.string()});
     EXPECT_EQ(rope.method, "elite") << file;
     const auto jlrd = parse_as<JlrdOptions>("ekv-jlrd", {"--config", file.string()});
     EXPECT_TRUE(jlrd.refit_output) << file;
+    EXPECT_LT(jlrd.refit_heldout, calibrate.keep_seqs) << file;
     EXPECT_EQ(jlrd.chunk_map, "auto") << file;
-    // r gives the elite dims 3/8 of the cache: 2rG = 3/8 · budget · 2G·d_h with d_h = 64.
-    EXPECT_DOUBLE_EQ(jlrd.r, jlrd.budget * 64 * 3 / 8) << file;
+    // r gives the elite dims 3/8 of the cache: 2rG = 3/8 · budget · 2G·d_h.
+    EXPECT_DOUBLE_EQ(jlrd.r, jlrd.budget * head_dim * 3 / 8) << file;
   }
 }
 

@@ -13,23 +13,33 @@ namespace ekv {
 
 namespace {
 
-// Reads one [section] of a TOML preset as if its keys stood at the top. (CLI11 2.1's own
+// Reads one [section] of a TOML preset as if its keys stood at the top, and its [section.sub]
+// tables as the options of subcommand `sub` (ekv-check's [check.compare]). (CLI11 2.1's own
 // section() keeps only the first key of a section: the later ones are taken for a subcommand's.)
 class PresetSection : public CLI::ConfigBase {
  public:
   explicit PresetSection(std::string section) : section_(std::move(section)) {}
   std::vector<CLI::ConfigItem> from_config(std::istream& input) const override {
-    std::stringstream mine;
-    bool inside = false;
+    std::stringstream top, subcommands;  // the top keys first: after a [sub] header they would be its
+    std::stringstream* inside = nullptr;
+    const std::string prefix = section_ + ".";
     for (std::string line; std::getline(input, line);) {
       const std::string trimmed = CLI::detail::trim_copy(line);
-      if (!trimmed.empty() && trimmed.front() == '[') {
-        inside = trimmed == "[" + section_ + "]";
+      if (!trimmed.empty() && trimmed.front() == '[' && trimmed.back() == ']') {
+        const std::string name = trimmed.substr(1, trimmed.size() - 2);
+        inside = nullptr;
+        if (name == section_) {
+          inside = &top;
+        } else if (name.rfind(prefix, 0) == 0) {
+          inside = &subcommands;
+          subcommands << '[' << name.substr(prefix.size()) << "]\n";
+        }
         continue;
       }
-      if (inside) mine << line << '\n';
+      if (inside) *inside << line << '\n';
     }
-    return CLI::ConfigBase::from_config(mine);
+    top << subcommands.str();
+    return CLI::ConfigBase::from_config(top);
   }
 
  private:
@@ -56,7 +66,8 @@ int tool_main(int argc, char** argv, const ToolDescription& description,
   // so one file drives a whole pipeline; what the command line gives overrides it.
   const std::string section = config_section(description.name);
   app.set_config("--config", "", "Preset file (TOML, see configs/): this tool's options under [" + section +
-                                     "]; options given on the command line override it");
+                                     "] (a subcommand's under [" + section +
+                                     ".NAME]); options given on the command line override it");
   app.config_formatter(std::make_shared<PresetSection>(section));
   app.allow_config_extras(CLI::config_extras_mode::error);  // a misspelt key is an error, not ignored
   try {
