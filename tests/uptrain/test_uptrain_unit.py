@@ -60,6 +60,36 @@ class PlantedTruth(unittest.TestCase):
             self.assertLess(record["heldout_error_after"], 0.25 * record["heldout_error_before"], record)
         self.assertLess(heldout_fidelity(teacher, student, val)["kl"], 0.5 * before)
 
+    def test_stage1_resumed_after_a_layer_ends_bit_for_bit_as_uninterrupted(self):
+        teacher, student = make_pair()
+        perturb(student, 0.5, seed=11)
+        fresh, killed = copy.deepcopy(student), copy.deepcopy(student)
+        options = layer_local.LayerLocalOptions(steps=7, batch=3, lr=3e-3, warmup=2, eval_every=3,
+                                                parts=models.ATTENTION_PARTS)
+        train, val = tokens(8, 24, 12), tokens(3, 24, 13)
+        whole = layer_local.recover_layers(student, teacher, train, val, options, seed=4)
+
+        class Killed(Exception):
+            pass
+
+        saved = {}
+
+        def kill_after_first_layer(state):  # what ekv-uptrain's checkpoint holds after layer 0
+            saved.update(state=state, params={n: p.detach().clone()
+                                              for n, p in models.trainable_attention(killed, models.ATTENTION_PARTS)})
+            raise Killed
+
+        with self.assertRaises(Killed):
+            layer_local.recover_layers(killed, teacher, train, val, options, seed=4, on_layer_done=kill_after_first_layer)
+        resumed = fresh  # a new process: the export's model, then the checkpoint's parameters
+        checkpoint.restore_params(models.trainable_attention(resumed, models.ATTENTION_PARTS), saved["params"])
+        self.assertEqual(saved["state"]["next_layer"], 1)
+        records = layer_local.recover_layers(resumed, teacher, train, val, options, seed=4, resume=saved["state"])
+        self.assertEqual(records, whole)
+        for (name, a), (_, b) in zip(models.trainable_attention(student, models.ATTENTION_PARTS),
+                                     models.trainable_attention(resumed, models.ATTENTION_PARTS)):
+            self.assertTrue(torch.equal(a, b), name)
+
     def test_stage2_lowers_heldout_kl(self):
         teacher, student = make_pair()
         perturb(student, 0.5, seed=7)

@@ -131,16 +131,24 @@ def main(argv=None):
     summary["before"] = heldout_fidelity(teacher, student, val_ids.to(device))
     log(f"held-out before: KL {summary['before']['kl']:.4f} top-1 {summary['before']['top1']:.3f}")
 
-    resuming = args.resume and args.steps > 0
+    # A checkpoint holds either a finished stage 1 (extra "stage1"; stage 2 resumes from its own
+    # step) or stage 1 up to a layer (extra "stage1_partial": it resumes at the next layer).
+    saved = checkpoint.load(args.checkpoint, settings) if args.resume else None
+    partial = (saved["extra"] or {}).get("stage1_partial") if saved else None
+    resuming = saved is not None and partial is None and args.steps > 0
     if resuming:
         log(f"stage 1: taken from the checkpoint in {args.checkpoint}")
-        summary["stage1"] = (checkpoint.load(args.checkpoint, settings)["extra"] or {}).get("stage1")
+        summary["stage1"] = (saved["extra"] or {}).get("stage1")
     elif args.layer_steps > 0:
         t = time.monotonic()
+        if partial is not None:
+            checkpoint.restore_params(attention, saved["params"])
         options = layer_local.LayerLocalOptions(args.layer_steps, args.layer_batch, args.layer_lr,
                                                 max(1, args.layer_steps // 10), args.layer_eval_every, args.parts)
-        records = layer_local.recover_layers(student, teacher, train_ids[:args.layer_windows].to(device),
-                                             val_ids.to(device), options, args.seed)
+        records = layer_local.recover_layers(
+            student, teacher, train_ids[:args.layer_windows].to(device), val_ids.to(device), options, args.seed,
+            resume=partial, on_layer_done=lambda state: checkpoint.save(
+                args.checkpoint, 0, attention, None, settings, [], {"stage1_partial": state}))
         seconds = time.monotonic() - t
         tokens = args.layer_steps * args.layer_batch * args.window
         summary["stage1"] = {"layers": records, "seconds": seconds, "tokens_per_layer": tokens,
@@ -157,17 +165,18 @@ def main(argv=None):
         history = distill.distill(student, teacher, train_ids[:args.windows].to(device), val_ids, trainable, attention,
                                   options, args.seed, device, args.checkpoint, settings, resuming,
                                   {"stage1": summary.get("stage1")}, None if resuming else current["kl"])
+        final = heldout_fidelity(teacher, student, val_ids.to(device))
+        history[-1]["heldout_kl"] = final["kl"]  # distill leaves the last step's to this pass
         summary["stage2"] = {"history": history, "seconds": time.monotonic() - t,
-                             "tokens": args.steps * args.batch * args.accum * args.window,
-                             "heldout": heldout_fidelity(teacher, student, val_ids.to(device))}
+                             "tokens": args.steps * args.batch * args.accum * args.window, "heldout": final}
     latest = (summary.get("stage2") or summary.get("stage1") or {}).get("heldout")
     summary["after"] = latest or summary["before"]
     summary["seconds"] = time.monotonic() - start
     record = provenance.record(args.export, args.model, args.text, fingerprint, settings)
     record["summary"] = summary
     export_writer.write_export(args.export, args.output, student.cpu(), record, args.tools)
-    if args.steps > 0:  # the output holds the result now; the checkpoint was for a kill before this line
-        shutil.rmtree(args.checkpoint, ignore_errors=True)
+    # The output holds the result now; the checkpoint was for a kill before this line.
+    shutil.rmtree(args.checkpoint, ignore_errors=True)
     after = summary["after"]
     print(f"final: export={args.output} heldout_kl_before={summary['before']['kl']:.5f} "
           f"heldout_kl_after={after['kl']:.5f} top1_after={after['top1']:.4f} "

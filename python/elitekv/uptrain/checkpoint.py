@@ -1,5 +1,6 @@
-"""Stage 2 checkpoints: every attention parameter of the student (so a checkpoint alone restores
-what stages 1 and 2 changed), the optimizer state, the step and the settings it was made with.
+"""Checkpoints of both stages: every attention parameter of the student (so a checkpoint alone
+restores what stages 1 and 2 changed), the optimizer state and step (stage 2) or the next layer
+and sampler state (stage 1, in `extra`), and the settings it was made with.
 Written as name.tmp, fsynced, renamed: a kill never leaves a half checkpoint."""
 import os
 

@@ -94,7 +94,8 @@ def distill(student, teacher, train_ids, val_ids, params, saved, options, seed, 
         optimizer.step()
         record = {"step": step + 1, "loss": loss_sum, "lr": optimizer.param_groups[0]["lr"],
                   "tokens": (step + 1) * tokens_per_step}
-        if (step + 1) % options.eval_every == 0 or step + 1 == options.steps:
+        # The last step's held-out KL comes from the caller's final fidelity pass (one pass, not two).
+        if (step + 1) % options.eval_every == 0 and step + 1 < options.steps:
             record["heldout_kl"] = heldout_kl(teacher, student, val_ids, device, options.batch)
         history.append(record)
         if (step + 1) % options.checkpoint_every == 0 or step + 1 == options.steps:

@@ -50,19 +50,32 @@ def _heldout_error(attention, x, y, positions, batch):
     return num / max(den, 1e-30)
 
 
-def recover_layers(student, teacher, train_ids, val_ids, options, seed):
-    """Trains every layer's compressed attention in place; returns per-layer records."""
+def recover_layers(student, teacher, train_ids, val_ids, options, seed, resume=None, on_layer_done=None):
+    """Trains every layer's compressed attention in place; returns per-layer records.
+
+    After each layer, on_layer_done(state) receives what a resumed run needs besides the
+    parameters (the next layer, the records, the sampler's state); `resume` is such a state,
+    with the student's parameters already restored: the run continues bit for bit."""
     generator = torch.Generator().manual_seed(seed)
     s_model, t_model = student.model, teacher.model
     rotary = t_model.rotary_emb
     with torch.no_grad():
         h_train, h_val = s_model.embed_tokens(train_ids), s_model.embed_tokens(val_ids)
     p_train, p_val = _positions(train_ids), _positions(val_ids)
-    records = []
+    records, first = [], 0
+    if resume is not None:
+        records, first = list(resume["records"]), resume["next_layer"]
+        generator.set_state(resume["generator"])
+        log(f"stage 1: resumed at layer {first}")
     layers = len(s_model.layers)
-    progress = Progress("stage 1", layers * options.steps, "steps")
+    progress = Progress("stage 1", (layers - first) * options.steps, "steps")
     for l in range(layers):
         s_layer, t_layer = s_model.layers[l], t_model.layers[l]
+        if l < first:  # recovered before the kill: only its outputs are needed
+            with torch.no_grad():
+                h_train = _batched(lambda h: s_layer(h, p_train[:h.shape[0]], None, None), h_train, 8)
+                h_val = _batched(lambda h: s_layer(h, p_val[:h.shape[0]], None, None), h_val, 8)
+            continue
         attention = s_layer.self_attn
         with torch.no_grad():
             x_train, x_val = s_layer.input_layernorm(h_train), s_layer.input_layernorm(h_val)
@@ -104,4 +117,6 @@ def recover_layers(student, teacher, train_ids, val_ids, options, seed):
         with torch.no_grad():
             h_train = _batched(lambda h: s_layer(h, p_train[:h.shape[0]], None, None), h_train, 8)
             h_val = _batched(lambda h: s_layer(h, p_val[:h.shape[0]], None, None), h_val, 8)
+        if on_layer_done is not None:
+            on_layer_done({"next_layer": l + 1, "records": list(records), "generator": generator.get_state()})
     return records
