@@ -8,6 +8,9 @@
 #include <hdf5.h>
 
 #include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
 
 #include "ekv/check/decode_check.hpp"
 #include "ekv/check/fidelity.hpp"
@@ -111,6 +114,18 @@ TEST_F(Export, LosslessWithAllChunksEliteAndFullRank) {
                    "layer 0 of an EliteKV model has no attention installed", "install_compressed_attention");
   Forward plain(*original_model);
   EXPECT_FALSE(install_compressed_attention(plain));
+}
+
+TEST_F(Export, ConfigNamesTheArtifactsItWasMadeFromByDigest) {
+  const std::string folder = make_export("digests", 1, {5});
+  std::ifstream in(fs::path(folder) / "config.json");
+  const nlohmann::json config = nlohmann::json::parse(in);
+  std::map<std::string, std::string> digests;
+  for (const auto& input : config.at("ekv_inputs")) digests[input.at("type")] = input.at("digest");
+  EXPECT_EQ(digests["rope"], file_input(path("rope.h5"), "rope").digest);
+  EXPECT_EQ(digests["jlrd"], file_input(path("digests.h5"), "jlrd").digest);
+  EXPECT_EQ(digests["calib"], file_input(path("calib.h5"), "calib").digest);  // via jlrd.h5's own inputs
+  EXPECT_EQ(digests["gguf"], "fingerprint:" + ModelSource::open(path("tiny.gguf"))->fingerprint());
 }
 
 TEST_F(Export, DecodePathsEqualThePrefillAndTheModelMoves) {

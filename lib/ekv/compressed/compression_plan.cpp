@@ -66,6 +66,8 @@ CompressionPlan::CompressionPlan(const ModelSource& model, const fs::path& rope_
   }
   inputs_ = {{model.path().string(), model.format(), "fingerprint:" + model.fingerprint()}, rope_input,
              file_input(jlrd_path, "jlrd")};
+  for (const auto& input : jlrd_.provenance().inputs)  // the calibration the factors were fitted on
+    if (input.type == "calib") inputs_.push_back(input);
 }
 
 LayerWeights CompressionPlan::layer(int index) const {

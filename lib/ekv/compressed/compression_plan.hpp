@@ -22,6 +22,7 @@ class CompressionPlan {
   const ModelConfig& config() const { return config_; }  // the compressed model's
   // The compressed layer: q, o, norms and MLP as the original; k_rope, A, B_k, B_v instead of k, v.
   LayerWeights layer(int index) const;
+  // The model, rope.h5, jlrd.h5 and the calib.h5 that jlrd.h5 names, with their digests.
   const std::vector<ArtifactInput>& inputs() const { return inputs_; }
   // (2rG + d_kv) / (2 G d_h) averaged over layers: the cache kept, in elements.
   double cache_ratio() const;

@@ -82,6 +82,10 @@ void run_export(const ExportOptions& options) {
   const std::string prefix = "model.layers.";
   CheckpointContents contents;
   contents.config = config_to_hf(c);
+  // What the export was made from, with digests: a reader can tell which rope/jlrd/calib files.
+  contents.config["ekv_inputs"] = nlohmann::json::array();
+  for (const ArtifactInput& input : plan.inputs())
+    contents.config["ekv_inputs"].push_back({{"path", input.path}, {"type", input.type}, {"digest", input.digest}});
   contents.tensors = expected_tensors(c);
   contents.load = [&](const ExpectedTensor& tensor) {
     if (tensor.name.rfind(prefix, 0) != 0) return model->load(tensor.name);
