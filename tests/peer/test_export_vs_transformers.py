@@ -20,7 +20,8 @@ from transformers import AutoModelForCausalLM
 from peer_common import env_path, report, run, workdir
 
 model = env_path("EKV_DEFAULT_MODEL")
-corpus = env_path("EKV_EVAL_TEXT")
+corpus = env_path("EKV_EVAL_TEXT")  # held out: only compared on, never calibrated on
+calib_text = env_path("EKV_CALIB_TEXT")
 tool = env_path("EKV_TEST_IO")
 bin_dir = env_path("EKV_BIN")
 work = workdir("export")
@@ -36,7 +37,7 @@ def path(name):
     return os.path.join(work, name)
 
 
-run(tool_path("ekv-calibrate"), "--model", model, "--text", corpus, "-S", "128", "-N", "4", "--keep-seqs", "4",
+run(tool_path("ekv-calibrate"), "--model", model, "--text", calib_text, "-S", "128", "-N", "4", "--keep-seqs", "4",
     "-o", path("calib.h5"), "--quiet")
 run(tool_path("ekv-select-rope"), "--model", model, "--calib", path("calib.h5"), "--r-max", "4", "-o",
     path("rope.h5"), "--quiet")
