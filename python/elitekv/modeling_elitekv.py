@@ -4,7 +4,7 @@ Each layer caches only its post-RoPE elite key dims k_e (per KV head, 2r values:
 c of its elite chunks, then their partners c + head_dim/2) and the latent c = A x (d_kv
 values). Attention rebuilds the non-elite keys B_k c and the values B_v c from that cache, so
 the cache is the compressed one and the module trains like any PyTorch model (uptraining).
-The math is ekv's METHOD.md §6; the C++ reference is ekv-check.
+The math is docs/method.md §6; the C++ reference is ekv-check.
 """
 import math
 

@@ -56,7 +56,7 @@ lines.append(f"GGUF layout vs HF layout logits in ekv: max abs diff {layout_diff
 if layout_diff != 0.0:
     failures.append(f"GGUF and HF layouts differ by {layout_diff:g}")
 
-# Perplexity: the METHOD.md protocol on the first windows of the corpus, both implementations.
+# Perplexity: the docs/method.md §7 protocol on the first windows of the corpus, both implementations.
 window, count = 512, 8
 result = run(os.path.join(bin_dir, "ekv-check"), "ppl", "--model", model, "--text", corpus, "--window", window,
              "--max-windows", count, "--quiet")

@@ -1,4 +1,4 @@
-// Output-aware refinements (METHOD.md §9) against planted truth: chunk maps are the identity
+// Output-aware refinements (docs/method.md §9) against planted truth: chunk maps are the identity
 // where RoPE does not rotate and equal a brute-force weighted least squares elsewhere; the
 // attention-weighted decomposition minimises its weighted error and its error tail matches
 // reconstruction; the W_o refit recovers a planted output map and keeps W_o when nothing is

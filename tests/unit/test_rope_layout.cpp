@@ -1,6 +1,6 @@
 // The GGUF (interleaved) and HF (rotate_half) layouts describe the same attention: RoPE on
 // interleaved pairs of the permuted rows gives exactly the logits of rotate_half RoPE on the
-// original rows (METHOD.md §2).
+// original rows (docs/method.md §2).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -67,7 +67,7 @@ TEST(RopeLayout, BothLayoutsGiveIdenticalLogits) {
         };
         const double hf = logit(wq, wk, false), gguf = logit(wq_gguf, wk_gguf, true);
         EXPECT_NEAR(hf, gguf, 1e-9 * (1 + std::abs(hf))) << "head " << h << " m " << m << " n " << n;
-        // Mixing the conventions is the pitfall METHOD.md warns about: it changes the logits.
+        // Mixing the conventions is the pitfall docs/method.md §8 names: it changes the logits.
         if (m != n) {
           EXPECT_GT(std::abs(hf - logit(wq_gguf, wk_gguf, false)), 1e-6);
         }

@@ -1,5 +1,5 @@
 // Per-layer calibration statistics, kept as sums and counts so that shards merge exactly
-// (METHOD.md §4-5, ARCHITECTURE.md): the Gram sum Σ x xᵀ in fp64, per-chunk norm sums of q
+// (docs/method.md §4-5, docs/formats.md): the Gram sum Σ x xᵀ in fp64, per-chunk norm sums of q
 // (per query head) and k (per KV head) for the MHA2MLA 2-norm baseline, and the attention
 // inputs X of the first few sequences.
 #pragma once

@@ -1,4 +1,4 @@
-// Token-by-token decoding of a compressed model from its real cache (METHOD.md §6): the
+// Token-by-token decoding of a compressed model from its real cache (docs/method.md §6): the
 // prompt goes into the cache in one call, then one token per step. The absorbed path, the
 // reconstruct path and (given a decode pack) the pack's absorbed kernel math must give the
 // logits of the compressed model's prefill over the whole sequence; the original model's

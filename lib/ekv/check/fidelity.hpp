@@ -1,4 +1,4 @@
-// Fidelity of a compressed model against its original (METHOD.md §7), on held-out windows:
+// Fidelity of a compressed model against its original (docs/method.md §7), on held-out windows:
 // per layer the relative attention-block error with the original model's inputs (both
 // attentions see the same x; the original's output continues), and for the whole model mean
 // KL(p_orig ‖ p_comp) over next-token distributions, top-1 agreement and both perplexities.

@@ -1,4 +1,4 @@
-// Perplexity by METHOD.md §7: non-overlapping windows of N tokens; in each window every token
+// Perplexity by docs/method.md §7: non-overlapping windows of N tokens; in each window every token
 // but the first is scored by the logits of the position before it; ppl = exp(mean NLL).
 #pragma once
 

@@ -1,4 +1,4 @@
-// The attention of an EliteKV-compressed layer (METHOD.md §6). Per token it caches only the
+// The attention of an EliteKV-compressed layer (docs/method.md §6). Per token it caches only the
 // post-RoPE elite key dims k_e (G·2r values) and the latent c = A x (d_kv values). Two ways to
 // attend over that cache, which must agree:
 //   absorbed:     logits = s (q_e·k_e + q̃·c) with q̃ = B_kᵀ q_n; o^h = B_v Σ_t p_t c_t

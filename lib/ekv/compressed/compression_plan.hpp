@@ -1,7 +1,7 @@
 // What ekv-export compresses: the original model, the elite chunks of rope.h5 and the factors
 // of jlrd.h5, checked to chain (same model fingerprint; jlrd.h5 made from exactly this rope.h5;
 // every layer factored; B_k rows in the order the compressed layout expects). It yields the
-// compressed model's config and, layer by layer, its weights (METHOD.md §6).
+// compressed model's config and, layer by layer, its weights (docs/method.md §6).
 #pragma once
 
 #include <filesystem>

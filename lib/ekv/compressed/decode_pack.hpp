@@ -1,5 +1,5 @@
 // The decode pack (ekv.type "decode-pack", format version 1), written by ekv-export: per layer
-// what an absorbed decode kernel needs (METHOD.md §6), with the query side pre-multiplied.
+// what an absorbed decode kernel needs (docs/method.md §6), with the query side pre-multiplied.
 //
 //   /layers/<l>/wq_elite     f32 [H, 2r, d]    elite query rows of head h (its group's chunks, k_e layout)
 //   /layers/<l>/wq_absorbed  f32 [H, d_kv, d]  W̃_q^h = B_k^{jᵀ} W_qn^h, so q̃^h = W̃_q^h x

@@ -1,4 +1,4 @@
-// Batched decode attention on the GPU, one new token per sequence (METHOD.md §6), for the
+// Batched decode attention on the GPU, one new token per sequence (docs/method.md §6), for the
 // compressed cache and, as the baseline, for an ordinary full K/V cache. Split-KV (flash-
 // decoding): each block attends one (sequence, head, context split) with fp32 softmax and
 // accumulation, then a combine kernel merges the splits by their max and sum.

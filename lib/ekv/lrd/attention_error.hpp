@@ -1,5 +1,5 @@
 // How much a compressed layer changes attention on stored calibration inputs, through the
-// reconstruct path (METHOD.md §6): keys = RoPE'd elite dims of W_k x, plus non-elite dims
+// reconstruct path (docs/method.md §6): keys = RoPE'd elite dims of W_k x, plus non-elite dims
 // B_k A x left unrotated; values = B_v A x; queries rotated on the elite chunks only.
 #pragma once
 

@@ -1,6 +1,6 @@
 // W ≈ B A by SVD, plain (weight SVD, the paper) or whitened by the calibration Gram C (the
 // data-aware form: minimizes ‖(W − BA) X‖ because ‖E X‖² = ‖E S‖² with S Sᵀ = C + λI).
-// Optionally weighted on the left too (attention-aware: ‖L (W − BA) S‖, METHOD.md §9).
+// Optionally weighted on the left too (attention-aware: ‖L (W − BA) S‖, docs/method.md §9).
 // One decomposition serves every rank.
 #pragma once
 

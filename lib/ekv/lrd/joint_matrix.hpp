@@ -1,4 +1,4 @@
-// W_J of one layer (METHOD.md §5): the non-elite key rows of every KV head stacked over all
+// W_J of one layer (docs/method.md §5): the non-elite key rows of every KV head stacked over all
 // value rows, [G(d_h − 2r) + G·d_h, d], with the map from each row back to its head and dim.
 #pragma once
 

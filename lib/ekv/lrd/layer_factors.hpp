@@ -1,4 +1,4 @@
-// One layer's J-LRD (METHOD.md §5): W_J built from the elite sets, optionally K/V-balanced,
+// One layer's J-LRD (docs/method.md §5): W_J built from the elite sets, optionally K/V-balanced,
 // decomposed once (jointly, or K-nope and V separately for the S-LRD baseline, or V alone with
 // the non-elite keys dropped for the KV-Latent-style baseline), then cut to
 // any rank. Factors are stored at the largest rank asked for; every smaller rank is a prefix

@@ -11,7 +11,7 @@ namespace ekv {
 
 class GgufFile;
 
-// RoPE frequency rules that config files use (METHOD.md §2 "then any rope-scaling rule").
+// RoPE frequency rules that config files use (docs/method.md §2 "then any rope-scaling rule").
 struct RopeScaling {
   std::string kind = "none";  // none | linear | llama3
   double factor = 1.0;
@@ -22,7 +22,7 @@ struct RopeScaling {
 
 inline constexpr const char* kEliteKvModelType = "elitekv_llama";  // config.json model_type of ekv-export
 
-// The attention of an EliteKV-compressed model (METHOD.md §6): per layer, the elite RoPE
+// The attention of an EliteKV-compressed model (docs/method.md §6): per layer, the elite RoPE
 // chunks of every KV head (r each, ascending) and the latent rank d_kv. Empty: ordinary attention.
 struct EliteKvSpec {
   int r = 0;

@@ -1,5 +1,5 @@
 // RoPE frequencies ω_c = θ^(-2c/d_h) after the model's scaling rule (none, linear, llama3),
-// and cos/sin tables with angles m·ω_c computed in fp64 (METHOD.md §2 and pitfalls).
+// and cos/sin tables with angles m·ω_c computed in fp64 (docs/method.md §2 and pitfalls).
 #pragma once
 
 #include <cstdint>

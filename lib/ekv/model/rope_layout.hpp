@@ -1,4 +1,4 @@
-// Row layouts of W_q and W_k (METHOD.md §2). ekv works in the Hugging Face rotate_half layout:
+// Row layouts of W_q and W_k (docs/method.md §2). ekv works in the Hugging Face rotate_half layout:
 // RoPE chunk c of a head pairs dims (c, c + d_h/2). llama.cpp's converter stores GGUF rows
 // interleaved, chunk c as dims (2c, 2c+1); these convert between the two, per head.
 #pragma once

@@ -14,7 +14,7 @@ struct LayerWeights {
   Matrix wk;         // [G*d_h, d]
   Matrix wv;         // [G*d_h, d]
   Matrix wo;         // [d, H*d_h]
-  // An EliteKV layer (ModelConfig::elitekv) has these instead of wk and wv (METHOD.md §6):
+  // An EliteKV layer (ModelConfig::elitekv) has these instead of wk and wv (docs/method.md §6):
   Matrix wk_rope;  // [G*2r, d]        elite key rows; per head the r dims c, then the r dims c + d_h/2
   Matrix kv_a;     // [d_kv, d]        A: the shared latent c = A x
   Matrix k_b;      // [G(d_h-2r), d_kv] B_k: the non-elite key dims of each head, ascending

@@ -1,4 +1,4 @@
-// Attention-aware row weights for J-LRD (METHOD.md §9). The logit error of query head h is
+// Attention-aware row weights for J-LRD (docs/method.md §9). The logit error of query head h is
 // s·q_nᵀ Δk_n, so the non-elite key rows of KV head j are weighted by Q_j^{1/2} with
 // Q_j = Σ_{h∈j} W_qn^h C W_qn^hᵀ / N (the second moment of the query dims that read them); the
 // output error is W_o^h Δv, so the value rows of head j are weighted by O_j^{1/2} with

@@ -1,4 +1,4 @@
-// Non-elite chunk maps (METHOD.md §9): RoPElite drops the rotation of a non-elite chunk, which
+// Non-elite chunk maps (docs/method.md §9): RoPElite drops the rotation of a non-elite chunk, which
 // leaves the plain score q_cᵀk_c that the original only had at relative distance 0. Replacing it
 // by q_cᵀ M_c k_c, with M_c a scalar or a 2×2 matrix fitted by least squares against the rotated
 // score q_cᵀ R((n−m)ω_c) k_c over causal pairs weighted by the original attention probabilities,

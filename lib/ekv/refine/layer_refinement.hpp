@@ -1,4 +1,4 @@
-// The output-aware options of ekv-jlrd for one layer (METHOD.md §9), in the order they apply:
+// The output-aware options of ekv-jlrd for one layer (docs/method.md §9), in the order they apply:
 // non-elite chunk maps folded into W_k, the attention-aware weighted decomposition with its key
 // scale β chosen by measured block error, and (after the rank is known) the W_o refit.
 // Choices are measured on the layer's stored calibration sequences.

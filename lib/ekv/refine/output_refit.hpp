@@ -1,4 +1,4 @@
-// Closed-form output refit (METHOD.md §9). With the compressed attention's own probabilities
+// Closed-form output refit (docs/method.md §9). With the compressed attention's own probabilities
 // and latents, the layer output W_o' o' is linear in W_o', so W_o' = W_o + Δ is fitted by ridge
 // regression of the original block output W_o o on the compressed head outputs o':
 //   Δ = (Y − U W_oᵀ)ᵀ U (UᵀU + λI)⁻¹,  Y = O W_oᵀ,

@@ -1,4 +1,4 @@
-// Sequential calibration (METHOD.md §9, GPTQ's order): the stored calibration sequences run
+// Sequential calibration (docs/method.md §9, GPTQ's order): the stored calibration sequences run
 // through the original model and, beside it, through the model whose layers below the current
 // one are already compressed, so each layer is fitted on the inputs it will really see and can
 // close the gap that the layers below left in the residual stream. Layer by layer: enter(),

@@ -1,4 +1,4 @@
-// The logit change of dropping RoPE on chunks (METHOD.md §3-4), for one KV head of one layer.
+// The logit change of dropping RoPE on chunks (docs/method.md §3-4), for one KV head of one layer.
 //
 // For chunk c, D_c(m,n) = plain_c − rot_c = s · a_c(m) · b_c(n) with
 //   a_c(m) = (q1, q2, −q̃1, −q̃2),  b_c(n) = (k1, k2, k̃1, k̃2),

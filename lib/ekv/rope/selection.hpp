@@ -1,4 +1,4 @@
-// RoPElite selection for one layer (METHOD.md §4): per KV head, which RoPE chunks keep their
+// RoPElite selection for one layer (docs/method.md §4): per KV head, which RoPE chunks keep their
 // rotation, for every r up to r_max, by the greedy search or by a baseline.
 #pragma once
 

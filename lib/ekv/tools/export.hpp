@@ -1,6 +1,6 @@
 // ekv-export: the compressed model as an HF checkpoint (config.json with the EliteKV keys,
 // model.safetensors, tokenizer.json, PyTorch modeling files for trust_remote_code) plus the
-// decode pack (decode-pack.h5) inside the same folder (METHOD.md §6).
+// decode pack (decode-pack.h5) inside the same folder (docs/method.md §6).
 #pragma once
 
 #include <CLI/CLI.hpp>

@@ -1,5 +1,5 @@
 // ekv-jlrd: joint (or separate) low-rank factorization of the non-elite keys and the values,
-// with rank sweeps and cache accounting (METHOD.md §5-6).
+// with rank sweeps and cache accounting (docs/method.md §5-6).
 #pragma once
 
 #include <CLI/CLI.hpp>
