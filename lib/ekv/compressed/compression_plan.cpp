@@ -15,10 +15,7 @@ CompressionPlan::CompressionPlan(const ModelSource& model, const fs::path& rope_
     : model_(model), config_(model.config()), jlrd_(jlrd_path, "jlrd", kJlrdFormatVersion) {
   const ModelConfig& c = model.config();
   require_original_attention(model, "ekv-export");
-  Provenance rope_provenance;
-  const RopeData rope = read_rope(rope_path, &rope_provenance);
-  EKV_CHECK(rope_provenance.model_fingerprint == model.fingerprint(), rope_path.string(),
-            ": model_fingerprint: made from another model than ", model.path().string());
+  const RopeData rope = read_rope_of(rope_path, model.fingerprint(), model.path().string());
   jlrd_.require_model(model.fingerprint(), model.path().string());
   // jlrd.h5 records the sha256 of the rope file it used: it must be this one.
   const ArtifactInput rope_input = file_input(rope_path, "rope");
@@ -42,10 +39,7 @@ CompressionPlan::CompressionPlan(const ModelSource& model, const fs::path& rope_
   const int G = c.kv_heads, dh = c.head_dim;
   config_.elitekv.r = r;
   for (int l = 0; l < c.layers; ++l) {
-    std::vector<std::vector<int>> elite(static_cast<std::size_t>(G));
-    if (r > 0)
-      for (int j = 0; j < G; ++j) elite[std::size_t(j)] = rope.layers[std::size_t(l)].sets[std::size_t(j)][std::size_t(r - 1)];
-    config_.elitekv.elite.push_back(elite);
+    config_.elitekv.elite.push_back(elite_sets(rope, l, r));
     const DatasetInfo a = jlrd_.info(layer_dataset(l, "a"));
     EKV_CHECK(a.shape.size() == 2 && a.shape[1] == std::uint64_t(c.hidden), jlrd_path.string(), ": ",
               layer_dataset(l, "a"), ": expected [d_kv, ", c.hidden, "]");

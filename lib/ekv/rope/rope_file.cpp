@@ -45,6 +45,25 @@ void write_rope(const RopeData& data, const fs::path& path, const std::string& m
   writer.commit();
 }
 
+RopeData read_rope_of(const fs::path& path, const std::string& model_fingerprint, const std::string& model_name) {
+  Provenance provenance;
+  RopeData data = read_rope(path, &provenance);
+  EKV_CHECK(provenance.model_fingerprint == model_fingerprint, path.string(),
+            ": model_fingerprint: made from another model than ", model_name);
+  return data;
+}
+
+std::vector<std::vector<int>> elite_sets(const RopeData& rope, int layer, int r) {
+  EKV_CHECK(layer >= rope.layer_begin && layer < rope.layer_end, "rope file: layer ", layer, " is not in its layers ",
+            rope.layer_begin, ":", rope.layer_end);
+  EKV_CHECK(r >= 0 && r <= rope.options.r_max, "rope file: r = ", r, " outside 0..", rope.options.r_max);
+  std::vector<std::vector<int>> sets(static_cast<std::size_t>(rope.kv_heads));
+  if (r > 0)
+    for (int j = 0; j < rope.kv_heads; ++j)
+      sets[std::size_t(j)] = rope.layers[std::size_t(layer - rope.layer_begin)].sets[std::size_t(j)][std::size_t(r - 1)];
+  return sets;
+}
+
 RopeData read_rope(const fs::path& path, Provenance* provenance) {
   const ArtifactReader reader(path, "rope", kRopeFormatVersion);
   if (provenance) *provenance = reader.provenance();

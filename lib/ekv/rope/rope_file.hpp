@@ -29,6 +29,13 @@ struct RopeData {
 void write_rope(const RopeData& data, const std::filesystem::path& path, const std::string& model_fingerprint,
                 const std::vector<ArtifactInput>& inputs);
 RopeData read_rope(const std::filesystem::path& path, Provenance* provenance = nullptr);
+// rope.h5 made from the model with this fingerprint; another model's is refused, naming the file
+// and `model_name`.
+RopeData read_rope_of(const std::filesystem::path& path, const std::string& model_fingerprint,
+                      const std::string& model_name);
+// The r elite chunks (ascending) of every KV head of `layer` (its index in the model); G empty sets
+// for r = 0. Refuses a layer or r the file does not hold.
+std::vector<std::vector<int>> elite_sets(const RopeData& rope, int layer, int r);
 
 // Joins layer shards (ekv-select-rope --layers) of one model, method and objective into one
 // file; the shards' layer ranges must tile a contiguous range without overlap.

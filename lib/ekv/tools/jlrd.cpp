@@ -232,10 +232,7 @@ void run_jlrd(const JlrdOptions& options) {
   const auto model = ModelSource::open(options.model);
   require_original_attention(*model, "ekv-jlrd");
   const ModelConfig& c = model->config();
-  Provenance rope_provenance;
-  const RopeData rope = read_rope(options.rope, &rope_provenance);
-  EKV_CHECK(rope_provenance.model_fingerprint == model->fingerprint(), options.rope,
-            ": model_fingerprint: made from another model than ", options.model);
+  const RopeData rope = read_rope_of(options.rope, model->fingerprint(), options.model);
   EKV_CHECK(options.r <= rope.options.r_max, "--r ", options.r, ": ", options.rope, " holds r up to ",
             rope.options.r_max);
   std::unique_ptr<ArtifactReader> calib;
@@ -277,10 +274,7 @@ void run_jlrd(const JlrdOptions& options) {
   Progress progress("jlrd decompose", std::uint64_t(layers), "layers");
   for (int l = begin; l < end; ++l) {
     const LayerWeights weights = model->layer(l);
-    std::vector<std::vector<int>> elite(static_cast<std::size_t>(G));
-    if (options.r > 0)
-      for (int j = 0; j < G; ++j)
-        elite[std::size_t(j)] = rope.layers[std::size_t(l - rope.layer_begin)].sets[std::size_t(j)][std::size_t(options.r - 1)];
+    std::vector<std::vector<int>> elite = elite_sets(rope, l, options.r);
     stats.push_back(calib ? read_calib_layer(*calib, header, l, with_samples) : LayerStatistics());
     try {
       refined.push_back(refine_layer(weights, c, elite, samples_of(stats.back(), header), rope_table, lrd, refine,
