@@ -52,14 +52,14 @@ make_start() {  # make_start NAME: the training-free export of a configuration i
     paper)
       "$BIN/ekv-jlrd" --model "$MODEL" --rope "$OUT/rope-elite-l1.h5" --calib "$OUT/calib.h5" --r "$r_paper" \
         --mode joint --svd weight --cache-ratio "$ratio" -o "$WORK/paper.h5" --quiet >/dev/null
-      "$BIN/ekv-export" --model "$MODEL" --rope "$OUT/rope-elite-l1.h5" --jlrd "$WORK/paper.h5" -o "$WORK/paper" --quiet ;;
+      "$BIN/ekv-export" --model "$MODEL" --rope "$OUT/rope-elite-l1.h5" --jlrd "$WORK/paper.h5" -o "$WORK/paper" --quiet >&2 ;;
     kv-latent)
       "$BIN/ekv-select-rope" --model "$MODEL" --calib "$OUT/calib.h5" --method uniform --r-max "$r_latent" \
-        -o "$WORK/rope-uniform.h5" --quiet
+        -o "$WORK/rope-uniform.h5" --quiet >&2
       "$BIN/ekv-jlrd" --model "$MODEL" --rope "$WORK/rope-uniform.h5" --calib "$OUT/calib.h5" --r "$r_latent" \
         --mode values --svd whitened --cache-ratio "$ratio" -o "$WORK/kv-latent.h5" --quiet >/dev/null
       "$BIN/ekv-export" --model "$MODEL" --rope "$WORK/rope-uniform.h5" --jlrd "$WORK/kv-latent.h5" \
-        -o "$WORK/kv-latent" --quiet ;;
+        -o "$WORK/kv-latent" --quiet >&2 ;;
   esac
 }
 
@@ -78,7 +78,7 @@ make_start() {  # make_start NAME: the training-free export of a configuration i
     before=$(compare "$start" "$name-before")
     t0=$(date +%s)
     "$BIN/ekv-uptrain" --config "$PRESET" --config-section compare-recovery "${train[@]}" --export "$start" \
-      --model "$MODEL" --text "$CORPORA/train.txt" -o "$WORK/$name-recovered"
+      --model "$MODEL" --text "$CORPORA/train.txt" -o "$WORK/$name-recovered" >&2  # the table is stdout
     wall=$(( $(date +%s) - t0 ))
     after=$(compare "$WORK/$name-recovered" "$name-after")
     echo "| $name | $r | $(row "$before") | $(row "$after") | $(heldout "$WORK/$name-recovered") |" \

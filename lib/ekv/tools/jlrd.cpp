@@ -269,7 +269,7 @@ void run_jlrd(const JlrdOptions& options) {
             " alone caches (", 2.0 * options.r * G / full, " of the full cache)");
   const bool with_samples = calib && options.attention_seqs > 0;
   std::vector<RefinedLayer> refined;
-  std::vector<std::vector<std::vector<int>>> elite_sets;
+  std::vector<std::vector<std::vector<int>>> layer_elites;  // per layer: the elite chunks of each KV head
   std::vector<LayerStatistics> stats;
   Progress progress("jlrd decompose", std::uint64_t(layers), "layers");
   for (int l = begin; l < end; ++l) {
@@ -282,7 +282,7 @@ void run_jlrd(const JlrdOptions& options) {
     } catch (const Error& e) {  // name the file and the layer whose statistics could not be used
       fail(cat(calib ? options.calib : options.model, ": layer ", l, ": ", e.what()));
     }
-    elite_sets.push_back(std::move(elite));
+    layer_elites.push_back(std::move(elite));
     progress.advance();
   }
   progress.finish();
@@ -336,7 +336,7 @@ void run_jlrd(const JlrdOptions& options) {
   for (int l = 0; l < layers; ++l) {
     const RefinedLayer& layer = refined[std::size_t(l)];
     const auto& f = *layer.factors;
-    const auto& elite = elite_sets[std::size_t(l)];
+    const auto& elite = layer_elites[std::size_t(l)];
     const LayerSamples samples = samples_of(stats[std::size_t(l)], header);
     const LayerWeights weights = with_attention ? model->layer(begin + l) : LayerWeights();
     for (std::size_t i = 0; i < sweep[std::size_t(l)].size(); ++i) {
