@@ -107,6 +107,9 @@ $(OUT)/rope-elite-l1.h5: $(BIN)/ekv-select-rope $(OUT)/calib.h5 $(ROPE_OPTIONS) 
 else
 # Sharded by layer ranges a:b (scripts/layer-ranges.sh splits the model's layers evenly).
 ROPE_RANGES := $(shell scripts/layer-ranges.sh $(MODEL) $(ROPE_SHARDS) $(BIN))
+ifeq ($(ROPE_RANGES),)
+$(error ROPE_SHARDS=$(ROPE_SHARDS): scripts/layer-ranges.sh printed no layer ranges (are the tools built? scripts/build.sh --tools))
+endif
 ROPE_PARTS := $(foreach r,$(ROPE_RANGES),$(OUT)/shards/rope-$(subst :,-,$(r)).h5)
 $(OUT)/shards/rope-%.h5: $(BIN)/ekv-select-rope $(OUT)/calib.h5 $(ROPE_OPTIONS) | $(OUT)/logs
 	mkdir -p $(@D)
