@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <random>
 #include <sstream>
+#include <tuple>
 
 #include "ekv/calib/calib_file.hpp"
 #include "ekv/core/available_memory.hpp"
@@ -104,9 +105,15 @@ std::vector<std::int64_t> sample_offsets(std::int64_t stream, int seq_len, int n
   return offsets;
 }
 
-std::pair<int, int> CalibrateOptions::slice() const {
+std::pair<int, int> CalibrateOptions::shard_position() const {
   int index = 0, count = 1;
   if (!shard.empty()) parse_shard(shard, index, count);
+  return {index, count};
+}
+
+std::pair<int, int> CalibrateOptions::slice() const {
+  const std::pair<int, int> position = shard_position();
+  const int index = position.first, count = position.second;
   // Slices are made of whole micro-batches, so each micro-batch holds the sequences it holds in
   // the unsharded run and the forward computes the same bits (BLAS rounding depends on shapes).
   const std::int64_t batches = (num_seqs + micro_batch - 1) / micro_batch;
@@ -181,7 +188,7 @@ void run_calibrate(const CalibrateOptions& options) {
   const auto [first, end] = options.slice();
   const int num_seqs = end - first;
   const int keep = std::clamp(options.kept() - first, 0, num_seqs);
-  if (!options.shard.empty()) parse_shard(options.shard, data.shard_index, data.shard_count);
+  std::tie(data.shard_index, data.shard_count) = options.shard_position();
   data.seq_len = options.seq_len;
   data.num_seqs = num_seqs;
   data.keep_seqs = keep;

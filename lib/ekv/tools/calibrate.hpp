@@ -29,6 +29,8 @@ struct CalibrateOptions {
   void register_with(CLI::App& app);
   void check() const;
   int kept() const { return keep_seqs < 0 ? std::min(8, num_seqs) : keep_seqs; }
+  // (I, N) of --shard I/N; (0, 1) without it. Valid once check() passed.
+  std::pair<int, int> shard_position() const;
   // The sequences [first, end) of the whole sample that this run processes (all without --shard).
   std::pair<int, int> slice() const;
 };
