@@ -7,7 +7,7 @@ and the step, so a run resumed from a checkpoint continues exactly as an uninter
 import torch
 
 from . import checkpoint
-from .metrics import token_kl
+from .metrics import heldout_fidelity, token_kl
 from .progress import Progress, log
 from .schedule import warmup_cosine
 
@@ -29,15 +29,8 @@ def window_indices(step, micro, options, windows, seed):
     return order[slot * options.batch:(slot + 1) * options.batch]
 
 
-@torch.no_grad()
 def heldout_kl(teacher, student, windows, device, batch):
-    total = 0.0
-    for i in range(0, windows.shape[0], batch):
-        ids = windows[i:i + batch].to(device)
-        with _autocast(device):
-            total += float(token_kl(teacher(input_ids=ids, use_cache=False).logits,
-                                    student(input_ids=ids, use_cache=False).logits)) * ids.shape[0]
-    return total / windows.shape[0]
+    return heldout_fidelity(teacher, student, windows, batch, lambda: _autocast(device))["kl"]
 
 
 def _autocast(device):

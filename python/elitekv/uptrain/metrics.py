@@ -1,4 +1,6 @@
 """The quantities both stages optimize and report."""
+import contextlib
+
 import torch
 
 
@@ -15,14 +17,18 @@ def token_kl(teacher_logits, student_logits):
 
 
 @torch.no_grad()
-def heldout_fidelity(teacher, student, windows, batch=2):
-    """KL(teacher || student), top-1 agreement and both perplexities on held-out windows [N, T]."""
+def heldout_fidelity(teacher, student, windows, batch=2, precision=contextlib.nullcontext):
+    """KL(teacher || student), top-1 agreement and both perplexities on held-out windows [N, T],
+    moved batch by batch to the student's device; the forwards run inside precision() (stage 2's
+    checks pass its bf16 autocast on CUDA)."""
+    device = next(student.parameters()).device
     kl_sum = agree = nll_teacher = nll_student = 0.0
     count = 0
     for i in range(0, windows.shape[0], batch):
-        ids = windows[i:i + batch]
-        t = teacher(input_ids=ids, use_cache=False).logits.float()
-        s = student(input_ids=ids, use_cache=False).logits.float()
+        ids = windows[i:i + batch].to(device)
+        with precision():
+            t = teacher(input_ids=ids, use_cache=False).logits.float()
+            s = student(input_ids=ids, use_cache=False).logits.float()
         n = ids.shape[0] * ids.shape[1]
         kl_sum += float(token_kl(t, s)) * n
         agree += float((t.argmax(-1) == s.argmax(-1)).sum())
