@@ -78,11 +78,14 @@ class EliteKVAttention(nn.Module):
         self.r = config.elitekv_r
         self.kv_rank = config.elitekv_kv_rank[layer_idx]
         d, H, G, dh, r = config.hidden_size, self.heads, self.kv_heads, self.head_dim, self.r
-        self.q_proj = nn.Linear(d, H * dh, bias=False)
-        self.k_rope_proj = nn.Linear(d, G * 2 * r, bias=False)
+        # With attention biases (Qwen2), the query, the elite keys and the values keep theirs; the
+        # non-elite key bias was dropped: it shifts all logits of a query by one constant.
+        bias = bool(getattr(config, "attention_bias", False))
+        self.q_proj = nn.Linear(d, H * dh, bias=bias)
+        self.k_rope_proj = nn.Linear(d, G * 2 * r, bias=bias)
         self.kv_a_proj = nn.Linear(d, self.kv_rank, bias=False)
         self.k_b_proj = nn.Linear(self.kv_rank, G * (dh - 2 * r), bias=False)
-        self.v_b_proj = nn.Linear(self.kv_rank, G * dh, bias=False)
+        self.v_b_proj = nn.Linear(self.kv_rank, G * dh, bias=bias)
         self.o_proj = nn.Linear(H * dh, d, bias=False)
 
         half, group = dh // 2, H // G

@@ -1,8 +1,10 @@
-"""Every GGML type ekv supports (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K), in a GGUF
-file written by the `gguf` package's writer, dequantizes in ekv exactly as in `gguf`.
+"""Every GGML type ekv supports (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K,
+Q3_K, Q4_K, Q5_K, Q6_K), in a GGUF file written by the `gguf` package's writer, dequantizes in
+ekv exactly as in `gguf`.
 
-Types that gguf can quantize are made from random floats; for Q4_K and Q6_K (no quantizer
-in gguf) the blocks are random bytes with sane f16 scales, which are valid blocks."""
+Types that gguf can quantize are made from random floats; for the others (no quantizer in
+gguf) the blocks are random bytes with sane f16 scales, which are valid blocks: every bit
+pattern of the quant bytes is a legal block, so random bytes reach every code path."""
 import os
 import shutil
 
@@ -23,7 +25,7 @@ path = os.path.join(work, "types.gguf")
 
 writer = GGUFWriter(path, "llama")
 made = {}
-for qtype in [T.F32, T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1]:
+for qtype in [T.F32, T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1]:
     values = rng.standard_normal((rows, cols)).astype(np.float32)
     if qtype == T.F32:
         writer.add_tensor(f"t.{qtype.name}", values)
@@ -32,7 +34,9 @@ for qtype in [T.F32, T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1]:
     else:
         writer.add_tensor(f"t.{qtype.name}", quantize(values, qtype), raw_dtype=qtype)
     made[qtype.name] = True
-for qtype, scale_offsets in [(T.Q4_K, [0, 2]), (T.Q6_K, [208])]:
+# Byte offsets of each block's f16 scales (d, and dmin where the type has one).
+for qtype, scale_offsets in [(T.IQ4_NL, [0]), (T.Q2_K, [80, 82]), (T.Q3_K, [108]), (T.Q4_K, [0, 2]),
+                             (T.Q5_K, [0, 2]), (T.Q6_K, [208])]:
     block_elems, block_bytes = GGML_QUANT_SIZES[qtype]
     blocks = rng.integers(0, 256, size=(rows * cols // block_elems, block_bytes), dtype=np.uint8)
     for offset in scale_offsets:
@@ -56,7 +60,7 @@ for tensor in GGUFReader(path).tensors:
     lines.append(f"{tensor.tensor_type.name}: max abs diff {diff:g} (max |value| {scale:g})")
     if diff != 0.0:
         failures.append(f"{tensor.name}: ekv differs from gguf by {diff:g}")
-if len(lines) != 8:
-    failures.append(f"expected 8 tensor types, compared {len(lines)}")
+if len(lines) != 14:
+    failures.append(f"expected 14 tensor types, compared {len(lines)}")
 shutil.rmtree(work)
 report(lines, failures)

@@ -107,7 +107,7 @@ Bytes GgufBuilder::build() const {
   return out;
 }
 
-TinyModel make_tiny_model(std::uint32_t seed) {
+TinyModel make_tiny_model(std::uint32_t seed, bool biased) {
   TinyModel model;
   ModelConfig& c = model.config;
   c.name = "tiny";
@@ -124,6 +124,11 @@ TinyModel make_tiny_model(std::uint32_t seed) {
   c.tied_embeddings = false;
   c.bos_token = 1;
   c.eos_token = 2;
+  if (biased) {
+    c.name = "tiny-qwen2";
+    c.architecture = "qwen2";
+    c.attention_bias = true;
+  }
   std::mt19937 rng(seed);
   std::normal_distribution<float> normal(0.0f, 0.2f);
   auto matrix = [&](int rows, int cols) {
@@ -145,6 +150,13 @@ TinyModel make_tiny_model(std::uint32_t seed) {
     w.wk = matrix(kv, c.hidden);
     w.wv = matrix(kv, c.hidden);
     w.wo = matrix(c.hidden, q);
+    if (biased) {
+      std::normal_distribution<float> unit(0.0f, 1.0f);
+      for (Vector* b : {&w.bq, &w.bk, &w.bv}) {
+        b->resize(b == &w.bq ? q : kv);
+        for (Eigen::Index i = 0; i < b->size(); ++i) (*b)[i] = unit(rng);
+      }
+    }
     w.ffn_norm = vector(c.hidden);
     w.w_gate = matrix(c.ffn, c.hidden);
     w.w_up = matrix(c.ffn, c.hidden);
@@ -166,18 +178,19 @@ std::vector<std::uint64_t> ne_of(const Matrix& m) { return {std::uint64_t(m.cols
 GgufBuilder tiny_model_gguf(const TinyModel& model) {
   const ModelConfig& c = model.config;
   GgufBuilder b;
-  b.add_string("general.architecture", "llama");
+  const std::string& a = c.architecture;
+  b.add_string("general.architecture", a);
   b.add_string("general.name", c.name);
-  b.add_u32("llama.block_count", c.layers);
-  b.add_u32("llama.context_length", std::uint32_t(c.context));
-  b.add_u32("llama.embedding_length", c.hidden);
-  b.add_u32("llama.feed_forward_length", c.ffn);
-  b.add_u32("llama.attention.head_count", c.heads);
-  b.add_u32("llama.attention.head_count_kv", c.kv_heads);
-  b.add_f32("llama.rope.freq_base", float(c.rope_theta));
-  b.add_f32("llama.attention.layer_norm_rms_epsilon", float(c.norm_eps));
-  b.add_u32("llama.rope.dimension_count", c.head_dim);
-  b.add_u32("llama.vocab_size", c.vocab);
+  b.add_u32(a + ".block_count", c.layers);
+  b.add_u32(a + ".context_length", std::uint32_t(c.context));
+  b.add_u32(a + ".embedding_length", c.hidden);
+  b.add_u32(a + ".feed_forward_length", c.ffn);
+  b.add_u32(a + ".attention.head_count", c.heads);
+  b.add_u32(a + ".attention.head_count_kv", c.kv_heads);
+  b.add_f32(a + ".rope.freq_base", float(c.rope_theta));
+  b.add_f32(a + ".attention.layer_norm_rms_epsilon", float(c.norm_eps));
+  b.add_u32(a + ".rope.dimension_count", c.head_dim);
+  b.add_u32(a + ".vocab_size", c.vocab);
   b.add_u32("tokenizer.ggml.bos_token_id", std::uint32_t(c.bos_token));
   b.add_u32("tokenizer.ggml.eos_token_id", std::uint32_t(c.eos_token));
   b.add_f32_tensor("token_embd.weight", ne_of(model.globals.embedding), values_of(model.globals.embedding));
@@ -186,8 +199,15 @@ GgufBuilder tiny_model_gguf(const TinyModel& model) {
   for (const auto& w : model.layers) {
     const std::string p = "blk." + std::to_string(w.index) + ".";
     std::vector<float> q = values_of(w.wq), k = values_of(w.wk);
-    hf_to_gguf_rope_rows(q, c.heads, c.head_dim, c.hidden);
-    hf_to_gguf_rope_rows(k, c.kv_heads, c.head_dim, c.hidden);
+    if (a == "llama") {  // llama.cpp interleaves llama's RoPE pairs; qwen2 keeps rotate_half
+      hf_to_gguf_rope_rows(q, c.heads, c.head_dim, c.hidden);
+      hf_to_gguf_rope_rows(k, c.kv_heads, c.head_dim, c.hidden);
+    }
+    if (w.bq.size()) {
+      b.add_f32_tensor(p + "attn_q.bias", {std::uint64_t(w.bq.size())}, values_of(w.bq));
+      b.add_f32_tensor(p + "attn_k.bias", {std::uint64_t(w.bk.size())}, values_of(w.bk));
+      b.add_f32_tensor(p + "attn_v.bias", {std::uint64_t(w.bv.size())}, values_of(w.bv));
+    }
     b.add_f32_tensor(p + "attn_norm.weight", {std::uint64_t(c.hidden)}, values_of(w.attn_norm));
     b.add_f32_tensor(p + "attn_q.weight", ne_of(w.wq), q);
     b.add_f32_tensor(p + "attn_k.weight", ne_of(w.wk), k);

@@ -64,7 +64,8 @@ struct TinyModel {
   std::vector<LayerWeights> layers;
   GlobalWeights globals;
 };
-TinyModel make_tiny_model(std::uint32_t seed = 7);
+// biased: a qwen2 with q/k/v biases (drawn large, N(0, 1), so that dropping or misplacing one shows).
+TinyModel make_tiny_model(std::uint32_t seed = 7, bool biased = false);
 GgufBuilder tiny_model_gguf(const TinyModel& model);
 
 void write_file(const std::filesystem::path& path, const Bytes& bytes);

@@ -1,6 +1,7 @@
 #include "tiny_pipeline.hpp"
 
 #include "ekv/tools/calibrate.hpp"
+#include "ekv/tools/jlrd.hpp"
 #include "ekv/tools/select_rope.hpp"
 #include "token_file.hpp"
 
@@ -8,8 +9,8 @@ namespace ekv::test {
 
 namespace fs = std::filesystem;
 
-TinyPipeline::TinyPipeline(const std::string& name, std::uint32_t seed)
-    : dir(temp_dir(name)), tiny(make_tiny_model(seed)) {
+TinyPipeline::TinyPipeline(const std::string& name, std::uint32_t seed, bool biased)
+    : dir(temp_dir(name)), tiny(make_tiny_model(seed, biased)) {
   write_file(dir / "tiny.gguf", tiny_model_gguf(tiny).build());
   for (int i = 0; i < 600; ++i) stream.push_back((i * 7 + i / 3) % tiny.config.vocab);
   write_token_file(dir / "tokens.safetensors", stream);
@@ -33,6 +34,33 @@ void TinyPipeline::calibrate(const std::string& name, int seq_len, int num_seqs,
   options.keep_seqs = keep_seqs;
   options.output = path(name);
   run_calibrate(options);
+}
+
+std::string TinyPipeline::make_export(const std::string& name, int r, std::vector<int> ranks, const std::string& calib,
+                                      bool refit) const {
+  JlrdOptions j;
+  j.refit_output = refit;
+  j.model = path("tiny.gguf");
+  j.rope = path("rope.h5");
+  j.calib = path(calib);
+  j.r = r;
+  j.svd = "whitened";
+  j.ranks = std::move(ranks);
+  j.output = path(name + ".h5");
+  run_jlrd(j);
+  const ExportOptions e = export_options(name);
+  run_export(e);
+  return e.output;
+}
+
+ExportOptions TinyPipeline::export_options(const std::string& name) const {
+  ExportOptions e;
+  e.model = path("tiny.gguf");
+  e.rope = path("rope.h5");
+  e.jlrd = path(name + ".h5");
+  e.pack_positions = 200;
+  e.output = path(name);
+  return e;
 }
 
 }  // namespace ekv::test

@@ -7,16 +7,23 @@
 #include <string>
 #include <vector>
 
+#include "ekv/tools/export.hpp"
 #include "gguf_builder.hpp"
 
 namespace ekv::test {
 
 struct TinyPipeline {
-  explicit TinyPipeline(const std::string& name, std::uint32_t seed = 31);
+  // biased: the tiny model as a qwen2 with q/k/v biases (make_tiny_model).
+  explicit TinyPipeline(const std::string& name, std::uint32_t seed = 31, bool biased = false);
   ~TinyPipeline();
   std::string path(const std::string& name) const { return (dir / name).string(); }
   // Another calibration of the token stream into `name` (the stream holds 600 tokens).
   void calibrate(const std::string& name, int seq_len, int num_seqs, int keep_seqs) const;
+  // ekv-jlrd at r with the given ranks (whitened, joint) into name.h5, then ekv-export into the
+  // folder `name` (decode pack of 200 positions); returns the folder.
+  std::string make_export(const std::string& name, int r, std::vector<int> ranks,
+                          const std::string& calib = "calib.h5", bool refit = false) const;
+  ExportOptions export_options(const std::string& name) const;  // the options make_export uses
 
   std::filesystem::path dir;
   TinyModel tiny;

@@ -3,8 +3,8 @@
 //                                                      the file's own (GGUF) layout and shape
 //   ekv_test_io copy-safetensors IN OUT                 read with our reader, write with our
 //                                                      writer: same names, dtypes, bytes, metadata
-//   ekv_test_io tokenize MODEL TEXT OUT [gpt2]          token ids of a text file as I32 "tokens"
-//                                                      (gpt2: force the plain GPT-2 pre-tokenizer)
+//   ekv_test_io tokenize MODEL TEXT OUT [RULE]          token ids of a text file as I32 "tokens"
+//                                                      (RULE: force gpt2, smollm, qwen2 or llama3)
 //   ekv_test_io logits MODEL TOKENS OUT                 logits F32 [W*N, vocab] of the I32 [W, N]
 //                                                      "tokens" tensor of a safetensors file
 #include <cstdio>
@@ -43,9 +43,13 @@ void copy_safetensors(const std::string& in, const std::string& out) {
   writer.commit();
 }
 
-void tokenize(const std::string& model, const std::string& text_path, const std::string& out, bool gpt2) {
+void tokenize(const std::string& model, const std::string& text_path, const std::string& out, const std::string& rule) {
   ekv::Tokenizer tokenizer = ekv::Tokenizer::for_model(model);
-  if (gpt2) tokenizer.set_pre_tokenizer(ekv::PreTokenizer::gpt2);
+  if (rule == "gpt2") tokenizer.set_pre_tokenizer(ekv::PreTokenizer::gpt2);
+  else if (rule == "smollm") tokenizer.set_pre_tokenizer(ekv::PreTokenizer::smollm);
+  else if (rule == "qwen2") tokenizer.set_pre_tokenizer(ekv::PreTokenizer::qwen2);
+  else if (rule == "llama3") tokenizer.set_pre_tokenizer(ekv::PreTokenizer::llama3);
+  else if (!rule.empty()) throw ekv::Error("tokenize: unknown rule " + rule);
   const std::vector<std::int32_t> ids = tokenizer.encode(ekv::read_file(text_path));
   ekv::SafetensorsWriter writer(out);
   writer.declare("tokens", ekv::DType::i32, {std::int64_t(ids.size())});
@@ -83,7 +87,7 @@ int main(int argc, char** argv) {
     const std::string command = argv[1];
     if (command == "dequant-gguf") dequant_gguf(argv[2], argv[3]);
     else if (command == "copy-safetensors") copy_safetensors(argv[2], argv[3]);
-    else if (command == "tokenize" && argc >= 5) tokenize(argv[2], argv[3], argv[4], argc == 6 && std::string(argv[5]) == "gpt2");
+    else if (command == "tokenize" && argc >= 5) tokenize(argv[2], argv[3], argv[4], argc == 6 ? argv[5] : "");
     else if (command == "logits" && argc == 5) logits(argv[2], argv[3], argv[4]);
     else throw ekv::Error("unknown command " + command);
   } catch (const std::exception& e) {

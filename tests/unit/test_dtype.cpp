@@ -34,6 +34,47 @@ TEST(Dtype, Q4_0) {
   }
 }
 
+// The fifth bit comes from qh: bit j for element j, bit j + 16 for element j + 16.
+TEST(Dtype, Q5_0) {
+  Bytes b(22);
+  put_half(b, 0, 0.5f);
+  const std::uint32_t qh = 0x00010001u | (1u << 31);  // elements 0, 16 and 31
+  std::memcpy(b.data() + 2, &qh, 4);
+  for (int j = 0; j < 16; ++j) b[6 + j] = std::byte((j & 0xF) | ((15 - j) << 4));
+  const auto out = decode(DType::q5_0, b, 32);
+  for (int j = 0; j < 16; ++j) {
+    EXPECT_EQ(out[j], (j + (j == 0 ? 16 : 0) - 16) * 0.5f) << j;
+    EXPECT_EQ(out[j + 16], (15 - j + (j == 0 || j == 15 ? 16 : 0) - 16) * 0.5f) << j;
+  }
+}
+
+TEST(Dtype, Q5_1) {
+  Bytes b(24);
+  put_half(b, 0, 0.25f);
+  put_half(b, 2, -2.0f);
+  const std::uint32_t qh = 1u << 3;  // element 3 only
+  std::memcpy(b.data() + 4, &qh, 4);
+  for (int j = 0; j < 16; ++j) b[8 + j] = std::byte(j | (j << 4));
+  const auto out = decode(DType::q5_1, b, 32);
+  for (int j = 0; j < 16; ++j) {
+    EXPECT_EQ(out[j], (j + (j == 3 ? 16 : 0)) * 0.25f - 2.0f) << j;
+    EXPECT_EQ(out[j + 16], j * 0.25f - 2.0f) << j;
+  }
+}
+
+TEST(Dtype, IQ4_NL) {
+  Bytes b(18);
+  put_half(b, 0, 2.0f);
+  b[2] = std::byte(0x0F);  // element 0: code 15 (113); element 16: code 0 (-127)
+  b[3] = std::byte(0x78);  // element 1: code 8 (1); element 17: code 7 (-10)
+  const auto out = decode(DType::iq4_nl, b, 32);
+  EXPECT_EQ(out[0], 226.0f);
+  EXPECT_EQ(out[16], -254.0f);
+  EXPECT_EQ(out[1], 2.0f);
+  EXPECT_EQ(out[17], -20.0f);
+  EXPECT_EQ(out[2], -254.0f);  // zero bytes are code 0
+}
+
 TEST(Dtype, Q4_1) {
   Bytes b(20);
   put_half(b, 0, 0.25f);
@@ -124,6 +165,8 @@ TEST(Dtype, EmptyTensorsConvertWithoutTouchingPointers) {
 TEST(Dtype, SizeErrors) {
   EXPECT_EQ(storage_bytes(DType::q4_1, 64), 40u);
   EXPECT_EQ(storage_bytes(DType::q6_k, 512), 420u);
+  EXPECT_EQ(storage_bytes(DType::q5_0, 64), 44u);
+  EXPECT_EQ(storage_bytes(DType::q3_k, 256), 110u);
   EXPECT_EKV_ERROR(storage_bytes(DType::q4_k, 100), "not a whole number", "Q4_K");
   std::vector<float> out(32);
   EXPECT_EKV_ERROR(dequantize(DType::q8_0, Bytes(10), out), "Q8_0", "bytes do not hold");
@@ -133,8 +176,10 @@ TEST(Dtype, SizeErrors) {
 TEST(Dtype, GgmlIds) {
   EXPECT_EQ(dtype_from_ggml(3), DType::q4_1);
   EXPECT_EQ(dtype_from_ggml(30), DType::bf16);
-  EXPECT_FALSE(dtype_from_ggml(13).has_value());
-  EXPECT_EQ(ggml_type_name(13), "Q5_K");
+  EXPECT_EQ(dtype_from_ggml(13), DType::q5_k);
+  EXPECT_EQ(dtype_from_ggml(6), DType::q5_0);
+  EXPECT_FALSE(dtype_from_ggml(16).has_value());
+  EXPECT_EQ(ggml_type_name(16), "IQ2_XXS");
   EXPECT_EQ(ggml_id(DType::q6_k), 14u);
 }
 

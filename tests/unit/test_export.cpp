@@ -35,32 +35,11 @@ class Export : public ::testing::Test {
  protected:
   std::string path(const std::string& name) const { return pipeline_.path(name); }
 
-  // jlrd.h5 at r with the given ranks (whitened, joint), then the export.
   std::string make_export(const std::string& name, int r, std::vector<int> ranks, const std::string& calib = "calib.h5",
                           bool refit = false) {
-    JlrdOptions j;
-    j.refit_output = refit;
-    j.model = path("tiny.gguf");
-    j.rope = path("rope.h5");
-    j.calib = path(calib);
-    j.r = r;
-    j.svd = "whitened";
-    j.ranks = std::move(ranks);
-    j.output = path(name + ".h5");
-    run_jlrd(j);
-    ExportOptions e = export_options(name);
-    run_export(e);
-    return e.output;
+    return pipeline_.make_export(name, r, std::move(ranks), calib, refit);
   }
-  ExportOptions export_options(const std::string& name) const {
-    ExportOptions e;
-    e.model = path("tiny.gguf");
-    e.rope = path("rope.h5");
-    e.jlrd = path(name + ".h5");
-    e.pack_positions = 200;
-    e.output = path(name);
-    return e;
-  }
+  ExportOptions export_options(const std::string& name) const { return pipeline_.export_options(name); }
   // Logits of the first `length` calibration tokens as one sequence.
   Matrix logits(const std::string& model_path, int length) const {
     const auto model = ModelSource::open(model_path);

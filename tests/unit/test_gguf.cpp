@@ -178,9 +178,9 @@ TEST_F(GgufTest, DuplicateTensorName) {
 
 TEST_F(GgufTest, UnsupportedTensorType) {
   GgufBuilder b = tiny_model_gguf(tiny_);
-  b.tensors()[0].type = 13;  // Q5_K
+  b.tensors()[0].type = 16;  // IQ2_XXS
   const std::string path = save(b.build());
-  EXPECT_EKV_ERROR(GgufFile{path}, path, "token_embd.weight", "Q5_K", "not supported");
+  EXPECT_EKV_ERROR(GgufFile{path}, path, "token_embd.weight", "IQ2_XXS", "not supported");
 }
 
 TEST_F(GgufTest, BadDimensionCount) {

@@ -139,8 +139,8 @@ Matrix CompressedAttention::forward(const LayerWeights& w, const Matrix& x, int 
   EKV_CHECK(!caching || first_sequence + batch <= int(caches_.size()), "compressed attention: sequences ",
             first_sequence, "..", first_sequence + batch, " have no cache (", caches_.size(), " started)");
   Matrix q, k_elite, latent;
-  linear(x, w.wq, q);            // [B*S, H*d_h]
-  linear(x, w.wk_rope, k_elite);  // [B*S, G*2r]
+  linear(x, w.wq, w.bq, q);                 // [B*S, H*d_h]
+  linear(x, w.wk_rope, w.bk_rope, k_elite);  // [B*S, G*2r]
   linear(x, w.kv_a, latent);      // [B*S, d_kv]
   Matrix attended(x.rows(), Eigen::Index(config_.heads) * dh);
   for (int b = 0; b < batch; ++b) {
@@ -159,6 +159,12 @@ Matrix CompressedAttention::forward(const LayerWeights& w, const Matrix& x, int 
       attend(w, q, row0, seq_len, 0, k_elite.row(row0).data(), latent.row(row0).data(), seq_len, attended);
     }
   }
+  // v_b_proj's bias: every value of KV head j carries it, and the probabilities of a query sum
+  // to one, so it adds once to each of its query heads' outputs (docs/method.md §10).
+  if (w.bv.size())
+    for (int h = 0; h < config_.heads; ++h)
+      attended.middleCols(Eigen::Index(h) * dh, dh).rowwise() +=
+          w.bv.segment(Eigen::Index(h / config_.group_size()) * dh, dh).transpose();
   Matrix out;
   linear(attended, w.wo, out);
   return out;

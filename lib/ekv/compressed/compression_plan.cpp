@@ -69,12 +69,17 @@ LayerWeights CompressionPlan::layer(int index) const {
   const int G = config_.kv_heads, dh = config_.head_dim, r = config_.elitekv.r, half = dh / 2, d = config_.hidden;
   const int rank = config_.elitekv.kv_rank[std::size_t(index)];
   w.wk_rope.resize(Eigen::Index(2) * r * G, d);
+  // The elite rows of the key bias rotate with their keys; the rest of it is dropped: it adds
+  // to each logit of a query the same constant, which softmax ignores (docs/method.md §10).
+  if (w.bk.size()) w.bk_rope.resize(Eigen::Index(2) * r * G);
   for (int j = 0; j < G; ++j) {
     const auto& chunks = config_.elitekv.elite[std::size_t(index)][std::size_t(j)];
-    for (int i = 0; i < r; ++i) {
-      w.wk_rope.row(j * 2 * r + i) = w.wk.row(j * dh + chunks[std::size_t(i)]);
-      w.wk_rope.row(j * 2 * r + r + i) = w.wk.row(j * dh + chunks[std::size_t(i)] + half);
-    }
+    for (int i = 0; i < r; ++i)
+      for (int part = 0; part < 2; ++part) {
+        const Eigen::Index to = j * 2 * r + part * r + i, from = j * dh + chunks[std::size_t(i)] + part * half;
+        w.wk_rope.row(to) = w.wk.row(from);
+        if (w.bk.size()) w.bk_rope[to] = w.bk[from];
+      }
   }
   w.kv_a = read_matrix(jlrd_, layer_dataset(index, "a"), rank, d);
   w.k_b = read_matrix(jlrd_, layer_dataset(index, "b_k"), std::int64_t(G) * (dh - 2 * r), rank);
@@ -83,6 +88,7 @@ LayerWeights CompressionPlan::layer(int index) const {
     w.wo = read_matrix(jlrd_, layer_dataset(index, "o_proj"), d, std::int64_t(config_.heads) * dh);
   w.wk.resize(0, 0);
   w.wv.resize(0, 0);
+  w.bk.resize(0);  // bv stays: it is v_b_proj's bias (Σ p = 1 carries it through attention)
   return w;
 }
 

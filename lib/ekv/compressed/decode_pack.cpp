@@ -12,7 +12,8 @@ namespace ekv {
 
 namespace {
 
-std::span<const float> floats(const Matrix& m) { return {m.data(), std::size_t(m.size())}; }
+template <class Dense>
+std::span<const float> floats(const Dense& m) { return {m.data(), std::size_t(m.size())}; }
 
 // Concatenates per-head matrices of one shape into one buffer [heads, rows, cols].
 std::vector<float> stacked(const std::vector<Matrix>& parts) {
@@ -57,7 +58,8 @@ void write_decode_pack(const ModelConfig& c, const std::function<LayerWeights(in
     const LayerWeights w = layer(l);
     const auto& elite = c.elitekv.elite[std::size_t(l)];
     const auto rank = std::uint64_t(w.kv_a.rows()), d = std::uint64_t(c.hidden);
-    std::vector<Matrix> wq_elite, wq_absorbed;
+    std::vector<Matrix> wq_elite, wq_absorbed, bq_elite, bq_absorbed;
+    const bool biased = w.bq.size() > 0;
     for (int h = 0; h < H; ++h) {
       const int j = h / g;
       const std::vector<int> rest_dims = c.elitekv.rest_dims(l, j, dh);
@@ -70,6 +72,14 @@ void write_decode_pack(const ModelConfig& c, const std::function<LayerWeights(in
       wq_elite.push_back(elite_rows);
       // Products in fp64: the pack is a reference, its rounding should be the storage's only.
       wq_absorbed.push_back((w.k_b.middleRows(j * rest, rest).cast<double>().transpose() * rest_rows.cast<double>()).cast<float>());
+      if (!biased) continue;
+      Eigen::VectorXd elite_bias(2 * r), rest_bias(rest);
+      for (int i = 0; i < r; ++i)
+        for (int part = 0; part < 2; ++part)
+          elite_bias[part * r + i] = w.bq[h * dh + elite[std::size_t(j)][std::size_t(i)] + part * half];
+      for (int m = 0; m < rest; ++m) rest_bias[m] = w.bq[h * dh + rest_dims[std::size_t(m)]];
+      bq_elite.push_back(elite_bias.cast<float>());
+      bq_absorbed.push_back((w.k_b.middleRows(j * rest, rest).cast<double>().transpose() * rest_bias).cast<float>());
     }
     writer.write(layer_dataset(l, "wq_elite"), std::span<const float>(stacked(wq_elite)), {std::uint64_t(H), std::uint64_t(2 * r), d});
     writer.write(layer_dataset(l, "wq_absorbed"), std::span<const float>(stacked(wq_absorbed)), {std::uint64_t(H), rank, d});
@@ -77,6 +87,15 @@ void write_decode_pack(const ModelConfig& c, const std::function<LayerWeights(in
     writer.write(layer_dataset(l, "kv_a"), floats(w.kv_a), {rank, d});
     writer.write(layer_dataset(l, "b_v"), floats(w.v_b), {std::uint64_t(w.v_b.rows()), rank});
     writer.write(layer_dataset(l, "wo"), floats(w.wo), {d, std::uint64_t(w.wo.cols())});
+    if (biased) {
+      Eigen::VectorXd value_bias(H * dh);  // each query head's share of its KV head's value bias
+      for (int h = 0; h < H; ++h) value_bias.segment(h * dh, dh) = w.bv.segment((h / g) * dh, dh).cast<double>();
+      const Vector bo = (w.wo.cast<double>() * value_bias).cast<float>();
+      writer.write(layer_dataset(l, "bq_elite"), std::span<const float>(stacked(bq_elite)), {std::uint64_t(H), std::uint64_t(2 * r)});
+      writer.write(layer_dataset(l, "bq_absorbed"), std::span<const float>(stacked(bq_absorbed)), {std::uint64_t(H), rank});
+      writer.write(layer_dataset(l, "bk_rope"), floats(w.bk_rope), {std::uint64_t(w.bk_rope.size())});
+      writer.write(layer_dataset(l, "bo"), floats(bo), {d});
+    }
     std::vector<std::int32_t> chunks;
     std::vector<float> cos_table, sin_table;
     for (const auto& set : elite) chunks.insert(chunks.end(), set.begin(), set.end());
@@ -138,6 +157,19 @@ PackLayer read_pack_layer(const ArtifactReader& pack, const PackHeader& h, int l
     EKV_CHECK(is_chunk_set(layer.elite.back(), h.head_dim / 2), pack.path().string(), ": ",
               layer_dataset(l, "elite_chunks"), "[", j, "]: chunks must ascend within [0, ", h.head_dim / 2, ")");
   }
+  if (pack.has(layer_dataset(l, "bo"))) {
+    const auto rows = [](const std::vector<float>& all, int count, std::int64_t width) {
+      std::vector<Vector> out;
+      for (int i = 0; i < count; ++i) out.push_back(Eigen::Map<const Vector>(all.data() + i * width, width));
+      return out;
+    };
+    layer.bq_elite = rows(pack.read_f32(layer_dataset(l, "bq_elite"), {h.heads, r2}), h.heads, r2);
+    layer.bq_absorbed = rows(pack.read_f32(layer_dataset(l, "bq_absorbed"), {h.heads, layer.rank}), h.heads, layer.rank);
+    const auto bk = pack.read_f32(layer_dataset(l, "bk_rope"), {std::int64_t(h.kv_heads) * r2});
+    layer.bk_rope = Eigen::Map<const Vector>(bk.data(), Eigen::Index(bk.size()));
+    const auto bo = pack.read_f32(layer_dataset(l, "bo"), {d});
+    layer.bo = Eigen::Map<const Vector>(bo.data(), Eigen::Index(bo.size()));
+  }
   layer.rope_cos = pack.read_f32(layer_dataset(l, "rope_cos"), {h.positions, h.kv_heads, h.r});
   layer.rope_sin = pack.read_f32(layer_dataset(l, "rope_sin"), {h.positions, h.kv_heads, h.r});
   return layer;
@@ -164,6 +196,7 @@ Matrix PackAttention::forward(const LayerWeights&, const Matrix& x, int first_se
                 h.positions, ")");
       const Eigen::VectorXf xs = x.row(row).transpose();
       Eigen::VectorXf k_new = layer_.wk_rope * xs;
+      if (layer_.bk_rope.size()) k_new += layer_.bk_rope;
       for (int j = 0; j < G; ++j) rotate_with_table(k_new.data() + j * 2 * r, layer_, h, j, position);
       k_elite.conservativeResize(position + 1, 2 * r * G);
       latent.conservativeResize(position + 1, rank);
@@ -172,8 +205,12 @@ Matrix PackAttention::forward(const LayerWeights&, const Matrix& x, int first_se
       for (int hd = 0; hd < H; ++hd) {
         const int j = hd / g;
         Eigen::VectorXf q_elite = layer_.wq_elite[std::size_t(hd)] * xs;
+        Eigen::VectorXf q_absorbed = layer_.wq_absorbed[std::size_t(hd)] * xs;
+        if (!layer_.bq_elite.empty()) {
+          q_elite += layer_.bq_elite[std::size_t(hd)];
+          q_absorbed += layer_.bq_absorbed[std::size_t(hd)];
+        }
         rotate_with_table(q_elite.data(), layer_, h, j, position);
-        const Eigen::VectorXf q_absorbed = layer_.wq_absorbed[std::size_t(hd)] * xs;
         Eigen::VectorXf o_latent(rank);
         decode_head_reference(q_elite.data(), {k_elite.data() + j * 2 * r, std::size_t(k_elite.cols()), 2 * r},
                               q_absorbed.data(), {latent.data(), std::size_t(rank), rank},
@@ -182,6 +219,7 @@ Matrix PackAttention::forward(const LayerWeights&, const Matrix& x, int first_se
         heads_out.middleCols(hd * dh, dh) = (layer_.b_v.middleRows(j * dh, dh) * o_latent).transpose();
       }
       out.row(row) = heads_out * layer_.wo.transpose();
+      if (layer_.bo.size()) out.row(row) += layer_.bo.transpose();
     }
   }
   return out;

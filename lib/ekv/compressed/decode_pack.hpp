@@ -9,6 +9,12 @@
 //   /layers/<l>/wo           f32 [d, H·d_h]
 //   /layers/<l>/elite_chunks i32 [G, r]
 //   /layers/<l>/rope_cos, rope_sin  f32 [P, G, r]  cos and sin of m·ω_c (angles in fp64), m < P
+// A model with attention biases (docs/method.md §10) adds, per layer:
+//   /layers/<l>/bq_elite     f32 [H, 2r]       elite rows of the query bias
+//   /layers/<l>/bq_absorbed  f32 [H, d_kv]     B_k^{jᵀ} b_qn^h (so q̃^h = W̃_q^h x + this)
+//   /layers/<l>/bk_rope      f32 [G·2r]        elite key bias (before RoPE)
+//   /layers/<l>/bo           f32 [d]           W_o times each head's value bias: the value
+//                                              bias leaves attention unchanged (Σ p = 1)
 // Root attributes: heads, kv_heads, head_dim, hidden, r, layers, positions (P), cache_dtype
 // (the dtype the kernel stores k_e and c in), softmax_scale.
 #pragma once
@@ -39,6 +45,9 @@ struct PackLayer {
   std::vector<Matrix> wq_elite;     // [H] of [2r, d]
   std::vector<Matrix> wq_absorbed;  // [H] of [d_kv, d]
   Matrix wk_rope, kv_a, b_v, wo;
+  // Empty when the model has no attention biases.
+  std::vector<Vector> bq_elite, bq_absorbed;  // [H] of [2r], [d_kv]
+  Vector bk_rope, bo;                         // [G·2r], [d]
   std::vector<std::vector<int>> elite;    // [G][r]
   std::vector<float> rope_cos, rope_sin;  // [P][G][r]
 };

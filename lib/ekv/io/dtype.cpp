@@ -10,14 +10,20 @@ namespace ekv {
 
 namespace {
 
-constexpr std::array<DTypeInfo, 14> kInfos = {{
+constexpr std::array<DTypeInfo, 20> kInfos = {{
     {DType::f32, "F32", 1, 4, true},
     {DType::f16, "F16", 1, 2, true},
     {DType::bf16, "BF16", 1, 2, true},
     {DType::q4_0, "Q4_0", 32, 18, true},
     {DType::q4_1, "Q4_1", 32, 20, true},
+    {DType::q5_0, "Q5_0", 32, 22, true},
+    {DType::q5_1, "Q5_1", 32, 24, true},
     {DType::q8_0, "Q8_0", 32, 34, true},
+    {DType::iq4_nl, "IQ4_NL", 32, 18, true},
+    {DType::q2_k, "Q2_K", 256, 84, true},
+    {DType::q3_k, "Q3_K", 256, 110, true},
     {DType::q4_k, "Q4_K", 256, 144, true},
+    {DType::q5_k, "Q5_K", 256, 176, true},
     {DType::q6_k, "Q6_K", 256, 210, true},
     {DType::i8, "I8", 1, 1, false},
     {DType::i16, "I16", 1, 2, false},
@@ -73,6 +79,44 @@ void dequant_q4_1(const std::byte* block, float* out) {
   }
 }
 
+// The fifth bit of element j of a Q5_0/Q5_1 block: bit j of the 32-bit little-endian qh.
+int fifth_bit(const std::byte* qh, int j) { return (byte_at(qh, std::size_t(j / 8)) >> (j % 8)) & 1; }
+
+// Q5_0: d (f16), qh (32 fifth bits), 16 bytes of nibbles laid out as in Q4_0; value = (q - 16) * d.
+void dequant_q5_0(const std::byte* block, float* out) {
+  const float d = half_to_float(block);
+  const std::byte* qh = block + 2;
+  const std::byte* qs = block + 6;
+  for (int j = 0; j < 16; ++j) {
+    out[j] = float(int((byte_at(qs, j) & 0x0F) | fifth_bit(qh, j) << 4) - 16) * d;
+    out[j + 16] = float(int((byte_at(qs, j) >> 4) | fifth_bit(qh, j + 16) << 4) - 16) * d;
+  }
+}
+
+// Q5_1: d, m (f16), qh, 16 bytes of nibbles; value = q * d + m.
+void dequant_q5_1(const std::byte* block, float* out) {
+  const float d = half_to_float(block);
+  const float m = half_to_float(block + 2);
+  const std::byte* qh = block + 4;
+  const std::byte* qs = block + 8;
+  for (int j = 0; j < 16; ++j) {
+    out[j] = float((byte_at(qs, j) & 0x0F) | fifth_bit(qh, j) << 4) * d + m;
+    out[j + 16] = float((byte_at(qs, j) >> 4) | fifth_bit(qh, j + 16) << 4) * d + m;
+  }
+}
+
+// IQ4_NL: d (f16), 16 bytes of nibbles (Q4_0 layout) indexing a fixed non-linear codebook.
+void dequant_iq4_nl(const std::byte* block, float* out) {
+  static constexpr std::array<std::int8_t, 16> kCodebook = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                                            1,    13,   25,  38,  53,  69,  89,  113};
+  const float d = half_to_float(block);
+  const std::byte* qs = block + 2;
+  for (int j = 0; j < 16; ++j) {
+    out[j] = d * float(kCodebook[byte_at(qs, j) & 0x0F]);
+    out[j + 16] = d * float(kCodebook[byte_at(qs, j) >> 4]);
+  }
+}
+
 // Q8_0: d (f16), 32 signed bytes.
 void dequant_q8_0(const std::byte* block, float* out) {
   const float d = half_to_float(block);
@@ -105,6 +149,78 @@ void dequant_q4_k(const std::byte* block, float* out) {
     for (int l = 0; l < 32; ++l) out[l] = d1 * float(byte_at(qs, l) & 0x0F) - m1;
     for (int l = 0; l < 32; ++l) out[32 + l] = d2 * float(byte_at(qs, l) >> 4) - m2;
     out += 64;
+    qs += 32;
+  }
+}
+
+// Q5_K: d, dmin (f16), 12 scale bytes as in Q4_K, 32 bytes of fifth bits, 128 bytes of nibbles.
+// Group g (64 elements) takes its fifth bits from bits 2g (low nibbles) and 2g + 1 (high) of qh.
+void dequant_q5_k(const std::byte* block, float* out) {
+  const float d = half_to_float(block);
+  const float dmin = half_to_float(block + 2);
+  const std::byte* scales = block + 4;
+  const std::byte* qh = block + 16;
+  const std::byte* qs = block + 48;
+  for (int group = 0; group < 4; ++group) {
+    std::uint8_t scale, min;
+    scale_min_k4(2 * group, scales, scale, min);
+    const float d1 = d * scale, m1 = dmin * min;
+    scale_min_k4(2 * group + 1, scales, scale, min);
+    const float d2 = d * scale, m2 = dmin * min;
+    const int low_bit = 1 << (2 * group), high_bit = 2 << (2 * group);
+    for (int l = 0; l < 32; ++l)
+      out[l] = d1 * float((byte_at(qs, l) & 0x0F) + ((byte_at(qh, l) & low_bit) ? 16 : 0)) - m1;
+    for (int l = 0; l < 32; ++l)
+      out[32 + l] = d2 * float((byte_at(qs, l) >> 4) + ((byte_at(qh, l) & high_bit) ? 16 : 0)) - m2;
+    out += 64;
+    qs += 32;
+  }
+}
+
+// Q2_K: 16 scale bytes (low nibble scale, high nibble min), 64 bytes of 2-bit values, d, dmin
+// (f16). Each half (128 elements) reads 32 bytes four times at shifts 0, 2, 4, 6; each read
+// covers two 16-element sub-blocks with their own scale byte.
+void dequant_q2_k(const std::byte* block, float* out) {
+  const std::byte* scales = block;
+  const std::byte* qs = block + 16;
+  const float d = half_to_float(block + 80);
+  const float dmin = half_to_float(block + 82);
+  int sub = 0;
+  for (int half = 0; half < 2; ++half) {
+    for (int shift = 0; shift < 8; shift += 2)
+      for (int part = 0; part < 2; ++part) {
+        const std::uint8_t sc = byte_at(scales, std::size_t(sub++));
+        const float dl = d * float(sc & 0x0F), ml = dmin * float(sc >> 4);
+        for (int l = 0; l < 16; ++l) *out++ = dl * float((byte_at(qs, std::size_t(16 * part + l)) >> shift) & 3) - ml;
+      }
+    qs += 32;
+  }
+}
+
+// Q3_K: 32 bytes of high-bit masks, 64 bytes of 2-bit values, 12 bytes packing sixteen 6-bit
+// scales (offset by 32), d (f16). Same walk as Q2_K; an unset mask bit subtracts 4.
+void dequant_q3_k(const std::byte* block, float* out) {
+  const std::byte* hmask = block;
+  const std::byte* qs = block + 32;
+  const std::byte* packed = block + 96;
+  const float d = half_to_float(block + 108);
+  std::array<int, 16> scale{};
+  for (int i = 0; i < 16; ++i) {
+    const int low = i < 8 ? (byte_at(packed, std::size_t(i)) & 0x0F) : (byte_at(packed, std::size_t(i - 8)) >> 4);
+    const int high = (byte_at(packed, std::size_t(8 + i % 4)) >> (2 * (i / 4))) & 3;
+    scale[std::size_t(i)] = (low | high << 4) - 32;
+  }
+  int sub = 0, mask = 1;
+  for (int half = 0; half < 2; ++half) {
+    for (int shift = 0; shift < 8; shift += 2, mask <<= 1)
+      for (int part = 0; part < 2; ++part) {
+        const float dl = d * float(scale[std::size_t(sub++)]);
+        for (int l = 0; l < 16; ++l) {
+          const std::size_t i = std::size_t(16 * part + l);
+          const int q = int((byte_at(qs, i) >> shift) & 3) - ((byte_at(hmask, i) & mask) ? 0 : 4);
+          *out++ = dl * float(q);
+        }
+      }
     qs += 32;
   }
 }
@@ -152,9 +268,15 @@ std::optional<DType> dtype_from_ggml(std::uint32_t id) {
     case 1: return DType::f16;
     case 2: return DType::q4_0;
     case 3: return DType::q4_1;
+    case 6: return DType::q5_0;
+    case 7: return DType::q5_1;
     case 8: return DType::q8_0;
+    case 10: return DType::q2_k;
+    case 11: return DType::q3_k;
     case 12: return DType::q4_k;
+    case 13: return DType::q5_k;
     case 14: return DType::q6_k;
+    case 20: return DType::iq4_nl;
     case 24: return DType::i8;
     case 25: return DType::i16;
     case 26: return DType::i32;
@@ -214,8 +336,14 @@ void dequantize(DType dtype, std::span<const std::byte> src, std::span<float> ds
   switch (dtype) {
     case DType::q4_0: decode = dequant_q4_0; break;
     case DType::q4_1: decode = dequant_q4_1; break;
+    case DType::q5_0: decode = dequant_q5_0; break;
+    case DType::q5_1: decode = dequant_q5_1; break;
     case DType::q8_0: decode = dequant_q8_0; break;
+    case DType::iq4_nl: decode = dequant_iq4_nl; break;
+    case DType::q2_k: decode = dequant_q2_k; break;
+    case DType::q3_k: decode = dequant_q3_k; break;
     case DType::q4_k: decode = dequant_q4_k; break;
+    case DType::q5_k: decode = dequant_q5_k; break;
     case DType::q6_k: decode = dequant_q6_k; break;
     default: fail(cat("dtype ", info.name, " cannot be read as weights"));
   }

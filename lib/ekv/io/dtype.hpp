@@ -13,8 +13,8 @@ namespace ekv {
 
 enum class DType {
   f32, f16, bf16,        // plain floats (GGUF and safetensors)
-  q4_0, q4_1, q8_0,      // 32-element GGML blocks
-  q4_k, q6_k,            // 256-element GGML k-quant super-blocks
+  q4_0, q4_1, q5_0, q5_1, q8_0, iq4_nl,  // 32-element GGML blocks
+  q2_k, q3_k, q4_k, q5_k, q6_k,          // 256-element GGML k-quant super-blocks
   i8, i16, i32, i64, u8,  // safetensors integers: readable for ekv-info, not as weights
   f64,
 };
@@ -30,10 +30,10 @@ struct DTypeInfo {
 const DTypeInfo& dtype_info(DType dtype);
 std::string_view dtype_name(DType dtype);
 
-// GGML type ids as stored in GGUF tensor infos. Known but unsupported ids (Q5_K, IQ*, ...)
+// GGML type ids as stored in GGUF tensor infos. Known but unsupported ids (IQ2_XS, TQ1_0, ...)
 // return nullopt and the caller reports the id and its GGML name.
 std::optional<DType> dtype_from_ggml(std::uint32_t ggml_type);
-std::string_view ggml_type_name(std::uint32_t ggml_type);  // "Q5_K", or "unknown"
+std::string_view ggml_type_name(std::uint32_t ggml_type);  // "IQ2_XS", or "unknown"
 std::uint32_t ggml_id(DType dtype);
 
 // safetensors dtype strings ("F32", "BF16", ...).

@@ -38,24 +38,30 @@ SequenceOutputs attention_outputs(const LayerWeights& w, const ModelConfig& c, c
   const float scale = float(1.0 / std::sqrt(double(dh)));
   const Matrix x = Eigen::Map<const Matrix>(x_original, seq_len, d);
   Matrix q, k, v, latent, rebuilt, q2, k2;
-  linear(x, w.wq, q);
-  linear(x, w.wk, k);
-  linear(x, w.wv, v);
+  linear(x, w.wq, w.bq, q);
+  linear(x, w.wk, w.bk, k);
+  linear(x, w.wv, w.bv, v);
   if (x_compressed == x_original) {
     q2 = q;
     k2 = k;
     linear(x, a, latent);  // [S, rank]  c = A x
   } else {
     const Matrix x2 = Eigen::Map<const Matrix>(x_compressed, seq_len, d);
-    linear(x2, w.wq, q2);
-    linear(x2, w.wk, k2);  // only its elite dims are used
+    linear(x2, w.wq, w.bq, q2);
+    linear(x2, w.wk, w.bk, k2);  // only its elite dims are used
     linear(x2, a, latent);
   }
   linear(latent, b, rebuilt);  // [S, rows]  B c: non-elite keys, then values
   Matrix v2(v.rows(), v.cols());
+  // Biases (docs/method.md §10): the value bias is the compressed model's too (v_b_proj's). The
+  // compressed model drops the non-elite key bias; adding it back here shifts each query's
+  // logits by one constant, which softmax ignores, so the outputs are exactly the compressed
+  // model's while the logit error leaves out a shift that changes nothing.
   for (std::size_t i = 0; i < layout.rows.size(); ++i) {
     const auto& row = layout.rows[i];
-    (row.key ? k2 : v2).col(row.head * dh + row.dim) = rebuilt.col(Eigen::Index(i));
+    const Eigen::Index column = row.head * dh + row.dim;
+    const Vector& bias = row.key ? w.bk : w.bv;
+    (row.key ? k2 : v2).col(column) = rebuilt.col(Eigen::Index(i)).array() + (bias.size() ? bias[column] : 0.0f);
   }
   rotate_chunks(q, H, dh, all, g, rope);
   rotate_chunks(k, G, dh, all, 1, rope);

@@ -78,6 +78,7 @@ std::string ModelConfig::describe() const {
   os << "\n"
      << "norm_eps: " << norm_eps << "\n"
      << "tied_embeddings: " << (tied_embeddings ? "true" : "false") << "\n"
+     << "attention_bias: " << (attention_bias ? "true" : "false") << "\n"
      << "bos_token: " << bos_token << "\n"
      << "eos_token: " << eos_token << "\n";
   if (elitekv.enabled()) {
@@ -107,11 +108,28 @@ double default_rope_theta(const std::string& source, const std::string& field) {
 
 }  // namespace
 
+// Why the method does not apply to an architecture ekv knows of; empty when it does (llama and
+// qwen2; Mistral's GGUF files say llama). docs/method.md §10 gives the reasoning.
+std::string architecture_refusal(const std::string& arch) {
+  if (arch == "llama" || arch == "qwen2") return "";
+  if (arch == "gemma3" || arch == "qwen3" || arch == "olmo2" || arch == "gemma3n")
+    return "its q/k normalisation (RMSNorm of each key before RoPE) makes keys nonlinear in x, so the non-elite "
+           "key rows cannot share a linear latent with the values";
+  if (arch == "gemma2" || arch == "cohere2" || arch == "phi3")
+    return "it uses sliding-window attention, which ekv does not implement";
+  if (arch == "qwen2moe" || arch == "qwen3moe" || arch == "mixtral" || arch == "dbrx" || arch == "olmoe")
+    return "it is a mixture-of-experts model, which ekv does not implement";
+  if (arch == "deepseek2" || arch == "deepseek2-mla" || arch == "minicpm3")
+    return "its attention is already multi-head latent attention (MLA): the cache is already a latent";
+  return "only llama (also Mistral's GGUF files) and qwen2 are supported";
+}
+
 ModelConfig config_from_gguf(const GgufFile& gguf) {
   ModelConfig config;
   const std::string file = gguf.path().string();
   const std::string arch = gguf.get_string("general.architecture");
-  EKV_CHECK(arch == "llama", file, ": general.architecture: expected llama (a LLaMA-family model), found ", arch);
+  const std::string refusal = architecture_refusal(arch);
+  EKV_CHECK(refusal.empty(), file, ": general.architecture: ", arch, " is not supported: ", refusal);
   config.architecture = arch;
   if (gguf.has("general.name")) config.name = gguf.get_string("general.name");
   auto key = [&](const char* suffix) { return arch + "." + suffix; };
@@ -143,6 +161,12 @@ ModelConfig config_from_gguf(const GgufFile& gguf) {
   config.vocab = gguf.has(key("vocab_size")) ? int(gguf.get_uint(key("vocab_size")))
                                              : int(vocab_tokens ? vocab_tokens->array_size() : 0);
   config.tied_embeddings = gguf.find_tensor("output.weight") == nullptr;
+  // Mixtral's GGUF files say llama too; their experts give them away.
+  EKV_CHECK(!gguf.has(key("expert_count")) || gguf.get_uint(key("expert_count")) == 0, file, ": metadata ",
+            key("expert_count"), ": a mixture-of-experts model, which ekv does not implement");
+  config.attention_bias = gguf.find_tensor("blk.0.attn_q.bias") != nullptr;
+  EKV_CHECK(gguf.find_tensor("blk.0.attn_output.bias") == nullptr, file,
+            ": tensor blk.0.attn_output.bias: an output-projection bias is not supported");
   if (gguf.has("tokenizer.ggml.bos_token_id")) config.bos_token = std::int64_t(gguf.get_uint("tokenizer.ggml.bos_token_id"));
   if (gguf.has("tokenizer.ggml.eos_token_id")) config.eos_token = std::int64_t(gguf.get_uint("tokenizer.ggml.eos_token_id"));
   config.validate(file);
@@ -186,10 +210,19 @@ ModelConfig config_from_hf(const json& object, const std::string& source) {
   EKV_CHECK(object.is_object(), source, ": not a JSON object");
   ModelConfig config;
   const std::string model_type = field_or<std::string>(object, "model_type", "", source);
-  EKV_CHECK(model_type == "llama" || model_type == "mistral" || model_type == kEliteKvModelType, source,
-            ": field model_type: expected llama (a LLaMA-family model) or ", kEliteKvModelType, ", found ",
-            model_type.empty() ? "nothing" : model_type);
-  config.architecture = "llama";
+  EKV_CHECK(!model_type.empty(), source, ": field model_type is missing");
+  if (model_type != "mistral" && model_type != kEliteKvModelType) {
+    const std::string refusal = architecture_refusal(model_type);
+    EKV_CHECK(refusal.empty(), source, ": field model_type: ", model_type, " is not supported: ", refusal);
+  }
+  // Qwen2 always has q/k/v biases (its config has no field for them); an EliteKV export says.
+  config.architecture = model_type == "qwen2" ? "qwen2" : field_or<std::string>(object, "ekv_architecture", "llama", source);
+  config.attention_bias = model_type == "qwen2" || (model_type == kEliteKvModelType &&
+                                                     field_or<bool>(object, "attention_bias", false, source));
+  const bool sliding = model_type == "qwen2" ? field_or<bool>(object, "use_sliding_window", false, source)
+                                             : object.contains("sliding_window") && !object["sliding_window"].is_null();
+  EKV_CHECK(!sliding, source, ": fields use_sliding_window/sliding_window: sliding-window attention is not "
+            "implemented by ekv");
   config.name = field_or<std::string>(object, "_name_or_path", "", source);
   config.layers = field<int>(object, "num_hidden_layers", source);
   config.hidden = field<int>(object, "hidden_size", source);
@@ -208,8 +241,10 @@ ModelConfig config_from_hf(const json& object, const std::string& source) {
                          ? object["bos_token_id"].get<std::int64_t>() : -1;
   config.eos_token = object.contains("eos_token_id") && object["eos_token_id"].is_number_integer()
                          ? object["eos_token_id"].get<std::int64_t>() : -1;
-  EKV_CHECK(!field_or<bool>(object, "attention_bias", false, source), source,
-            ": field attention_bias: biased attention projections are not supported");
+  EKV_CHECK(model_type == kEliteKvModelType || !field_or<bool>(object, "attention_bias", false, source), source,
+            ": field attention_bias: LLaMA's attention_bias also puts a bias on o_proj, which is not supported");
+  EKV_CHECK(!object.contains("num_local_experts") && !object.contains("num_experts"), source,
+            ": a mixture-of-experts model, which ekv does not implement");
   if (object.contains("rope_scaling") && !object["rope_scaling"].is_null()) {
     const json& scaling = object["rope_scaling"];
     const std::string where = source + ": rope_scaling";
@@ -249,12 +284,21 @@ json config_to_hf(const ModelConfig& config) {
       {"rms_norm_eps", config.norm_eps},
       {"tie_word_embeddings", config.tied_embeddings},
       {"hidden_act", "silu"},
-      {"attention_bias", false},
+      {"attention_bias", config.attention_bias},
       {"mlp_bias", false},
       {"torch_dtype", "float32"},
   };
+  if (config.architecture == "qwen2") {
+    object["architectures"] = {"Qwen2ForCausalLM"};
+    object["model_type"] = "qwen2";
+    object["use_sliding_window"] = false;
+    object.erase("attention_bias");  // Qwen2's biases are implied by its model type
+    object.erase("head_dim");        // Qwen2 derives it from hidden_size / num_attention_heads
+  }
   if (config.elitekv.enabled()) {
     object["architectures"] = {"EliteKVForCausalLM"};
+    object["ekv_architecture"] = config.architecture;
+    object["attention_bias"] = config.attention_bias;
     object["model_type"] = kEliteKvModelType;
     object["auto_map"] = {{"AutoConfig", "configuration_elitekv.EliteKVConfig"},
                           {"AutoModelForCausalLM", "modeling_elitekv.EliteKVForCausalLM"}};

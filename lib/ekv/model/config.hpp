@@ -57,6 +57,9 @@ struct ModelConfig {
   RopeScaling rope_scaling;
   double norm_eps = 1e-5;
   bool tied_embeddings = false;
+  // q/k/v projections carry biases (Qwen2). An EliteKV model then has q, elite-key and value
+  // up-projection biases; the non-elite key bias is dropped exactly (docs/method.md §10).
+  bool attention_bias = false;
   std::int64_t bos_token = -1;
   std::int64_t eos_token = -1;
   EliteKvSpec elitekv;  // set for a model written by ekv-export

@@ -60,9 +60,9 @@ Matrix StandardAttention::forward(const LayerWeights& w, const Matrix& x, int fi
   EKV_CHECK(seq_len <= rope_->positions(), "sequence length ", seq_len, " exceeds the model context ",
             rope_->positions());
   Matrix q, k, v;
-  linear(x, w.wq, q);  // [B*S, H*d_h]
-  linear(x, w.wk, k);  // [B*S, G*d_h]
-  linear(x, w.wv, v);  // [B*S, G*d_h]
+  linear(x, w.wq, w.bq, q);  // [B*S, H*d_h]
+  linear(x, w.wk, w.bk, k);  // [B*S, G*d_h]
+  linear(x, w.wv, w.bv, v);  // [B*S, G*d_h]
   if (capture) capture(LayerActivations{w.index, first_sequence, batch, seq_len, x, q, k, v});
   // RoPE on every head at its position (rows of a sequence are positions 0..S-1).
 #pragma omp parallel for schedule(static)

@@ -1,5 +1,5 @@
 // A GGUF file as a ModelSource: GGUF names map to canonical names, shapes are reversed into
-// row-major order, and the Q/K rows are permuted back into the rotate_half layout.
+// row-major order, and llama's Q/K rows are permuted back into the rotate_half layout.
 #include <memory>
 
 #include "ekv/core/error.hpp"
@@ -41,10 +41,13 @@ class GgufModel final : public ModelSource {
       const std::string s = suffix;
       return record.name.size() >= s.size() && record.name.compare(record.name.size() - s.size(), s.size(), s) == 0;
     };
-    const int cols = int(record.shape.back());
-    if (ends_with("self_attn.q_proj.weight"))
+    // llama.cpp interleaves the RoPE pairs of llama's Q/K rows only; qwen2 files keep the
+    // rotate_half (NEOX) order. A bias is a one-column matrix of the same rows.
+    if (config_.architecture != "llama") return;
+    const int cols = record.shape.size() == 1 ? 1 : int(record.shape.back());
+    if (ends_with("self_attn.q_proj.weight") || ends_with("self_attn.q_proj.bias"))
       gguf_to_hf_rope_rows(values, config_.heads, config_.head_dim, cols);
-    else if (ends_with("self_attn.k_proj.weight"))
+    else if (ends_with("self_attn.k_proj.weight") || ends_with("self_attn.k_proj.bias"))
       gguf_to_hf_rope_rows(values, config_.kv_heads, config_.head_dim, cols);
   }
 

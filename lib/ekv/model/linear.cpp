@@ -38,6 +38,17 @@ void single_threaded_blas() {
 }
 }  // namespace
 
+void add_bias(Matrix& y, const Vector& bias) {
+  if (bias.size() == 0) return;
+  EKV_CHECK(bias.size() == y.cols(), "linear: bias has ", bias.size(), " entries, output has ", y.cols());
+  y.rowwise() += bias.transpose();
+}
+
+void linear(const Matrix& x, const Matrix& weight, const Vector& bias, Matrix& y) {
+  linear(x, weight, y);
+  add_bias(y, bias);
+}
+
 void linear(const Matrix& x, const Matrix& weight, Matrix& y) {
   EKV_CHECK(x.cols() == weight.cols(), "linear: input has ", x.cols(), " features, weight expects ", weight.cols());
   y.resize(x.rows(), weight.rows());

@@ -11,6 +11,9 @@
 namespace ekv {
 
 void linear(const Matrix& x, const Matrix& weight, Matrix& y);  // y resized to [N, out]
+// y = x Wᵀ + b on every row; an empty bias adds nothing (models without attention biases).
+void linear(const Matrix& x, const Matrix& weight, const Vector& bias, Matrix& y);
+void add_bias(Matrix& y, const Vector& bias);
 
 // Totals over every linear() call since the last reset: for throughput reports.
 struct LinearStats {

@@ -135,6 +135,17 @@ LayerWeights ModelSource::layer(int index) const {
     weights.wv = matrix("self_attn.v_proj");
   }
   weights.wo = matrix("self_attn.o_proj");
+  if (config_.attention_bias) {
+    auto bias = [&](const char* suffix) { return this->vector(layer_bias_name(index, suffix)); };
+    weights.bq = bias("self_attn.q_proj");
+    if (config_.elitekv.enabled()) {
+      weights.bk_rope = bias("self_attn.k_rope_proj");
+      weights.bv = bias("self_attn.v_b_proj");
+    } else {
+      weights.bk = bias("self_attn.k_proj");
+      weights.bv = bias("self_attn.v_proj");
+    }
+  }
   weights.ffn_norm = vector("post_attention_layernorm");
   weights.w_gate = matrix("mlp.gate_proj");
   weights.w_up = matrix("mlp.up_proj");

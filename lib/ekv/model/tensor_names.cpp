@@ -17,6 +17,16 @@ std::string layer_tensor_name(int layer, const std::string& hf_suffix) {
   return "model.layers." + std::to_string(layer) + "." + hf_suffix + ".weight";
 }
 
+std::string layer_bias_name(int layer, const std::string& hf_suffix) {
+  return "model.layers." + std::to_string(layer) + "." + hf_suffix + ".bias";
+}
+
+std::vector<std::string> attention_bias_suffixes(const ModelConfig& config) {
+  if (!config.attention_bias) return {};
+  if (config.elitekv.enabled()) return {"self_attn.q_proj", "self_attn.k_rope_proj", "self_attn.v_b_proj"};
+  return {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"};
+}
+
 std::optional<std::string> canonical_from_gguf(const std::string& gguf_name) {
   if (gguf_name == "token_embd.weight") return kEmbeddingName;
   if (gguf_name == "output_norm.weight") return kFinalNormName;
@@ -29,8 +39,10 @@ std::optional<std::string> canonical_from_gguf(const std::string& gguf_name) {
   if (number.empty() || number.size() > 6 || number.find_first_not_of("0123456789") != std::string::npos)
     return std::nullopt;
   const std::string rest = gguf_name.substr(dot + 1);
-  for (const auto& spec : layer_tensor_specs())
+  for (const auto& spec : layer_tensor_specs()) {
     if (rest == std::string(spec.gguf_suffix) + ".weight") return layer_tensor_name(std::stoi(number), spec.hf_suffix);
+    if (rest == std::string(spec.gguf_suffix) + ".bias") return layer_bias_name(std::stoi(number), spec.hf_suffix);
+  }
   return std::nullopt;
 }
 
@@ -52,6 +64,11 @@ std::vector<ExpectedTensor> expected_tensors(const ModelConfig& c) {
       tensors.push_back({layer_tensor_name(l, "self_attn.v_proj"), {kv, d}});
     }
     tensors.push_back({layer_tensor_name(l, "self_attn.o_proj"), {d, q}});
+    for (const std::string& suffix : attention_bias_suffixes(c)) {
+      std::int64_t rows = suffix == "self_attn.q_proj" ? q : kv;
+      if (suffix == "self_attn.k_rope_proj") rows = 2LL * c.elitekv.r * c.kv_heads;
+      tensors.push_back({layer_bias_name(l, suffix), {rows}});
+    }
     tensors.push_back({layer_tensor_name(l, "post_attention_layernorm"), {d}});
     tensors.push_back({layer_tensor_name(l, "mlp.gate_proj"), {c.ffn, d}});
     tensors.push_back({layer_tensor_name(l, "mlp.up_proj"), {c.ffn, d}});

@@ -17,6 +17,11 @@ struct LayerTensorSpec {
 const std::vector<LayerTensorSpec>& layer_tensor_specs();
 
 std::string layer_tensor_name(int layer, const std::string& hf_suffix);  // "model.layers.3.self_attn.q_proj.weight"
+std::string layer_bias_name(int layer, const std::string& hf_suffix);    // "model.layers.3.self_attn.q_proj.bias"
+
+// The projections that carry a bias when ModelConfig::attention_bias is set (Qwen2's q/k/v;
+// an EliteKV model's q, elite-key and value up-projections: docs/method.md §10).
+std::vector<std::string> attention_bias_suffixes(const ModelConfig& config);
 
 inline const std::string kEmbeddingName = "model.embed_tokens.weight";
 inline const std::string kFinalNormName = "model.norm.weight";

@@ -2,6 +2,8 @@
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+#include <unicode/normalizer2.h>
+#include <unicode/unistr.h>
 
 #include <algorithm>
 #include <climits>
@@ -20,6 +22,38 @@ namespace {
 // The GPT-2 pre-tokenizer pattern (also HF ByteLevel's with use_regex=true).
 constexpr const char* kGpt2Pattern =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+
+// Qwen2's and Llama 3's patterns (their tokenizer.json Split pre-tokenizers, behaviour
+// "isolated"): a letter run may take one leading non-letter, punctuation takes trailing newlines.
+constexpr const char* kQwen2Pattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+constexpr const char* kLlama3Pattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+
+const char* pattern_of(PreTokenizer pre) {
+  switch (pre) {
+    case PreTokenizer::qwen2: return kQwen2Pattern;
+    case PreTokenizer::llama3: return kLlama3Pattern;
+    default: return kGpt2Pattern;
+  }
+}
+
+// Unicode NFC of valid UTF-8 (ICU); ASCII text is already NFC and skips the conversion.
+std::string nfc(std::string_view text) {
+  if (std::all_of(text.begin(), text.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; }))
+    return std::string(text);
+  UErrorCode status = U_ZERO_ERROR;
+  const icu::Normalizer2* normalizer = icu::Normalizer2::getNFCInstance(status);
+  EKV_CHECK(U_SUCCESS(status), "ICU: no NFC normaliser (", u_errorName(status), ")");
+  const icu::UnicodeString source = icu::UnicodeString::fromUTF8(icu::StringPiece(text.data(), int32_t(text.size())));
+  if (normalizer->isNormalized(source, status) && U_SUCCESS(status)) return std::string(text);
+  status = U_ZERO_ERROR;
+  const icu::UnicodeString normalized = normalizer->normalize(source, status);
+  EKV_CHECK(U_SUCCESS(status), "ICU: NFC failed (", u_errorName(status), ")");
+  std::string out;
+  normalized.toUTF8String(out);
+  return out;
+}
 
 void append_utf8(std::string& out, std::uint32_t cp) {
   if (cp < 0x80) {
@@ -146,9 +180,16 @@ Tokenizer::Tokenizer(std::vector<std::string> tokens, const std::vector<std::str
     if (!tokens_[std::size_t(id)].empty()) specials_.push_back(tokens_[std::size_t(id)]);
   }
   std::sort(specials_.begin(), specials_.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
+  set_pre_tokenizer(pre_);
+}
+
+void Tokenizer::set_pre_tokenizer(PreTokenizer pre) {
+  pre_ = pre;
+  cache_.clear();  // pieces of one rule are not pieces of another
+  if (regex_->code) pcre2_code_free(regex_->code);
   int error;
   PCRE2_SIZE offset;
-  regex_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(kGpt2Pattern), PCRE2_ZERO_TERMINATED,
+  regex_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern_of(pre_)), PCRE2_ZERO_TERMINATED,
                                PCRE2_UTF | PCRE2_UCP, &error, &offset, nullptr);
   EKV_CHECK(regex_->code, "internal: the pre-tokenizer pattern does not compile");
   pcre2_jit_compile(regex_->code, PCRE2_JIT_COMPLETE);  // optional speed-up; falls back silently
@@ -200,14 +241,17 @@ void Tokenizer::encode_piece(std::string_view piece, std::vector<std::int32_t>& 
       auto single = ids_.find(std::string(ch));
       if (single == ids_.end()) {
         // Each byte symbol stands for one byte of the text: count them to the failing one.
-        std::size_t byte = std::size_t(piece.data() - encoding_text_.data());
+        // A piece of NFC-normalised text (qwen2) lies outside the text; its offset is not the text's.
+        const bool inside = piece.data() >= encoding_text_.data() &&
+                            piece.data() < encoding_text_.data() + encoding_text_.size();
+        std::size_t byte = inside ? std::size_t(piece.data() - encoding_text_.data()) : 0;
         for (std::size_t j = 0; j < i; ++j) byte += utf8_chars(symbols[j]).size();
         for (auto before : utf8_chars(symbols[i])) {
           if (before.data() == ch.data()) break;
           ++byte;
         }
-        fail(cat(encoding_origin_, ": byte offset ", byte, ": the text holds byte symbol \"", ch,
-                 "\", which the vocabulary of ", source_, " lacks"));
+        fail(cat(encoding_origin_, inside ? ": byte offset " : ": (NFC-normalised span) byte offset ", byte,
+                 ": the text holds byte symbol \"", ch, "\", which the vocabulary of ", source_, " lacks"));
       }
       ids.push_back(single->second);
     }
@@ -240,7 +284,12 @@ void Tokenizer::encode_ordinary(std::string_view text, std::vector<std::int32_t>
     }
     pcre2_match_data_free(data);
   };
-  if (pre_ == PreTokenizer::gpt2) {
+  if (pre_ == PreTokenizer::qwen2) {
+    const std::string normalized = nfc(text);
+    regex_split(normalized == text ? text : std::string_view(normalized));
+    return;
+  }
+  if (pre_ != PreTokenizer::smollm) {
     regex_split(text);
     return;
   }
@@ -318,15 +367,23 @@ nlohmann::json Tokenizer::to_hf_json() const {
                      {"rstrip", false}, {"normalized", false}, {"special", true}});
   const json byte_level = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true},
                            {"use_regex", true}};
-  json pre = byte_level;
+  json pre = byte_level, normalizer = nullptr;
   if (pre_ == PreTokenizer::smollm)
     pre = {{"type", "Sequence"},
            {"pretokenizers", {{{"type", "Digits"}, {"individual_digits", true}}, byte_level}}};
+  if (pre_ == PreTokenizer::qwen2 || pre_ == PreTokenizer::llama3) {
+    json split = {{"type", "Split"}, {"pattern", {{"Regex", pattern_of(pre_)}}}, {"behavior", "Isolated"},
+                  {"invert", false}};
+    json bytes = byte_level;
+    bytes["use_regex"] = false;
+    pre = {{"type", "Sequence"}, {"pretokenizers", {split, bytes}}};
+  }
+  if (pre_ == PreTokenizer::qwen2) normalizer = {{"type", "NFC"}};
   return {{"version", "1.0"},
           {"truncation", nullptr},
           {"padding", nullptr},
           {"added_tokens", added},
-          {"normalizer", nullptr},
+          {"normalizer", normalizer},
           {"pre_tokenizer", pre},
           {"post_processor", nullptr},
           {"decoder", byte_level},
@@ -343,8 +400,11 @@ Tokenizer Tokenizer::from_gguf(const GgufFile& gguf) {
   const std::string pre = gguf.has("tokenizer.ggml.pre") ? gguf.get_string("tokenizer.ggml.pre") : "default";
   PreTokenizer rule;
   if (pre == "smollm") rule = PreTokenizer::smollm;
+  else if (pre == "qwen2") rule = PreTokenizer::qwen2;
+  else if (pre == "llama-bpe") rule = PreTokenizer::llama3;
   else if (pre == "gpt-2" || pre == "gpt2" || pre == "default") rule = PreTokenizer::gpt2;
-  else fail(cat(file, ": tokenizer.ggml.pre: pre-tokenizer \"", pre, "\" is not supported (smollm, gpt-2)"));
+  else fail(cat(file, ": tokenizer.ggml.pre: pre-tokenizer \"", pre,
+                "\" is not supported (smollm, qwen2, llama-bpe, gpt-2)"));
   std::vector<std::string> tokens = gguf.get_strings("tokenizer.ggml.tokens");
   std::vector<std::int32_t> specials;
   if (gguf.has("tokenizer.ggml.token_type")) {
@@ -352,7 +412,7 @@ Tokenizer Tokenizer::from_gguf(const GgufFile& gguf) {
     EKV_CHECK(types.size() == tokens.size(), file, ": tokenizer.ggml.token_type: expected ", tokens.size(),
               " entries, found ", types.size());
     for (std::size_t i = 0; i < types.size(); ++i)
-      if (types[i] == 3) specials.push_back(std::int32_t(i));  // CONTROL
+      if (types[i] == 3 || types[i] == 4) specials.push_back(std::int32_t(i));  // CONTROL, USER_DEFINED
   }
   return Tokenizer(std::move(tokens), gguf.get_strings("tokenizer.ggml.merges"), std::move(specials), rule, file);
 }
@@ -401,9 +461,20 @@ Tokenizer Tokenizer::from_hf_json(const fs::path& path) {
   const std::string pre_text = root.contains("pre_tokenizer") ? root["pre_tokenizer"].dump() : "null";
   const bool has_byte_level = pre_text.find("\"ByteLevel\"") != std::string::npos;
   EKV_CHECK(has_byte_level, file, ": pre_tokenizer: expected a ByteLevel pre-tokenizer, found ", pre_text);
-  const bool digits = pre_text.find("\"Digits\"") != std::string::npos;
-  return Tokenizer(std::move(tokens), merges, std::move(specials), digits ? PreTokenizer::smollm : PreTokenizer::gpt2,
-                   file);
+  // A Split by Qwen2's or Llama 3's pattern names the rule; NFC is Qwen2's normaliser.
+  PreTokenizer rule = PreTokenizer::gpt2;
+  const std::string normalizer = root.contains("normalizer") ? root["normalizer"].dump() : "null";
+  if (pre_text.find("\"Digits\"") != std::string::npos) rule = PreTokenizer::smollm;
+  else if (pre_text.find(json(kQwen2Pattern).dump()) != std::string::npos) rule = PreTokenizer::qwen2;
+  else if (pre_text.find(json(kLlama3Pattern).dump()) != std::string::npos) rule = PreTokenizer::llama3;
+  else EKV_CHECK(pre_text.find("\"Split\"") == std::string::npos, file,
+                 ": pre_tokenizer: a Split by a pattern ekv does not know (qwen2's and Llama 3's are known): ",
+                 pre_text);
+  EKV_CHECK(normalizer == "null" || (rule == PreTokenizer::qwen2 && normalizer.find("\"NFC\"") != std::string::npos),
+            file, ": normalizer: ", normalizer, " is not supported (none, or NFC with Qwen2's pattern)");
+  EKV_CHECK(rule != PreTokenizer::qwen2 || normalizer != "null", file,
+            ": normalizer: Qwen2's pattern comes with NFC, found none");
+  return Tokenizer(std::move(tokens), merges, std::move(specials), rule, file);
 }
 
 Tokenizer Tokenizer::for_model(const fs::path& model_path) {

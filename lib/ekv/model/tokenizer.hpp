@@ -2,7 +2,8 @@
 // from GGUF metadata (tokenizer.ggml.*) or from an HF tokenizer.json.
 //
 // Encoding: special tokens are split out first; the rest is pre-tokenized by the model's
-// rule (for "smollm": every digit alone, then the GPT-2 regex), each piece's bytes are mapped
+// rule (for "smollm": every digit alone, then the GPT-2 regex; for "qwen2": NFC, then its
+// own regex; for "llama-bpe": Llama 3's regex), each piece's bytes are mapped
 // to printable characters and merged by BPE rank. Invalid UTF-8 is replaced by U+FFFD first
 // (as Python's errors="replace" does), so any byte string tokenizes.
 #pragma once
@@ -23,6 +24,8 @@ class GgufFile;
 enum class PreTokenizer {
   gpt2,    // the GPT-2 regex alone
   smollm,  // each numeric character alone, then the GPT-2 regex
+  qwen2,   // NFC normalisation, then Qwen2's regex (digits one by one, case-blind contractions)
+  llama3,  // Llama 3's regex ("llama-bpe" in GGUF): like qwen2's, digits in runs of up to three
 };
 
 class Tokenizer {
@@ -44,7 +47,7 @@ class Tokenizer {
 
   std::size_t vocab_size() const { return tokens_.size(); }
   PreTokenizer pre_tokenizer() const { return pre_; }
-  void set_pre_tokenizer(PreTokenizer pre) { pre_ = pre; }  // for cross-checks against other rules
+  void set_pre_tokenizer(PreTokenizer pre);  // for cross-checks against other rules
   const std::string& token(std::int32_t id) const { return tokens_.at(std::size_t(id)); }
 
   // The same tokenizer as an HF tokenizer.json document (BPE model, added special tokens,

@@ -74,8 +74,8 @@ std::vector<ChunkMap> fit_chunk_maps(const LayerWeights& w, const ModelConfig& c
   for (int s = 0; s < sequences; ++s) {
     const Matrix x = Eigen::Map<const Matrix>(x_all.data() + std::size_t(s) * seq_len * d, seq_len, d);
     Matrix q, k;
-    linear(x, w.wq, q);
-    linear(x, w.wk, k);
+    linear(x, w.wq, w.bq, q);
+    linear(x, w.wk, w.bk, k);
     const Matrix qr = rotated(q, dh, rope), kr = rotated(k, dh, rope);
     std::size_t first_map = 0;
     for (int j = 0; j < G; ++j) {

@@ -54,8 +54,8 @@ std::vector<ChunkDistances> layer_chunk_distances(const LayerWeights& w, const L
   for (int s = 0; s < stats.kept_sequences; ++s) {
     const Matrix x = Eigen::Map<const Matrix>(stats.x.data() + std::size_t(s) * seq_len * d, seq_len, d);
     Matrix q, k;
-    linear(x, w.wq, q);  // [S, H*d_h]
-    linear(x, w.wk, k);  // [S, G*d_h]
+    linear(x, w.wq, w.bq, q);  // [S, H*d_h]
+    linear(x, w.wk, w.bk, k);  // [S, G*d_h]
 #pragma omp parallel for schedule(dynamic)
     for (int j = 0; j < c.kv_heads; ++j) {
       ChunkDistanceInput input;

@@ -66,6 +66,14 @@ std::vector<float> layer_tensor(const LayerWeights& w, const std::string& suffix
   if (suffix == "mlp.down_proj") return values(w.w_down);
   fail(cat("export: no compressed tensor ", suffix));
 }
+
+std::vector<float> layer_bias(const LayerWeights& w, const std::string& suffix) {
+  auto values = [](const Vector& v) { return std::vector<float>(v.data(), v.data() + v.size()); };
+  if (suffix == "self_attn.q_proj") return values(w.bq);
+  if (suffix == "self_attn.k_rope_proj") return values(w.bk_rope);
+  if (suffix == "self_attn.v_b_proj") return values(w.bv);
+  fail(cat("export: no compressed bias ", suffix));
+}
 }  // namespace
 
 void run_export(const ExportOptions& options) {
@@ -95,8 +103,10 @@ void run_export(const ExportOptions& options) {
       cached = plan.layer(layer);
       cached_layer = layer;
     }
-    const std::string suffix = tensor.name.substr(dot + 1, tensor.name.size() - dot - 1 - std::string(".weight").size());
-    return layer_tensor(cached, suffix);
+    const bool bias = tensor.name.ends_with(".bias");
+    const std::size_t tail = std::string(bias ? ".bias" : ".weight").size();
+    const std::string suffix = tensor.name.substr(dot + 1, tensor.name.size() - dot - 1 - tail);
+    return bias ? layer_bias(cached, suffix) : layer_tensor(cached, suffix);
   };
   contents.extra_files = elitekv_python_sources();
   contents.finish = [&](const fs::path& folder) {

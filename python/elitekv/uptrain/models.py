@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 import transformers
-from transformers import LlamaForCausalLM
+from transformers import AutoModelForCausalLM
 
 from ..configuration_elitekv import EliteKVConfig
 from ..modeling_elitekv import EliteKVForCausalLM
@@ -80,7 +80,8 @@ def teacher_folder(tools_dir, model, fingerprint, cache):
 
 def load_teacher(folder):
     # Eager attention: Debian's torch 1.13 has no SDPA (transformers needs torch >= 2.1.1 for it).
-    teacher = LlamaForCausalLM.from_pretrained(folder, torch_dtype=torch.float32, attn_implementation="eager")
+    # Auto: the original is a LLaMA or a Qwen2 (config.json model_type says which).
+    teacher = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32, attn_implementation="eager")
     teacher.eval().requires_grad_(False)
     return teacher
 
