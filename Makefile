@@ -17,6 +17,8 @@
 #                          layer ranges, each its own target (run side by side with -j), merged
 #                          (scripts/slurm-shards.sh runs the same shards as Slurm array jobs)
 #   make PRESET=configs/smollm2-135m-50.toml OUT=out-50     another preset
+#   make PRESET=configs/qwen2.5-coder-0.5b-25.toml OUT=out-qwen   the second family (Qwen2.5-Coder-0.5B);
+#                          its preset names its model, which is fetched on first use
 #
 # The model and corpora come from scripts/fetch-model.sh and scripts/make-corpora.sh (cached).
 SHELL := bash
@@ -27,15 +29,21 @@ SHELL := bash
 OUT ?= out
 BUILD ?= build
 BIN := $(BUILD)/apps
-MODEL := $(shell scripts/fetch-model.sh 2>/dev/null)
-CORPORA := $(shell scripts/make-corpora.sh 2>/dev/null)
-ifeq ($(MODEL),)
-$(error scripts/fetch-model.sh printed no model path; run it by hand to see why)
-endif
-
 # The main job's settings: a preset (configs/) that every tool reads with --config; R= and
 # BUDGET= override its [jlrd] values (empty: the preset's).
 PRESET ?= configs/smollm2-135m-25.toml
+ifeq ($(wildcard $(PRESET)),)
+$(error PRESET=$(PRESET): no such preset file (see configs/))
+endif
+# The preset names its model on a comment line "# fetch-model: NAME" (scripts/fetch-model.sh
+# --list); presets without one are the default model's.
+MODEL_NAME ?= $(or $(shell sed -n 's/^# fetch-model: *//p' $(PRESET)),smollm2-135m)
+MODEL := $(shell scripts/fetch-model.sh $(MODEL_NAME) 2>/dev/null)
+CORPORA := $(shell scripts/make-corpora.sh 2>/dev/null)
+ifeq ($(MODEL),)
+$(error scripts/fetch-model.sh $(MODEL_NAME) printed no model path; run it by hand to see why)
+endif
+
 R ?=
 BUDGET ?=
 SHARDS ?= 1
@@ -43,9 +51,6 @@ ROPE_SHARDS ?= 1
 # Empty: the preset's [check.ppl] / [check.compare] max-windows.
 PPL_WINDOWS ?=
 FIDELITY_WINDOWS ?=
-ifeq ($(wildcard $(PRESET)),)
-$(error PRESET=$(PRESET): no such preset file (see configs/))
-endif
 
 CALIB_ARGS := --config $(PRESET)
 ROPE_ARGS := --config $(PRESET)

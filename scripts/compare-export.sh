@@ -6,12 +6,14 @@
 # measured by `ekv-check compare` on held-out text. No uptraining: the models as exported.
 #   scripts/compare-export.sh [OUT]   (OUT defaults to out/; needs calib.h5 and rope-elite-l1.h5)
 # EKV_COMPARE_WINDOWS (default 16) windows of 512 tokens of the evaluation corpus are scored.
-# EKV_COMPARE_RATIOS (default "0.5 0.25 0.125") picks the cache ratios.
+# EKV_COMPARE_RATIOS (default "0.5 0.25 0.125") picks the cache ratios, EKV_COMPARE_CONFIGS (default:
+# all) the configurations by name (paper best maps weights refit default), EKV_MODEL_NAME the model
+# (scripts/fetch-model.sh --list; OUT must have been made from it).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT="${1:-$ROOT/out}"
 BIN="${EKV_BUILD_DIR:-$ROOT/build}/apps"
-MODEL=$("$ROOT/scripts/fetch-model.sh")
+MODEL=$("$ROOT/scripts/fetch-model.sh" ${EKV_MODEL_NAME:+"$EKV_MODEL_NAME"})
 CORPORA=$("$ROOT/scripts/make-corpora.sh")
 ROPE="$OUT/rope-elite-l1.h5"
 WINDOWS="${EKV_COMPARE_WINDOWS:-16}"
@@ -41,6 +43,7 @@ CONFIGS=(
   for f in ${EKV_COMPARE_RATIOS:-0.5 0.25 0.125}; do
     for config in "${CONFIGS[@]}"; do
       IFS='|' read -r label key rule args <<<"$config"
+      if [ -n "${EKV_COMPARE_CONFIGS:-}" ] && [[ " $EKV_COMPARE_CONFIGS " != *" $key "* ]]; then continue; fi
       if [ "$rule" = quarter ]; then r=$(awk "BEGIN{print int($f * 16 + 0.5)}"); else r=$(awk "BEGIN{print int($f * 24 + 0.5)}"); fi
       name="$key-$f"
       echo "+ $label at $f" >&2

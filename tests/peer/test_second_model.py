@@ -8,6 +8,8 @@ Tokenizer, token for token:
 2. transformers loading the tokenizer.json that ekv-convert writes;
 3. Llama 3's "llama-bpe" rule: `tokenizers` with Llama 3's Split pattern on this vocabulary
    (no Llama 3 file is on PyPI; the pattern is what differs between the rules).
+Dequantization: the smallest real tensor of each type in the file (Q5_0, Q4_K, Q6_K, Q8_0) bit for bit
+against the `gguf` package.
 Forward: logits of ekv on the GGUF vs transformers loading the same GGUF (dequantized by the
 `gguf` package, not by ekv) on 2 windows x 256 tokens of the evaluation corpus; perplexity of
 ekv-check vs the same protocol in transformers on 4 windows x 512 tokens."""
@@ -19,6 +21,8 @@ import shutil
 import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
+from gguf import GGUFReader
+from gguf.quants import dequantize
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -95,6 +99,25 @@ for label, text in samples.items():
     compare(f"{label}: llama3 rule vs tokenizers with Llama 3's pattern", ours(path, "llama3"),
             llama3.encode(text, add_special_tokens=False).ids)
 ids = ours(corpus)
+
+reader = GGUFReader(model)
+first_of_type = {}  # the smallest tensor of each type (the embedding alone is 136 M values)
+for tensor in reader.tensors:
+    known = first_of_type.get(tensor.tensor_type.name)
+    if known is None or tensor.n_elements < known.n_elements:
+        first_of_type[tensor.tensor_type.name] = tensor
+dequantized = os.path.join(work, "dequant.safetensors")
+run(tool, "dequant-gguf", model, dequantized, *[t.name for t in first_of_type.values()])
+ekv_values = load_file(dequantized)
+for type_name, tensor in sorted(first_of_type.items()):
+    reference_values = dequantize(tensor.data, tensor.tensor_type).reshape(ekv_values[tensor.name].shape)
+    diff = float(np.max(np.abs(ekv_values[tensor.name].astype(np.float64) - reference_values)))
+    lines.append(f"{type_name} ({tensor.name}, {reference_values.size} values): max abs diff vs gguf {diff:g}")
+    if diff != 0.0:
+        failures.append(f"{tensor.name} ({type_name}): ekv differs from gguf by {diff:g}")
+for needed in ("Q5_0", "Q4_K", "Q6_K", "Q8_0"):
+    if needed not in first_of_type:
+        failures.append(f"the second model has no {needed} tensor (expected one)")
 
 # Forward: transformers dequantizes the GGUF itself (gguf package), so this checks our reader,
 # our Q5_0/Q4_K/Q6_K/Q8_0 decoding, the qwen2 layout and the biases at once.

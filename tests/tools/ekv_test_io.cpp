@@ -1,12 +1,14 @@
 // Test helper for the Python peer tests (not a user tool):
-//   ekv_test_io dequant-gguf IN.gguf OUT.safetensors   every tensor dequantized to F32, in
-//                                                      the file's own (GGUF) layout and shape
+//   ekv_test_io dequant-gguf IN.gguf OUT.safetensors [NAME...]   every tensor (or the named
+//                                                      ones) dequantized to F32, in the file's
+//                                                      own (GGUF) layout and shape
 //   ekv_test_io copy-safetensors IN OUT                 read with our reader, write with our
 //                                                      writer: same names, dtypes, bytes, metadata
 //   ekv_test_io tokenize MODEL TEXT OUT [RULE]          token ids of a text file as I32 "tokens"
 //                                                      (RULE: force gpt2, smollm, qwen2 or llama3)
 //   ekv_test_io logits MODEL TOKENS OUT                 logits F32 [W*N, vocab] of the I32 [W, N]
 //                                                      "tokens" tensor of a safetensors file
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -23,11 +25,17 @@
 
 namespace {
 
-void dequant_gguf(const std::string& in, const std::string& out) {
+void dequant_gguf(const std::string& in, const std::string& out, const std::vector<std::string>& names) {
   const ekv::GgufFile gguf(in);
+  std::vector<const ekv::GgufTensorInfo*> chosen;
+  for (const auto& info : gguf.tensors())
+    if (names.empty() || std::find(names.begin(), names.end(), info.name) != names.end()) chosen.push_back(&info);
+  if (chosen.size() != (names.empty() ? gguf.tensors().size() : names.size()))
+    throw ekv::Error(in + ": not every named tensor is in the file");
   ekv::SafetensorsWriter writer(out, {{"format", "pt"}});
-  for (const auto& info : gguf.tensors()) writer.declare(info.name, ekv::DType::f32, info.shape());
-  for (const auto& info : gguf.tensors()) {
+  for (const auto* info : chosen) writer.declare(info->name, ekv::DType::f32, info->shape());
+  for (const auto* chosen_info : chosen) {
+    const auto& info = *chosen_info;
     std::vector<float> values(info.elements());
     ekv::dequantize(info.dtype, gguf.tensor_bytes(info), values);
     writer.write_floats(info.name, values);
@@ -85,7 +93,7 @@ int main(int argc, char** argv) {
   }
   try {
     const std::string command = argv[1];
-    if (command == "dequant-gguf") dequant_gguf(argv[2], argv[3]);
+    if (command == "dequant-gguf") dequant_gguf(argv[2], argv[3], std::vector<std::string>(argv + 4, argv + argc));
     else if (command == "copy-safetensors") copy_safetensors(argv[2], argv[3]);
     else if (command == "tokenize" && argc >= 5) tokenize(argv[2], argv[3], argv[4], argc == 6 ? argv[5] : "");
     else if (command == "logits" && argc == 5) logits(argv[2], argv[3], argv[4]);

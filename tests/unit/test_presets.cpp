@@ -119,9 +119,9 @@ TEST(Presets, SubcommandsReadTheirOwnTables) {
 
 TEST(Presets, ShippedPresetsParseWithEveryTool) {
   const auto files = presets();
-  ASSERT_EQ(files.size(), 4u) << EKV_CONFIGS_DIR;
+  ASSERT_EQ(files.size(), 5u) << EKV_CONFIGS_DIR;
   for (const auto& file : files) {
-    // The SmolLM2 presets (d_h 64) hold what docs/results.md measured; the 7B-shaped scale
+    // The SmolLM2 and Qwen2.5 presets (d_h 64) hold what docs/results.md measured; the 7B-shaped scale
     // preset (d_h 128) keeps fewer sequences (8 MiB of X per sequence and layer).
     const bool scale = file.filename().string().rfind("llama2-7b-shape", 0) == 0;
     const int head_dim = scale ? 128 : 64;

@@ -1,5 +1,6 @@
 #include "ekv/model/config.hpp"
 
+#include <cmath>
 #include <limits>
 #include <sstream>
 #include <type_traits>
@@ -7,6 +8,7 @@
 #include "ekv/core/error.hpp"
 #include "ekv/core/log.hpp"
 #include "ekv/io/gguf.hpp"
+#include "ekv/model/rope_frequencies.hpp"
 
 namespace ekv {
 
@@ -24,8 +26,15 @@ void ModelConfig::validate(const std::string& source) const {
   EKV_CHECK(vocab > 0 && vocab <= (1 << 24), source, ": vocabulary size ", vocab, " is not plausible");
   EKV_CHECK(rope_theta > 0, source, ": RoPE base ", rope_theta, " must be positive");
   EKV_CHECK(norm_eps > 0 && norm_eps < 1, source, ": RMSNorm epsilon ", norm_eps, " is not plausible");
-  EKV_CHECK(rope_scaling.kind == "none" || rope_scaling.kind == "linear" || rope_scaling.kind == "llama3", source,
-            ": RoPE scaling ", rope_scaling.kind, " is not supported (none, linear, llama3)");
+  EKV_CHECK(rope_scaling.kind == "none" || rope_scaling.kind == "linear" || rope_scaling.kind == "llama3" ||
+                rope_scaling.kind == "factors",
+            source, ": RoPE scaling ", rope_scaling.kind, " is not supported (none, linear, llama3)");
+  if (rope_scaling.kind == "factors") {
+    EKV_CHECK(int(rope_scaling.factors.size()) == chunks(), source, ": RoPE frequency factors: expected ", chunks(),
+              " (one per chunk), found ", rope_scaling.factors.size());
+    for (double f : rope_scaling.factors)
+      EKV_CHECK(std::isfinite(f) && f > 0, source, ": RoPE frequency factor ", f, " must be positive");
+  }
   EKV_CHECK(rope_scaling.factor > 0, source, ": RoPE scaling factor must be positive");
   if (!elitekv.enabled()) return;
   EKV_CHECK(elitekv.r >= 0 && elitekv.r <= chunks(), source, ": field elitekv_r: ", elitekv.r, " outside [0, ",
@@ -108,21 +117,63 @@ double default_rope_theta(const std::string& source, const std::string& field) {
 
 }  // namespace
 
-// Why the method does not apply to an architecture ekv knows of; empty when it does (llama and
-// qwen2; Mistral's GGUF files say llama). docs/method.md §10 gives the reasoning.
-std::string architecture_refusal(const std::string& arch) {
-  if (arch == "llama" || arch == "qwen2") return "";
-  if (arch == "gemma3" || arch == "qwen3" || arch == "olmo2" || arch == "gemma3n")
-    return "its q/k normalisation (RMSNorm of each key before RoPE) makes keys nonlinear in x, so the non-elite "
-           "key rows cannot share a linear latent with the values";
-  if (arch == "gemma2" || arch == "cohere2" || arch == "phi3")
-    return "it uses sliding-window attention, which ekv does not implement";
-  if (arch == "qwen2moe" || arch == "qwen3moe" || arch == "mixtral" || arch == "dbrx" || arch == "olmoe")
-    return "it is a mixture-of-experts model, which ekv does not implement";
-  if (arch == "deepseek2" || arch == "deepseek2-mla" || arch == "minicpm3")
-    return "its attention is already multi-head latent attention (MLA): the cache is already a latent";
-  return "only llama (also Mistral's GGUF files) and qwen2 are supported";
+namespace {
+// Llama 3.x GGUF files carry the llama3 rule as per-chunk divisors of ω (tensor rope_freqs).
+// The divisors of the published rules are recognised, so an HF export can state the rule; any
+// other set stays "factors" (ekv computes with it, config_to_hf refuses it).
+void read_rope_factors(const GgufFile& gguf, const GgufTensorInfo& info, ModelConfig& config) {
+  const std::string where = gguf.path().string() + ": tensor rope_freqs.weight";
+  const int chunks = config.head_dim / 2;
+  EKV_CHECK(info.elements() == std::uint64_t(chunks), where, ": expected ", chunks, " factors (head_dim / 2), found ",
+            info.elements());
+  std::vector<float> values(static_cast<std::size_t>(chunks));
+  dequantize(info.dtype, gguf.tensor_bytes(info), values);
+  config.rope_scaling = RopeScaling{};
+  config.rope_scaling.kind = "factors";
+  config.rope_scaling.factors.assign(values.begin(), values.end());
+  for (double f : config.rope_scaling.factors)
+    EKV_CHECK(std::isfinite(f) && f > 0, where, ": factor ", f, " must be positive");
+  ModelConfig plain = config;
+  plain.rope_scaling = RopeScaling{};
+  const std::vector<double> omega = rope_frequencies(plain);
+  // Llama 3.1 (factor 8) and Llama 3.2 (factor 32): low 1, high 4, original context 8192.
+  for (const double factor : {8.0, 32.0, 16.0, 4.0}) {
+    ModelConfig candidate = plain;
+    candidate.rope_scaling.kind = "llama3";
+    candidate.rope_scaling.factor = factor;
+    const std::vector<double> scaled = rope_frequencies(candidate);
+    bool same = true;
+    for (int c = 0; c < chunks && same; ++c)
+      same = std::abs(omega[std::size_t(c)] / scaled[std::size_t(c)] - config.rope_scaling.factors[std::size_t(c)]) <=
+             1e-4 * config.rope_scaling.factors[std::size_t(c)];
+    if (same) {
+      config.rope_scaling = candidate.rope_scaling;
+      return;
+    }
+  }
 }
+
+// Why the method does not apply to an architecture ekv knows of (GGUF general.architecture or
+// HF model_type spellings); empty when it does: llama and qwen2 (Mistral's GGUF files say llama,
+// its HF configs mistral). docs/method.md §10 gives the reasoning.
+std::string architecture_refusal(const std::string& arch) {
+  const auto any_of = [&](std::initializer_list<const char*> names) {
+    for (const char* name : names)
+      if (arch == name) return true;
+    return false;
+  };
+  if (any_of({"llama", "qwen2"})) return "";
+  if (any_of({"gemma3", "gemma3_text", "gemma3n", "qwen3", "olmo2"}))
+    return "its q/k normalisation (an RMSNorm of each key before RoPE) makes keys nonlinear in x, so the "
+           "non-elite key rows cannot share a linear latent with the values";
+  if (any_of({"gemma2", "cohere2", "phi3"})) return "it uses sliding-window attention, which ekv does not implement";
+  if (any_of({"qwen2moe", "qwen2_moe", "qwen3moe", "qwen3_moe", "mixtral", "dbrx", "olmoe"}))
+    return "it is a mixture-of-experts model, which ekv does not implement";
+  if (any_of({"deepseek2", "deepseek_v2", "deepseek_v3", "minicpm3"}))
+    return "its attention is already multi-head latent attention (MLA): the cache is already a latent";
+  return "only llama (also Mistral's GGUF files and HF configs) and qwen2 are supported";
+}
+}  // namespace
 
 ModelConfig config_from_gguf(const GgufFile& gguf) {
   ModelConfig config;
@@ -151,12 +202,11 @@ ModelConfig config_from_gguf(const GgufFile& gguf) {
       config.rope_scaling.kind = "linear";
       config.rope_scaling.factor = gguf.get_float(key("rope.scaling.factor"));
     } else {
-      EKV_CHECK(kind == "none", file, ": metadata ", key("rope.scaling.type"), ": ", kind, " is not supported");
+      EKV_CHECK(kind == "none", file, ": metadata ", key("rope.scaling.type"), ": ", kind,
+              " is not supported (none, linear; Llama 3's rule comes as the tensor rope_freqs.weight)");
     }
   }
-  EKV_CHECK(!gguf.find_tensor("rope_freqs.weight"), file,
-            ": tensor rope_freqs.weight (llama3 RoPE factors baked into GGUF) is not supported; use the HF "
-            "checkpoint, whose config.json carries the rule");
+  if (const GgufTensorInfo* freqs = gguf.find_tensor("rope_freqs.weight")) read_rope_factors(gguf, *freqs, config);
   const auto* vocab_tokens = gguf.find("tokenizer.ggml.tokens");
   config.vocab = gguf.has(key("vocab_size")) ? int(gguf.get_uint(key("vocab_size")))
                                              : int(vocab_tokens ? vocab_tokens->array_size() : 0);
@@ -308,6 +358,8 @@ json config_to_hf(const ModelConfig& config) {
   }
   if (config.bos_token >= 0) object["bos_token_id"] = config.bos_token;
   if (config.eos_token >= 0) object["eos_token_id"] = config.eos_token;
+  EKV_CHECK(config.rope_scaling.kind != "factors", "config.json: the model's RoPE frequency factors (GGUF "
+            "rope_freqs.weight) match no Llama 3 rule, and an HF config has no field for per-chunk factors");
   if (config.rope_scaling.kind == "none") {
     object["rope_scaling"] = nullptr;
   } else if (config.rope_scaling.kind == "linear") {

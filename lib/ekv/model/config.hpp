@@ -13,11 +13,14 @@ class GgufFile;
 
 // RoPE frequency rules that config files use (docs/method.md §2 "then any rope-scaling rule").
 struct RopeScaling {
-  std::string kind = "none";  // none | linear | llama3
+  // none | linear | llama3 | factors (per-chunk divisors of ω from a GGUF rope_freqs tensor that
+  // matches no Llama 3 rule ekv knows: usable by ekv, not writable as an HF config)
+  std::string kind = "none";
   double factor = 1.0;
   double low_freq_factor = 1.0;                 // llama3
   double high_freq_factor = 4.0;                // llama3
   std::int64_t original_max_position = 8192;    // llama3
+  std::vector<double> factors;                  // factors: ω_c / factors[c], one per chunk
 };
 
 inline constexpr const char* kEliteKvModelType = "elitekv_llama";  // config.json model_type of ekv-export

@@ -14,6 +14,10 @@ std::vector<double> rope_frequencies(const ModelConfig& config) {
   const RopeScaling& s = config.rope_scaling;
   if (s.kind == "linear") {
     for (auto& w : omega) w /= s.factor;
+  } else if (s.kind == "factors") {
+    EKV_CHECK(s.factors.size() == omega.size(), "RoPE frequency factors: ", s.factors.size(), " for ", chunks,
+              " chunks");
+    for (std::size_t c = 0; c < omega.size(); ++c) omega[c] /= s.factors[c];
   } else if (s.kind == "llama3") {
     // Long wavelengths are slowed by `factor`, short ones kept, the band between interpolated.
     const double low_wavelength = double(s.original_max_position) / s.low_freq_factor;
