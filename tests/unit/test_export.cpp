@@ -17,7 +17,7 @@
 #include "ekv/compressed/compressed_forward.hpp"
 #include "ekv/compressed/decode_pack.hpp"
 #include "ekv/io/artifact_matrix.hpp"
-#include "ekv/lrd/layer_factors.hpp"
+#include "ekv/lrd/jlrd_file.hpp"
 #include "ekv/model/forward.hpp"
 #include "ekv/model/model_source.hpp"
 #include "ekv/tools/export.hpp"

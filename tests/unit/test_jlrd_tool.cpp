@@ -9,7 +9,7 @@
 
 #include "ekv/io/artifact.hpp"
 #include "ekv/lrd/joint_matrix.hpp"
-#include "ekv/lrd/layer_factors.hpp"
+#include "ekv/lrd/jlrd_file.hpp"
 #include "ekv/tools/calibrate.hpp"
 #include "ekv/tools/jlrd.hpp"
 #include "ekv/tools/select_rope.hpp"
@@ -143,6 +143,34 @@ TEST_F(JlrdTool, BudgetMeetsTheRatioAndBeatsUniform) {
   }
   EXPECT_LE(budget_sq, uniform_sq + 1e-12);
   EXPECT_EQ(rb.read_f32("/layers/0/a", {ranks[0], 32}).size(), std::size_t(ranks[0] * 32));
+}
+
+// --low-memory decomposes each layer again for the sweep instead of keeping it from the
+// budget's first pass: the same computation, so the same bits (factors, refit, sweep, ranks).
+TEST_F(JlrdTool, LowMemoryBudgetWritesTheSameFile) {
+  pipeline_.calibrate("calib-kept.h5", 48, 12, 12);  // enough stored sequences for the W_o refit
+  JlrdOptions kept = options("kept.h5");
+  kept.calib = path("calib-kept.h5");
+  kept.r = 1;
+  kept.svd = "whitened";
+  kept.budget = 0.3;
+  kept.chunk_map = "auto";
+  kept.weighting = "attention";
+  kept.refit_output = true;
+  kept.refit_heldout = 1;
+  run_jlrd(kept);
+  JlrdOptions low = kept;
+  low.low_memory = true;
+  low.output = path("low.h5");
+  run_jlrd(low);
+  const ArtifactReader a(dir_ / "kept.h5", "jlrd", kJlrdFormatVersion), b(dir_ / "low.h5", "jlrd", kJlrdFormatVersion);
+  EXPECT_EQ(a.read_i32("/ranks"), b.read_i32("/ranks"));
+  EXPECT_EQ(a.read_f64("/sweep"), b.read_f64("/sweep"));
+  for (const char* name : {"/layers/0/a", "/layers/1/b_k", "/layers/1/b_v", "/layers/0/o_proj", "/layers/1/o_proj"}) {
+    ASSERT_EQ(a.has(name), b.has(name)) << name;
+    if (a.has(name)) EXPECT_EQ(a.read_f32(name), b.read_f32(name)) << name;
+  }
+  EXPECT_TRUE(a.has("/layers/0/o_proj") || a.has("/layers/1/o_proj"));  // the refit took part
 }
 
 TEST_F(JlrdTool, OutputAwareOptionsLowerTheBlockErrorAndAreRecorded) {

@@ -3,6 +3,7 @@
   training-free export's, and its output passes ekv-check decode (decode pack rewritten);
 - a run killed after a checkpoint and resumed ends with the same loss, bit for bit, as an
   uninterrupted one;
+- a diverging run (learning rate far too high) keeps the export's weights and says so;
 - an export/original pair that does not chain, an empty corpus and a too-small corpus are refused.
 Training text: the recovery corpus (train.txt); evaluation text only in ekv-check compare."""
 import json
@@ -125,7 +126,21 @@ if result.returncode == 0:
         check(final_loss(path("killed")) == final_loss(path("short")),
               f"resumed final loss {final_loss(path('killed'))!r} == uninterrupted {final_loss(path('short'))!r}")
 
-# 3. Refusals.
+# 3. A learning rate far too high raises the held-out KL: the output keeps the export's weights
+# (it is never worse on held-out text than what was given) and says so.
+diverged = uptrain(path("diverged"), "--steps", "2", "--lr", "0.05")
+final = [line for line in diverged.stdout.splitlines() if line.startswith("final:")]
+check(diverged.returncode == 0 and final and "kept=the_export_given" in final[-1],
+      f"a diverging run keeps the given weights: {final[-1] if final else diverged.stderr[-300:]}")
+if diverged.returncode == 0:
+    given, kept = load_file(path("export/model.safetensors")), load_file(path("diverged/model.safetensors"))
+    same = all(np.array_equal(given[name], kept[name]) for name in given if "self_attn" in name)
+    check(same, "the diverged run's attention weights are the export's, bit for bit")
+    summary = json.load(open(path("diverged/config.json")))["ekv_uptrain"]["summary"]
+    check(summary["trained"]["kl"] > summary["before"]["kl"] == summary["after"]["kl"],
+          f"the summary keeps the trained KL ({summary['trained']['kl']:.3f}) beside the kept one")
+
+# 4. Refusals.
 os.makedirs(path("other"))
 config = json.load(open(path("export/config.json")))
 config["ekv_source"]["fingerprint"] = "0" * 64

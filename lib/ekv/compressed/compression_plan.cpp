@@ -12,16 +12,16 @@ namespace fs = std::filesystem;
 
 
 CompressionPlan::CompressionPlan(const ModelSource& model, const fs::path& rope_path, const fs::path& jlrd_path)
-    : model_(model), config_(model.config()), jlrd_(jlrd_path, "jlrd", kJlrdFormatVersion) {
+    : model_(model), config_(model.config()), jlrd_(jlrd_path) {
   const ModelConfig& c = model.config();
   require_original_attention(model, "ekv-export");
   const RopeData rope = read_rope_of(rope_path, model.fingerprint(), model.path().string());
-  jlrd_.require_model(model.fingerprint(), model.path().string());
+  jlrd_.artifact().require_model(model.fingerprint(), model.path().string());
   // jlrd.h5 records the sha256 of the rope file it used: it must be this one.
   const ArtifactInput rope_input = file_input(rope_path, "rope");
   bool chained = false;
   std::string used;
-  for (const auto& input : jlrd_.provenance().inputs)
+  for (const auto& input : jlrd_.artifact().provenance().inputs)
     if (input.type == "rope") {
       used = input.path + " (" + input.digest.substr(0, 19) + "…)";
       chained = input.digest == rope_input.digest;
@@ -29,8 +29,7 @@ CompressionPlan::CompressionPlan(const ModelSource& model, const fs::path& rope_
   EKV_CHECK(chained, jlrd_path.string(), ": inputs: factored with the elite chunks of ", used.empty() ? "no rope file" : used,
             ", not of ", rope_path.string(), " (", rope_input.digest.substr(0, 19), "…)");
 
-  const int r = int(jlrd_.int_attribute("/", "r"));
-  const int begin = int(jlrd_.int_attribute("/", "layer_begin")), end = int(jlrd_.int_attribute("/", "layer_end"));
+  const int r = jlrd_.r(), begin = jlrd_.layer_begin(), end = jlrd_.layer_end();
   EKV_CHECK(begin == 0 && end == c.layers, jlrd_path.string(), ": factors layers ", begin, ":", end,
             "; an export needs every layer 0:", c.layers, " (merge or re-run ekv-jlrd without --layers)");
   EKV_CHECK(rope.layer_begin == 0 && rope.layer_end == c.layers && r <= rope.options.r_max, rope_path.string(),
@@ -40,34 +39,31 @@ CompressionPlan::CompressionPlan(const ModelSource& model, const fs::path& rope_
   config_.elitekv.r = r;
   for (int l = 0; l < c.layers; ++l) {
     config_.elitekv.elite.push_back(elite_sets(rope, l, r));
-    const DatasetInfo a = jlrd_.info(layer_dataset(l, "a"));
-    EKV_CHECK(a.shape.size() == 2 && a.shape[1] == std::uint64_t(c.hidden), jlrd_path.string(), ": ",
-              layer_dataset(l, "a"), ": expected [d_kv, ", c.hidden, "]");
-    config_.elitekv.kv_rank.push_back(int(a.shape[0]));
+    config_.elitekv.kv_rank.push_back(jlrd_.rank(l, c.hidden));
   }
   config_.validate(jlrd_path.string());
   // B_k rows must be the non-elite dims of each head in ascending order (JointLayout's order).
   for (int l = 0; l < c.layers; ++l) {
-    const auto key_dims = jlrd_.read_i32(layer_dataset(l, "key_dims"), {std::int64_t(G) * (dh - 2 * r), 2});
+    const auto key_dims = jlrd_.key_dims(l, G, dh);
     std::size_t row = 0;
     for (int j = 0; j < G; ++j)
       for (int dim : config_.elitekv.rest_dims(l, j, dh)) {
-        EKV_CHECK(key_dims[2 * row] == j && key_dims[2 * row + 1] == dim, jlrd_path.string(), ": ",
-                  layer_dataset(l, "key_dims"), " row ", row, ": (head ", key_dims[2 * row], ", dim ", key_dims[2 * row + 1],
-                  ") but the elite chunks of ", rope_path.string(), " at r = ", r, " leave (head ", j, ", dim ", dim, ")");
+        const auto [head, stored] = key_dims[row];
+        EKV_CHECK(head == j && stored == dim, jlrd_path.string(), ": ", layer_dataset(l, "key_dims"), " row ", row,
+                  ": (head ", head, ", dim ", stored, ") but the elite chunks of ", rope_path.string(), " at r = ", r,
+                  " leave (head ", j, ", dim ", dim, ")");
         ++row;
       }
   }
   inputs_ = {{model.path().string(), model.format(), "fingerprint:" + model.fingerprint()}, rope_input,
              file_input(jlrd_path, "jlrd")};
-  for (const auto& input : jlrd_.provenance().inputs)  // the calibration the factors were fitted on
+  for (const auto& input : jlrd_.artifact().provenance().inputs)  // the calibration the factors were fitted on
     if (input.type == "calib") inputs_.push_back(input);
 }
 
 LayerWeights CompressionPlan::layer(int index) const {
   LayerWeights w = model_.layer(index);
   const int G = config_.kv_heads, dh = config_.head_dim, r = config_.elitekv.r, half = dh / 2, d = config_.hidden;
-  const int rank = config_.elitekv.kv_rank[std::size_t(index)];
   w.wk_rope.resize(Eigen::Index(2) * r * G, d);
   // The elite rows of the key bias rotate with their keys; the rest of it is dropped: it adds
   // to each logit of a query the same constant, which softmax ignores (docs/method.md §10).
@@ -81,11 +77,11 @@ LayerWeights CompressionPlan::layer(int index) const {
         if (w.bk.size()) w.bk_rope[to] = w.bk[from];
       }
   }
-  w.kv_a = read_matrix(jlrd_, layer_dataset(index, "a"), rank, d);
-  w.k_b = read_matrix(jlrd_, layer_dataset(index, "b_k"), std::int64_t(G) * (dh - 2 * r), rank);
-  w.v_b = read_matrix(jlrd_, layer_dataset(index, "b_v"), std::int64_t(G) * dh, rank);
-  if (jlrd_.has(layer_dataset(index, "o_proj")))  // refitted by ekv-jlrd --refit-output
-    w.wo = read_matrix(jlrd_, layer_dataset(index, "o_proj"), d, std::int64_t(config_.heads) * dh);
+  JlrdLayer factors = jlrd_.layer(index, d, config_.heads, G, dh);
+  w.kv_a = std::move(factors.a);
+  w.k_b = std::move(factors.b_k);
+  w.v_b = std::move(factors.b_v);
+  if (factors.o_proj) w.wo = std::move(*factors.o_proj);  // refitted by ekv-jlrd --refit-output
   w.wk.resize(0, 0);
   w.wv.resize(0, 0);
   w.bk.resize(0);  // bv stays: it is v_b_proj's bias (Σ p = 1 carries it through attention)

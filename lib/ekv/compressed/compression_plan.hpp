@@ -8,6 +8,7 @@
 #include <string>
 
 #include "ekv/io/artifact.hpp"
+#include "ekv/lrd/jlrd_file.hpp"
 #include "ekv/model/config.hpp"
 #include "ekv/model/model_source.hpp"
 #include "ekv/model/weights.hpp"
@@ -30,7 +31,7 @@ class CompressionPlan {
  private:
   const ModelSource& model_;
   ModelConfig config_;
-  ArtifactReader jlrd_;
+  JlrdFile jlrd_;
   std::vector<ArtifactInput> inputs_;
 };
 

@@ -17,8 +17,6 @@
 
 namespace ekv {
 
-inline constexpr std::int64_t kJlrdFormatVersion = 2;  // of jlrd.h5 (docs/formats.md)
-
 struct LrdOptions {
   bool joint = true;       // false: S-LRD (K-nope and V factored separately)
   bool whitened = false;   // false: weight SVD (the paper)

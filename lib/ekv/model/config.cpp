@@ -115,14 +115,13 @@ double default_rope_theta(const std::string& source, const std::string& field) {
   return 10000.0;
 }
 
-}  // namespace
-
-namespace {
 // Llama 3.x GGUF files carry the llama3 rule as per-chunk divisors of ω (tensor rope_freqs).
 // The divisors of the published rules are recognised, so an HF export can state the rule; any
 // other set stays "factors" (ekv computes with it, config_to_hf refuses it).
 void read_rope_factors(const GgufFile& gguf, const GgufTensorInfo& info, ModelConfig& config) {
   const std::string where = gguf.path().string() + ": tensor rope_freqs.weight";
+  EKV_CHECK(config.head_dim > 0 && config.head_dim % 2 == 0 && config.head_dim <= 1024, where, ": head dim ",
+            config.head_dim, " must be even");
   const int chunks = config.head_dim / 2;
   EKV_CHECK(info.elements() == std::uint64_t(chunks), where, ": expected ", chunks, " factors (head_dim / 2), found ",
             info.elements());

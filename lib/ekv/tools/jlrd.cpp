@@ -12,6 +12,7 @@
 
 #include "ekv/calib/calib_file.hpp"
 #include "ekv/core/atomic_output.hpp"
+#include "ekv/core/available_memory.hpp"
 #include "ekv/core/cli.hpp"
 #include "ekv/core/error.hpp"
 #include "ekv/core/layer_range.hpp"
@@ -20,6 +21,7 @@
 #include "ekv/core/progress.hpp"
 #include "ekv/io/artifact_matrix.hpp"
 #include "ekv/lrd/attention_error.hpp"
+#include "ekv/lrd/jlrd_file.hpp"
 #include "ekv/lrd/layer_factors.hpp"
 #include "ekv/model/linear.hpp"
 #include "ekv/model/model_source.hpp"
@@ -76,6 +78,10 @@ void JlrdOptions::register_with(CLI::App& app) {
                "With --sequential: the refit target also closes the residual-stream gap the layers below left");
   app.add_option("--refit-heldout", refit_heldout, "Stored sequences held out to choose the refit's ridge")
       ->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_flag("--low-memory", low_memory,
+               "With --budget: keep no decomposed layer between the two passes (each is decomposed again for the "
+               "sweep: same result, more time); chosen by itself when the layers would not fit in a quarter of the "
+               "free memory");
   add_threads_option(app, threads);
   app.add_option("--output,-o", output, "Output jlrd.h5 (and a .csv sweep table beside it)");
 }
@@ -108,47 +114,29 @@ void JlrdOptions::check() const {
 
 namespace {
 
-std::vector<float> as_floats(const MatrixD& m) {
-  std::vector<float> out(std::size_t(m.size()));
-  for (Eigen::Index i = 0; i < m.size(); ++i) out[std::size_t(i)] = float(m.data()[i]);
-  return out;
-}
-
-struct SweepRow {
-  int layer, rank;
-  double cache_ratio, weight_error, data_error, logit_error, output_error, block_error;
-};
-
-constexpr const char* kSweepColumns =
-    "layer,rank,cache_ratio,weight_error,data_error,logit_error,output_error,block_error";
-
 LayerSamples samples_of(const LayerStatistics& stats, const CalibData& header) {
   if (stats.gram.size() == 0) return {};
   return {&stats.gram, stats.x.empty() ? nullptr : &stats.x, stats.kept_sequences, header.seq_len};
 }
 
-// What the output-aware options chose in one layer: the chunk maps (folded into B_k already,
-// kept for the record), β, the refitted W_o and its errors.
-void write_layer_refinement(ArtifactWriter& writer, int layer, const RefinedLayer& refined, const OutputRefit* refit) {
-  const std::string a = layer_dataset(layer, "a");
-  writer.set_attribute(a, "chunk_map", std::string(chunk_map_kind_name(refined.map_kind)));
-  writer.set_attribute(a, "floor_unrotated", refined.floor_unrotated);
-  writer.set_attribute(a, "floor_mapped", refined.floor_mapped);
-  writer.set_attribute(a, "key_scale", refined.key_scale);
-  if (refined.map_kind != ChunkMapKind::none) {
-    std::vector<double> maps;
-    for (const ChunkMap& map : refined.maps) maps.insert(maps.end(), {double(map.head), double(map.chunk), map.m[0], map.m[1], map.m[2], map.m[3]});
-    writer.write(layer_dataset(layer, "chunk_maps"), std::span<const double>(maps), {refined.maps.size(), 6});
-    writer.set_attribute(layer_dataset(layer, "chunk_maps"), "columns", std::string("head,chunk,m00,m01,m10,m11"));
-  }
+// What the output-aware options chose in one layer, as jlrd.h5 records it.
+JlrdLayerChoices choices_of(const RefinedLayer& refined, const OutputRefit* refit) {
+  JlrdLayerChoices choices;
+  choices.chunk_map = chunk_map_kind_name(refined.map_kind);
+  choices.floor_unrotated = refined.floor_unrotated;
+  choices.floor_mapped = refined.floor_mapped;
+  choices.key_scale = refined.key_scale;
+  if (refined.map_kind != ChunkMapKind::none)
+    for (const ChunkMap& map : refined.maps)
+      choices.maps.push_back({double(map.head), double(map.chunk), map.m[0], map.m[1], map.m[2], map.m[3]});
   if (refit && std::isfinite(refit->lambda)) {
-    writer.write(layer_dataset(layer, "o_proj"), std::span<const float>(refit->wo.data(), std::size_t(refit->wo.size())),
-                 {std::uint64_t(refit->wo.rows()), std::uint64_t(refit->wo.cols())});
-    writer.set_attribute(layer_dataset(layer, "o_proj"), "ridge", refit->lambda);
-    writer.set_attribute(layer_dataset(layer, "o_proj"), "heldout_before", refit->heldout_before);
-    writer.set_attribute(layer_dataset(layer, "o_proj"), "heldout_after", refit->heldout_after);
-    writer.set_attribute(layer_dataset(layer, "o_proj"), "fit_after", refit->fit_after);
+    choices.o_proj = &refit->wo;
+    choices.ridge = refit->lambda;
+    choices.heldout_before = refit->heldout_before;
+    choices.heldout_after = refit->heldout_after;
+    choices.fit_after = refit->fit_after;
   }
+  return choices;
 }
 
 // Means over layers of what the options measured, for the final line.
@@ -172,53 +160,40 @@ struct RefineSummary {
 // token and lowers its layer's squared relative data error by its gain
 // (LayerFactors::relative_data_gains), so the greedy takes the largest next gain of any layer.
 // Ranks are prefixes; for whitened SVD the gains fall within a layer and the greedy is optimal.
-std::vector<int> allocate_budget(const std::vector<const LayerFactors*>& factors, long long dims) {
-  const std::size_t layers = factors.size();
+std::vector<int> allocate_budget(const std::vector<Eigen::VectorXd>& gains, const std::vector<int>& max_ranks,
+                                 long long dims) {
+  const std::size_t layers = gains.size();
   using Gain = std::pair<double, std::size_t>;
   std::priority_queue<Gain> next;
-  std::vector<Eigen::VectorXd> gains(layers);
   std::vector<int> chosen(layers, 0);
-  for (std::size_t l = 0; l < layers; ++l) {
-    const auto& f = *factors[l];
-    gains[l] = f.relative_data_gains();
-    if (f.max_rank() > 0) next.push({gains[l][0], l});
-  }
+  for (std::size_t l = 0; l < layers; ++l)
+    if (max_ranks[l] > 0) next.push({gains[l][0], l});
   for (long long spent = 0; spent < dims && !next.empty(); ++spent) {
     const std::size_t l = next.top().second;
     next.pop();
     const int rank = ++chosen[l];
-    if (rank < factors[l]->max_rank()) next.push({gains[l][rank], l});
+    if (rank < max_ranks[l]) next.push({gains[l][rank], l});
   }
   return chosen;
 }
 
-// The stored factors of one layer: A, B_k, B_v, the (head, dim) of each B_k row, σ, α and λ.
-void write_layer_factors(ArtifactWriter& writer, int layer, const LayerFactors& f, const LowRank& low) {
-  const auto rank = std::uint64_t(low.a.rows()), hidden = std::uint64_t(low.a.cols());
-  const int keys = f.layout().key_rows;
-  const auto values = std::uint64_t(low.b.rows() - keys);
-  writer.write(layer_dataset(layer, "a"), std::span<const float>(as_floats(low.a)), {rank, hidden});
-  writer.write(layer_dataset(layer, "b_k"), std::span<const float>(as_floats(low.b.topRows(keys))),
-               {std::uint64_t(keys), rank});
-  writer.write(layer_dataset(layer, "b_v"), std::span<const float>(as_floats(low.b.bottomRows(Eigen::Index(values)))),
-               {values, rank});
-  std::vector<std::int32_t> key_dims;
-  for (int k = 0; k < keys; ++k) {
-    key_dims.push_back(f.layout().rows[std::size_t(k)].head);
-    key_dims.push_back(f.layout().rows[std::size_t(k)].dim);
-  }
-  writer.write(layer_dataset(layer, "key_dims"), std::span<const std::int32_t>(key_dims), {std::uint64_t(keys), 2});
-  const Eigen::VectorXd sigma = f.singular_values();
-  writer.write(layer_dataset(layer, "sigma"), std::span<const double>(sigma.data(), std::size_t(sigma.size())),
-               {std::uint64_t(sigma.size())});
-  writer.set_attribute(layer_dataset(layer, "a"), "alpha", f.alpha());
-  writer.set_attribute(layer_dataset(layer, "a"), "lambda", f.lambda());
+// Whether every layer's decomposition can stay in memory for the sweep: the first layer's
+// large parts (Gram, stored inputs, joint matrix and its SVD factors), times the layers,
+// within a quarter of what the system has free.
+template <class Decomposed>
+bool fits_in_memory(const Decomposed& layer, int layers) {
+  const auto& f = *layer.refined.factors;
+  const double rows = double(f.joint().rows()), cols = double(f.joint().cols());
+  const double bytes = 8.0 * (double(layer.stats.gram.size()) + 2 * rows * cols + cols * cols + rows * rows) +
+                       4.0 * double(layer.stats.x.size());
+  const auto available = available_memory_bytes();
+  return !available || bytes * layers <= 0.25 * double(*available);
 }
 
-void write_sweep_csv(const std::vector<SweepRow>& table, const AtomicOutput& output, const fs::path& path) {
+void write_sweep_csv(const std::vector<JlrdSweepRow>& table, const AtomicOutput& output, const fs::path& path) {
   fs::create_directories(fs::path(output.temp_path()).parent_path());
   std::ofstream csv(output.temp_path());
-  csv << kSweepColumns << '\n';
+  csv << kJlrdSweepColumns << '\n';
   for (const auto& row : table)
     csv << row.layer << ',' << row.rank << ',' << row.cache_ratio << ',' << row.weight_error << ','
         << row.data_error << ',' << row.logit_error << ',' << row.output_error << ',' << row.block_error << '\n';
@@ -257,7 +232,6 @@ void run_jlrd(const JlrdOptions& options) {
 
   // One decomposition per layer; every rank of the sweep is cut from it. The output-aware
   // options (chunk maps, attention weights) are chosen at the rank that will be stored.
-  const int layers = end - begin;
   const RopeTable rope_table(rope_frequencies(c), std::max(header.seq_len, 1));
   RefineOptions refine{parse_chunk_map_kind(options.chunk_map == "auto" ? "none" : options.chunk_map),
                        options.chunk_map == "auto", options.weighting == "attention", options.attention_seqs};
@@ -268,61 +242,79 @@ void run_jlrd(const JlrdOptions& options) {
             options.budget > 0 ? options.budget : options.cache_ratios[0], " is below what r = ", options.r,
             " alone caches (", 2.0 * options.r * G / full, " of the full cache)");
   const bool with_samples = calib && options.attention_seqs > 0;
-  std::vector<RefinedLayer> refined;
-  std::vector<std::vector<std::vector<int>>> layer_elites;  // per layer: the elite chunks of each KV head
-  std::vector<LayerStatistics> stats;
-  Progress progress("jlrd decompose", std::uint64_t(layers), "layers");
-  for (int l = begin; l < end; ++l) {
-    const LayerWeights weights = model->layer(l);
-    std::vector<std::vector<int>> elite = elite_sets(rope, l, options.r);
-    stats.push_back(calib ? read_calib_layer(*calib, header, l, with_samples) : LayerStatistics());
+  const int attention_seqs = with_samples ? std::min(options.attention_seqs, header.keep_seqs) : 0;
+  const int layers = end - begin;
+
+  // One layer, decomposed: everything the sweep needs, dropped once the layer is written.
+  struct Decomposed {
+    std::vector<std::vector<int>> elite;  // per KV head
+    LayerStatistics stats;
+    RefinedLayer refined;
+  };
+  auto decompose = [&](int l) {
+    Decomposed out{elite_sets(rope, l, options.r), calib ? read_calib_layer(*calib, header, l, with_samples)
+                                                         : LayerStatistics(), {}};
     try {
-      refined.push_back(refine_layer(weights, c, elite, samples_of(stats.back(), header), rope_table, lrd, refine,
-                                     int(std::lround(target_rank))));
+      out.refined = refine_layer(model->layer(l), c, out.elite, samples_of(out.stats, header), rope_table, lrd, refine,
+                                 int(std::lround(target_rank)));
     } catch (const Error& e) {  // name the file and the layer whose statistics could not be used
       fail(cat(calib ? options.calib : options.model, ": layer ", l, ": ", e.what()));
     }
-    layer_elites.push_back(std::move(elite));
-    progress.advance();
-  }
-  progress.finish();
-  std::vector<const LayerFactors*> factors;
-  for (const auto& layer : refined) factors.push_back(layer.factors.get());
-
-  // Ranks to sweep per layer (uniform), or the budgeted per-layer ranks.
-  std::vector<std::vector<int>> sweep(static_cast<std::size_t>(layers));
-  auto clamp_rank = [&](int l, double wanted) {
-    return std::clamp(int(std::lround(wanted)), 0, factors[std::size_t(l)]->max_rank());
+    return out;
   };
-  for (int l = 0; l < layers; ++l) {
-    for (int rank : options.ranks) {
-      EKV_CHECK(rank <= factors[std::size_t(l)]->max_rank(), "--rank ", rank, ": layer ", begin + l,
-                " has at most ", factors[std::size_t(l)]->max_rank(), " latent dims (its stacked non-elite key and value rows)");
-      sweep[std::size_t(l)].push_back(rank);
-    }
-    for (double f : options.cache_ratios) {
-      const double d_kv = f * full - 2.0 * options.r * G;
-      EKV_CHECK(d_kv >= 0, "--cache-ratio ", f, ": r = ", options.r, " alone caches ", 2.0 * options.r * G / full,
-                " of the full cache");
-      sweep[std::size_t(l)].push_back(clamp_rank(l, d_kv));
-    }
-  }
+
+  // --budget places ranks across layers from every layer's error curve: a first pass keeps the
+  // curves and, when they fit in a quarter of the free memory (estimated from the first layer),
+  // the decomposed layers too; otherwise the second pass decomposes each layer again (the same
+  // deterministic computation), so memory stays about one layer. Without --budget every layer
+  // is decomposed, swept and written in one pass.
+  std::vector<int> budget_ranks;
+  std::vector<std::optional<Decomposed>> kept(static_cast<std::size_t>(layers));
   if (options.budget > 0) {
-    const double total = target_rank * layers;
-    const std::vector<int> chosen = allocate_budget(factors, std::llround(total));
-    for (int l = 0; l < layers; ++l) sweep[std::size_t(l)].push_back(chosen[std::size_t(l)]);
+    std::vector<Eigen::VectorXd> gains;
+    std::vector<int> max_ranks;
+    bool keep = true;
+    Progress progress("jlrd decompose", std::uint64_t(layers), "layers");
+    for (int l = 0; l < layers; ++l) {
+      Decomposed layer = decompose(begin + l);
+      gains.push_back(layer.refined.factors->relative_data_gains());
+      max_ranks.push_back(layer.refined.factors->max_rank());
+      if (l == 0) keep = !options.low_memory && fits_in_memory(layer, layers);
+      if (keep) kept[std::size_t(l)] = std::move(layer);
+      progress.advance();
+    }
+    progress.finish();
+    if (!keep) log::info(cat("ekv-jlrd: decomposing each layer again for the sweep (", layers, " layers would not ",
+                             options.low_memory ? "be kept: --low-memory" : "fit in a quarter of the free memory", ")"));
+    budget_ranks = allocate_budget(gains, max_ranks, std::llround(target_rank * layers));
   }
+
+  // Ranks to sweep in one layer (uniform), or its budgeted rank.
+  auto sweep_ranks = [&](int l, const LayerFactors& f) {
+    std::vector<int> ranks;
+    for (int rank : options.ranks) {
+      EKV_CHECK(rank <= f.max_rank(), "--rank ", rank, ": layer ", begin + l, " has at most ", f.max_rank(),
+                " latent dims (its stacked non-elite key and value rows)");
+      ranks.push_back(rank);
+    }
+    for (double ratio : options.cache_ratios) {
+      const double d_kv = ratio * full - 2.0 * options.r * G;
+      EKV_CHECK(d_kv >= 0, "--cache-ratio ", ratio, ": r = ", options.r, " alone caches ", 2.0 * options.r * G / full,
+                " of the full cache");
+      ranks.push_back(std::clamp(int(std::lround(d_kv)), 0, f.max_rank()));
+    }
+    if (options.budget > 0) ranks.push_back(budget_ranks[std::size_t(l)]);
+    return ranks;
+  };
 
   // Sweep table, and the factors of the first (chosen) rank of every layer.
-  const bool with_attention = with_samples;
-  const int attention_seqs = with_attention ? std::min(options.attention_seqs, header.keep_seqs) : 0;
-  std::vector<SweepRow> table, stored_rows;
+  std::vector<JlrdSweepRow> table, stored_rows;
   const fs::path csv_path = fs::path(options.output).replace_extension(".csv");
   AtomicOutput csv_output(csv_path);
   std::vector<ArtifactInput> inputs{{options.model, model->format(), "fingerprint:" + model->fingerprint()},
                                     file_input(options.rope, "rope")};
   if (calib) inputs.push_back(file_input(options.calib, "calib"));
-  ArtifactWriter writer(options.output, "jlrd", kJlrdFormatVersion, model->fingerprint(), inputs);
+  JlrdWriter writer(options.output, model->fingerprint(), inputs);
   std::vector<std::int32_t> stored_ranks;
   double cached = 0;
   RefineSummary summary;
@@ -332,23 +324,25 @@ void run_jlrd(const JlrdOptions& options) {
               begin, ":", end, ")");
     streams = std::make_unique<SequentialStreams>(*model, header);
   }
-  Progress sweeping("jlrd sweep", std::uint64_t(layers), "layers");
+  Progress sweeping(options.budget > 0 ? "jlrd sweep" : "jlrd", std::uint64_t(layers), "layers");
   for (int l = 0; l < layers; ++l) {
-    const RefinedLayer& layer = refined[std::size_t(l)];
-    const auto& f = *layer.factors;
-    const auto& elite = layer_elites[std::size_t(l)];
-    const LayerSamples samples = samples_of(stats[std::size_t(l)], header);
-    const LayerWeights weights = with_attention ? model->layer(begin + l) : LayerWeights();
-    for (std::size_t i = 0; i < sweep[std::size_t(l)].size(); ++i) {
-      const int rank = sweep[std::size_t(l)][i];
+    Decomposed layer = kept[std::size_t(l)] ? std::move(*kept[std::size_t(l)]) : decompose(begin + l);
+    kept[std::size_t(l)].reset();
+    const auto& f = *layer.refined.factors;
+    const LayerSamples samples = samples_of(layer.stats, header);
+    const LayerWeights weights = with_samples ? model->layer(begin + l) : LayerWeights();
+    const std::vector<int> ranks = sweep_ranks(l, f);
+    for (std::size_t i = 0; i < ranks.size(); ++i) {
+      const int rank = ranks[i];
       const LowRank low = f.factor(rank);
-      SweepRow row{begin + l, rank, cache_ratio(options.r, G, dh, rank), f.weight_error(rank), f.data_error(rank), NAN, NAN, NAN};
+      JlrdSweepRow row{begin + l, rank, cache_ratio(options.r, G, dh, rank), f.weight_error(rank), f.data_error(rank),
+                       NAN, NAN, NAN};
       std::optional<OutputRefit> refit;
       if (i == 0 && options.refit_output)
-        refit = refit_layer_output(weights, c, elite, f.layout(), low, samples, rope_table, options.refit_heldout,
+        refit = refit_layer_output(weights, c, layer.elite, f.layout(), low, samples, rope_table, options.refit_heldout,
                                    streams.get(), options.compensate);
-      if (with_attention) {
-        const AttentionError e = attention_error(weights, c, elite, f.layout(), low, stats[std::size_t(l)].x, 0,
+      if (with_samples) {
+        const AttentionError e = attention_error(weights, c, layer.elite, f.layout(), low, layer.stats.x, 0,
                                                  attention_seqs, header.seq_len, rope_table, refit ? &refit->wo : nullptr);
         row.logit_error = e.logits;
         row.output_error = e.output;
@@ -356,9 +350,8 @@ void run_jlrd(const JlrdOptions& options) {
       }
       table.push_back(row);
       if (i == 0) {
-        write_layer_factors(writer, begin + l, f, low);
-        write_layer_refinement(writer, begin + l, layer, refit ? &*refit : nullptr);
-        summary.add(layer, refit ? &*refit : nullptr);
+        writer.write_layer(begin + l, f, low, choices_of(layer.refined, refit ? &*refit : nullptr));
+        summary.add(layer.refined, refit ? &*refit : nullptr);
         stored_ranks.push_back(rank);
         stored_rows.push_back(row);
         cached += 2.0 * options.r * G + rank;
@@ -367,31 +360,24 @@ void run_jlrd(const JlrdOptions& options) {
     sweeping.advance();
   }
   sweeping.finish();
-  std::vector<double> flat;
-  for (const auto& row : table)
-    flat.insert(flat.end(), {double(row.layer), double(row.rank), row.cache_ratio, row.weight_error, row.data_error,
-                             row.logit_error, row.output_error, row.block_error});
-  writer.write("/sweep", std::span<const double>(flat), {table.size(), 8});
-  writer.set_attribute("/sweep", "columns", std::string(kSweepColumns));
-  writer.write("/ranks", std::span<const std::int32_t>(stored_ranks), {stored_ranks.size()});
   const double model_ratio = cached / (double(full) * layers);
-  for (const auto& [name, value] : std::vector<std::pair<std::string, std::string>>{
-           {"mode", options.mode}, {"svd", options.svd}, {"balance_kv", options.balance_kv ? "true" : "false"},
-           {"allocation", options.budget > 0 ? "budget" : "uniform"},
-           {"precision", options.precision}, {"chunk_map", options.chunk_map}, {"weighting", options.weighting},
-           {"refit_output", options.refit_output ? "true" : "false"}, {"sequential", options.sequential ? "true" : "false"},
-           {"compensate", options.compensate ? "true" : "false"}})
-    writer.set_attribute("/", name, value);
-  writer.set_attribute("/", "r", std::int64_t(options.r));
-  writer.set_attribute("/", "layer_begin", std::int64_t(begin));
-  writer.set_attribute("/", "layer_end", std::int64_t(end));
-  writer.set_attribute("/", "cache_ratio", model_ratio);
+  JlrdMethod method;
+  method.settings = {{"mode", options.mode}, {"svd", options.svd}, {"balance_kv", options.balance_kv ? "true" : "false"},
+                     {"allocation", options.budget > 0 ? "budget" : "uniform"},
+                     {"precision", options.precision}, {"chunk_map", options.chunk_map}, {"weighting", options.weighting},
+                     {"refit_output", options.refit_output ? "true" : "false"},
+                     {"sequential", options.sequential ? "true" : "false"},
+                     {"compensate", options.compensate ? "true" : "false"}};
+  method.r = options.r;
+  method.layer_begin = begin;
+  method.layer_end = end;
+  method.cache_ratio = model_ratio;
   write_sweep_csv(table, csv_output, csv_path);
-  writer.commit();
+  writer.finish(table, stored_ranks, method);
   csv_output.commit();
   // Summary over the stored (first) rank of each layer.
   double data_sum = 0, output_sum = 0, block_sum = 0;
-  for (const SweepRow& row : stored_rows) {
+  for (const JlrdSweepRow& row : stored_rows) {
     data_sum += row.data_error;
     output_sum += row.output_error;
     block_sum += row.block_error;

@@ -28,6 +28,7 @@ struct JlrdOptions {
   int refit_heldout = 2;           // stored sequences that choose the refit's ridge
   bool sequential = false;         // refit on the inputs of the already-compressed layers below
   bool compensate = false;         // the refit also closes the residual-stream gap left below
+  bool low_memory = false;         // --budget: decompose each layer again instead of keeping it
   int threads = 0;
   std::string output;
 

@@ -130,6 +130,10 @@ def main(argv=None):
     summary = {"training_text": str(args.text), "heldout_windows": val_ids.shape[0], "window": args.window}
     summary["before"] = heldout_fidelity(teacher, student, val_ids.to(device))
     log(f"held-out before: KL {summary['before']['kl']:.4f} top-1 {summary['before']['top1']:.3f}")
+    # The weights each stage starts from, with their held-out KL: a stage that raised it is undone
+    # at the end (a learning rate too high for the model diverges; the output is never worse than
+    # what the tool was given, on held-out text).
+    starts = [("the export given", summary["before"], checkpoint.snapshot(attention))]
 
     # A checkpoint holds either a finished stage 1 (extra "stage1"; stage 2 resumes from its own
     # step) or stage 1 up to a layer (extra "stage1_partial": it resumes at the next layer).
@@ -155,6 +159,8 @@ def main(argv=None):
                              "heldout": heldout_fidelity(teacher, student, val_ids.to(device))}
         log(f"stage 1: {format_seconds(seconds)}, held-out KL {summary['before']['kl']:.4f} -> "
             f"{summary['stage1']['heldout']['kl']:.4f}")
+        if args.steps > 0:
+            starts.append(("stage 1", summary["stage1"]["heldout"], checkpoint.snapshot(attention)))
     if args.steps > 0:
         if not resuming:  # the stage-1 result is the checkpoint a resume starts from
             checkpoint.save(args.checkpoint, 0, attention, None, settings, [], {"stage1": summary.get("stage1")})
@@ -169,8 +175,15 @@ def main(argv=None):
         history[-1]["heldout_kl"] = final["kl"]  # distill leaves the last step's to this pass
         summary["stage2"] = {"history": history, "seconds": time.monotonic() - t,
                              "tokens": args.steps * args.batch * args.accum * args.window, "heldout": final}
-    latest = (summary.get("stage2") or summary.get("stage1") or {}).get("heldout")
-    summary["after"] = latest or summary["before"]
+    latest = (summary.get("stage2") or summary.get("stage1") or {}).get("heldout") or summary["before"]
+    best_label, best, weights = min(starts, key=lambda start: start[1]["kl"])
+    summary["kept"] = "trained"
+    if best["kl"] < latest["kl"]:
+        log(f"warning: training raised the held-out KL to {latest['kl']:.4f}; the output keeps the weights of "
+            f"{best_label} (held-out KL {best['kl']:.4f}). Lower --lr (or --layer-lr) for this model.")
+        checkpoint.restore_params(attention, weights)
+        summary["trained"], summary["kept"], latest = latest, best_label, best
+    summary["after"] = latest
     summary["seconds"] = time.monotonic() - start
     record = provenance.record(args.export, args.model, args.text, fingerprint, settings)
     record["summary"] = summary
@@ -181,7 +194,8 @@ def main(argv=None):
     print(f"final: export={args.output} heldout_kl_before={summary['before']['kl']:.5f} "
           f"heldout_kl_after={after['kl']:.5f} top1_after={after['top1']:.4f} "
           f"stage1_tokens_per_layer={(summary.get('stage1') or {}).get('tokens_per_layer', 0)} "
-          f"stage2_tokens={summary.get('stage2', {}).get('tokens', 0)} seconds={summary['seconds']:.1f}", flush=True)
+          f"stage2_tokens={summary.get('stage2', {}).get('tokens', 0)} kept={summary['kept'].replace(' ', '_')} "
+          f"seconds={summary['seconds']:.1f}", flush=True)
     return 0
 
 

@@ -12,7 +12,7 @@ FILE = "checkpoint.pt"
 def save(folder, step, student_params, optimizer, settings, history, extra=None):
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, FILE)
-    state = {"step": step, "params": {n: p.detach().clone() for n, p in student_params},
+    state = {"step": step, "params": snapshot(student_params),
              "optimizer": optimizer.state_dict() if optimizer is not None else None,
              "settings": settings, "history": history, "extra": extra}
     with open(path + ".tmp", "wb") as f:
@@ -34,6 +34,11 @@ def load(folder, settings):
         raise ValueError(f"{path}: made with other settings ({', '.join(changed)}): resume with the same "
                          f"command, or start over without --resume")
     return state
+
+
+def snapshot(student_params):
+    """A copy of the named parameters, for restore_params."""
+    return {n: p.detach().clone() for n, p in student_params}
 
 
 def restore_params(student_params, saved):
