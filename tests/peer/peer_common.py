@@ -1,5 +1,6 @@
 """Shared helpers of the peer tests: paths from the environment ctest sets, running our tools."""
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -32,3 +33,43 @@ def report(lines, failures):
         print(f"{len(lines)} checks, {len(failures)} failed")
         sys.exit(1)
     print(f"all {len(lines)} checks passed")
+
+
+def compare_tokens(label, mine, theirs, lines, failures):
+    """Token ids of ours against a peer's: one line when identical, else the first difference."""
+    if mine == theirs:
+        lines.append(f"{label}: {len(mine)} tokens, all identical")
+        return
+    first = next((i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b), min(len(mine), len(theirs)))
+    failures.append(f"{label}: {len(mine)} vs {len(theirs)} tokens, first difference at token {first}: "
+                    f"{mine[first:first + 5]} vs {theirs[first:first + 5]}")
+
+
+def perplexity_vs_transformers(bin_dir, model, corpus, reference, ids, window, count, lines, failures):
+    """ekv-check ppl on the first `count` windows of `corpus` against the same protocol (docs/method.md
+    §7) computed with the transformers model `reference` on `ids` (the corpus' tokens): within 0.1 %,
+    the same number of scored tokens."""
+    import numpy as np
+    import torch
+    result = run(os.path.join(bin_dir, "ekv-check"), "ppl", "--model", model, "--text", corpus, "--window", window,
+                 "--max-windows", count, "--quiet")
+    match = re.search(r"final: ppl=([0-9.]+) nll=([0-9.]+) tokens=(\d+) windows=(\d+)", result.stdout)
+    if not match:
+        failures.append(f"no final line in ekv-check output: {result.stdout!r}")
+        return
+    ekv_ppl, scored = float(match.group(1)), int(match.group(3))
+    nll, n = 0.0, 0
+    with torch.no_grad():
+        for w in range(count):
+            chunk = torch.tensor([ids[w * window:(w + 1) * window]])
+            logp = torch.log_softmax(reference(chunk).logits[0, :-1].double(), dim=-1)
+            nll -= float(logp.gather(1, chunk[0, 1:, None]).sum())
+            n += window - 1
+    hf_ppl = float(np.exp(nll / n))
+    gap = abs(ekv_ppl - hf_ppl) / hf_ppl
+    lines.append(f"perplexity {count}x{window}: ekv {ekv_ppl:.4f}, transformers {hf_ppl:.4f}, "
+                 f"relative gap {100 * gap:.4f} % (bound 0.1 %), tokens {scored} vs {n}")
+    if scored != n:
+        failures.append(f"scored tokens {scored} != {n}")
+    if not gap <= 1e-3:
+        failures.append(f"perplexity gap {gap:.2e} > 1e-3")

@@ -6,7 +6,6 @@ on the same dequantized weights (the HF folder ekv-convert writes from the defau
 - the GGUF layout and the HF layout of the same model give identical logits in ekv;
 - perplexity (ekv-check ppl) within 0.1 % of the same protocol computed with transformers."""
 import os
-import re
 import shutil
 
 import numpy as np
@@ -14,7 +13,7 @@ import torch
 from safetensors.numpy import load_file, save_file
 from transformers import AutoTokenizer, LlamaForCausalLM
 
-from peer_common import env_path, report, run, workdir
+from peer_common import env_path, perplexity_vs_transformers, report, run, workdir
 
 model = env_path("EKV_DEFAULT_MODEL")
 corpus = env_path("EKV_EVAL_TEXT")
@@ -58,28 +57,7 @@ if layout_diff != 0.0:
 
 # Perplexity: the docs/method.md §7 protocol on the first windows of the corpus, both implementations.
 window, count = 512, 8
-result = run(os.path.join(bin_dir, "ekv-check"), "ppl", "--model", model, "--text", corpus, "--window", window,
-             "--max-windows", count, "--quiet")
-match = re.search(r"final: ppl=([0-9.]+) nll=([0-9.]+) tokens=(\d+) windows=(\d+)", result.stdout)
-if not match:
-    failures.append(f"no final line in ekv-check output: {result.stdout!r}")
-else:
-    ekv_ppl, scored = float(match.group(1)), int(match.group(3))
-    nll, n = 0.0, 0
-    with torch.no_grad():
-        for w in range(count):
-            chunk = torch.tensor([ids[w * window:(w + 1) * window]])
-            logp = torch.log_softmax(reference(chunk).logits[0, :-1].double(), dim=-1)
-            nll -= float(logp.gather(1, chunk[0, 1:, None]).sum())
-            n += window - 1
-    hf_ppl = float(np.exp(nll / n))
-    gap = abs(ekv_ppl - hf_ppl) / hf_ppl
-    lines.append(f"perplexity {count}x{window}: ekv {ekv_ppl:.4f}, transformers {hf_ppl:.4f}, "
-                 f"relative gap {100 * gap:.4f} % (bound 0.1 %), tokens {scored} vs {n}")
-    if scored != n:
-        failures.append(f"scored tokens {scored} != {n}")
-    if not gap <= 1e-3:
-        failures.append(f"perplexity gap {gap:.2e} > 1e-3")
+perplexity_vs_transformers(bin_dir, model, corpus, reference, ids, window, count, lines, failures)
 
 shutil.rmtree(work)
 report(lines, failures)

@@ -15,7 +15,6 @@ Forward: logits of ekv on the GGUF vs transformers loading the same GGUF (dequan
 ekv-check vs the same protocol in transformers on 4 windows x 512 tokens."""
 import json
 import os
-import re
 import shutil
 
 import numpy as np
@@ -26,7 +25,7 @@ from gguf.quants import dequantize
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from peer_common import env_path, report, run, workdir
+from peer_common import compare_tokens, env_path, perplexity_vs_transformers, report, run, workdir
 
 model = env_path("EKV_SECOND_MODEL")
 corpus = env_path("EKV_EVAL_TEXT")
@@ -47,12 +46,7 @@ def ours(path, rule=None, source=model):
 
 
 def compare(label, mine, theirs):
-    if mine == theirs:
-        lines.append(f"{label}: {len(mine)} tokens, all identical")
-        return
-    first = next((i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b), min(len(mine), len(theirs)))
-    failures.append(f"{label}: {len(mine)} vs {len(theirs)} tokens, first difference at token {first}: "
-                    f"{mine[first:first + 5]} vs {theirs[first:first + 5]}")
+    compare_tokens(label, mine, theirs, lines, failures)
 
 
 def text_file(name, text):
@@ -143,28 +137,7 @@ if not agreement >= 0.998:
     failures.append(f"argmax agreement {agreement:.5f} < 0.998")
 
 window, count = 512, 4
-result = run(os.path.join(bin_dir, "ekv-check"), "ppl", "--model", model, "--text", corpus, "--window", window,
-             "--max-windows", count, "--quiet")
-match = re.search(r"final: ppl=([0-9.]+) nll=([0-9.]+) tokens=(\d+) windows=(\d+)", result.stdout)
-if not match:
-    failures.append(f"no final line in ekv-check output: {result.stdout!r}")
-else:
-    ekv_ppl, scored = float(match.group(1)), int(match.group(3))
-    nll, n = 0.0, 0
-    with torch.no_grad():
-        for w in range(count):
-            chunk = torch.tensor([ids[w * window:(w + 1) * window]])
-            logp = torch.log_softmax(reference(chunk).logits[0, :-1].double(), dim=-1)
-            nll -= float(logp.gather(1, chunk[0, 1:, None]).sum())
-            n += window - 1
-    hf_ppl = float(np.exp(nll / n))
-    gap = abs(ekv_ppl - hf_ppl) / hf_ppl
-    lines.append(f"perplexity {count}x{window}: ekv {ekv_ppl:.4f}, transformers {hf_ppl:.4f}, "
-                 f"relative gap {100 * gap:.4f} % (bound 0.1 %), tokens {scored} vs {n}")
-    if scored != n:
-        failures.append(f"scored tokens {scored} != {n}")
-    if not gap <= 1e-3:
-        failures.append(f"perplexity gap {gap:.2e} > 1e-3")
+perplexity_vs_transformers(bin_dir, model, corpus, reference, ids, window, count, lines, failures)
 
 shutil.rmtree(work)
 report(lines, failures)

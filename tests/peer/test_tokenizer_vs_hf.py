@@ -18,7 +18,7 @@ from safetensors.numpy import load_file
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 from transformers import AutoTokenizer
 
-from peer_common import env_path, report, run, workdir
+from peer_common import compare_tokens, env_path, report, run, workdir
 
 model = env_path("EKV_DEFAULT_MODEL")
 corpus = env_path("EKV_EVAL_TEXT")
@@ -53,12 +53,7 @@ def ours(path, rule=None):
 
 
 def compare(label, mine, theirs):
-    if mine == theirs:
-        lines.append(f"{label}: {len(mine)} tokens, all identical")
-        return
-    first = next((i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b), min(len(mine), len(theirs)))
-    failures.append(f"{label}: {len(mine)} vs {len(theirs)} tokens, first difference at token {first}: "
-                    f"{mine[first:first + 5]} vs {theirs[first:first + 5]}")
+    compare_tokens(label, mine, theirs, lines, failures)
 
 
 text = open(corpus, encoding="utf-8").read()
