@@ -4,6 +4,8 @@
 # random token ids; cost only, never quality) through ekv-calibrate, ekv-select-rope, ekv-jlrd and
 # ekv-export, each under /usr/bin/time -v. Prints one line per step: peak RSS and wall time.
 #   bench/scale-7b.sh [LAYERS]      (default 4; about 1.5 GB of disk a layer under $WORK)
+# EKV_JLRD_FLAGS adds ekv-jlrd options (e.g. --low-memory: nothing but the error curves kept
+# between its two passes, the setting whose peak must not grow with depth).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD="${EKV_BUILD_DIR:-$ROOT/build}"
@@ -25,7 +27,8 @@ step calibrate "$BUILD/apps/ekv-calibrate" --model "$model" --tokens "$model/tok
   -o "$WORK/calib.h5"
 step select-rope "$BUILD/apps/ekv-select-rope" --model "$model" --calib "$WORK/calib.h5" --config "$PRESET" \
   -o "$WORK/rope.h5"
+# shellcheck disable=SC2086  # EKV_JLRD_FLAGS is a list of options
 step jlrd "$BUILD/apps/ekv-jlrd" --model "$model" --rope "$WORK/rope.h5" --calib "$WORK/calib.h5" --config "$PRESET" \
-  -o "$WORK/jlrd.h5"
+  ${EKV_JLRD_FLAGS:-} -o "$WORK/jlrd.h5"
 step export "$BUILD/apps/ekv-export" --model "$model" --rope "$WORK/rope.h5" --jlrd "$WORK/jlrd.h5" \
   -o "$WORK/model-elitekv"

@@ -10,6 +10,7 @@ PACKAGES=(
   build-essential cmake pkg-config ccache git unzip ca-certificates
   libeigen3-dev liblapacke-dev libopenblas-dev libhdf5-dev nlohmann-json3-dev libcli11-dev
   libgtest-dev libbenchmark-dev libssl-dev libpcre2-dev libicu-dev
+  clang-14 libclang-rt-14-dev libomp-14-dev
   python3 python3-venv python3-pip python3-numpy python3-torch python3-h5py python3-matplotlib
   jargon-text dict-devil dict-gcide
   slurmctld slurmd slurm-client munge

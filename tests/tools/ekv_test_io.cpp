@@ -8,6 +8,9 @@
 //                                                      (RULE: force gpt2, smollm, qwen2 or llama3)
 //   ekv_test_io logits MODEL TOKENS OUT                 logits F32 [W*N, vocab] of the I32 [W, N]
 //                                                      "tokens" tensor of a safetensors file
+//   ekv_test_io tiny-pipeline DIR                       the tiny planted model through the whole
+//                                                      chain; its inputs, artifacts and export
+//                                                      folder copied to DIR (fuzz seeds, kill tests)
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -18,6 +21,7 @@
 #include "ekv/core/error.hpp"
 #include "ekv/core/read_file.hpp"
 #include "ekv/io/gguf.hpp"
+#include "tiny_pipeline.hpp"
 #include "ekv/io/safetensors.hpp"
 #include "ekv/model/forward.hpp"
 #include "ekv/model/model_source.hpp"
@@ -84,11 +88,21 @@ void logits(const std::string& model_path, const std::string& tokens_path, const
   writer.commit();
 }
 
+void tiny_pipeline(const std::string& out_dir) {
+  namespace fs = std::filesystem;
+  const ekv::test::TinyPipeline tiny("tiny-pipeline-seeds", 31);
+  const fs::path exported = tiny.make_export("export", 2, {12});
+  fs::create_directories(out_dir);
+  for (const char* name : {"tiny.gguf", "tokens.safetensors", "calib.h5", "rope.h5", "export.h5"})
+    fs::copy_file(tiny.dir / name, fs::path(out_dir) / name, fs::copy_options::overwrite_existing);
+  fs::copy(exported, fs::path(out_dir) / "export", fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 4) {
-    std::fprintf(stderr, "usage: ekv_test_io dequant-gguf|copy-safetensors|tokenize|logits ...\n");
+  if (argc < 3) {
+    std::fprintf(stderr, "usage: ekv_test_io dequant-gguf|copy-safetensors|tokenize|logits|tiny-pipeline ...\n");
     return 2;
   }
   try {
@@ -97,6 +111,7 @@ int main(int argc, char** argv) {
     else if (command == "copy-safetensors") copy_safetensors(argv[2], argv[3]);
     else if (command == "tokenize" && argc >= 5) tokenize(argv[2], argv[3], argv[4], argc == 6 ? argv[5] : "");
     else if (command == "logits" && argc == 5) logits(argv[2], argv[3], argv[4]);
+    else if (command == "tiny-pipeline") tiny_pipeline(argv[2]);
     else throw ekv::Error("unknown command " + command);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

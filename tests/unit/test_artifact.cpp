@@ -164,6 +164,25 @@ TEST_F(ArtifactTest, MissingDataset) {
   EXPECT_EKV_ERROR(reader.read_f32("/layers/9/x"), path.string() + ":/layers/9/x", "missing");
 }
 
+// A shape is a claim: an unwritten chunked dataset declares 2 Gi floats in a few bytes of file.
+// The reader refuses it by its storage before allocating 8 GiB.
+TEST_F(ArtifactTest, ShapeBeyondItsStoredBytesIsRefused) {
+  const fs::path path = make("big.h5");
+  const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  ASSERT_GE(file, 0);
+  const hsize_t dims[2] = {hsize_t(1) << 15, hsize_t(1) << 16}, chunk[2] = {1024, 1024};
+  const hid_t space = H5Screate_simple(2, dims, nullptr);
+  const hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  H5Pset_chunk(dcpl, 2, chunk);
+  const hid_t dataset = H5Dcreate2(file, "/big", H5T_NATIVE_FLOAT, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  ASSERT_GE(dataset, 0);
+  H5Dclose(dataset), H5Pclose(dcpl), H5Sclose(space), H5Fclose(file);
+  ArtifactReader reader(path, "calib", 1);
+  EXPECT_EKV_ERROR(reader.read_f32("/big"), path.string() + ":/big", "32768×65536", "needs 8589934592 bytes",
+                   "stores 0");
+  EXPECT_EQ(reader.read_f64("/layers/0/gram").size(), 16u);  // written datasets still read
+}
+
 TEST_F(ArtifactTest, NaNRefused) {
   const fs::path path = make("nan.h5", "calib", 1, std::nanf(""));
   ArtifactReader reader(path, "calib", 1);

@@ -47,6 +47,34 @@ class CalibrateTest : public ::testing::Test {
 
 using RowMajorD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
+// Finite but huge weights overflow the activations: calibration stops at the first layer whose
+// statistics are non-finite, naming it, and leaves no calib.h5 behind.
+TEST_F(CalibrateTest, OverflowingActivationsAreNamedByLayer) {
+  TinyModel broken = tiny_;
+  broken.layers[0].w_up.setConstant(3e38f);  // layer 0's MLP overflows: layer 1's input is not finite
+  write_file(dir_ / "tiny.gguf", tiny_model_gguf(broken).build());
+  EXPECT_EKV_ERROR(run_calibrate(options("c.h5")), "layer 1", "non-finite statistics", "c.h5");
+  EXPECT_FALSE(fs::exists(dir_ / "c.h5"));
+  EXPECT_FALSE(fs::exists(dir_ / "c.h5.tmp"));
+}
+
+// A corpus that is empty or binary (a NUL byte: a .gz, a model file) is refused before any work,
+// naming the file (and the offset of the first NUL).
+TEST_F(CalibrateTest, EmptyOrBinaryCorpusIsRefused) {
+  CalibrateOptions o = options("c.h5");
+  o.tokens.clear();
+  o.texts = {(dir_ / "empty.txt").string()};
+  write_file(dir_ / "empty.txt", {});
+  EXPECT_EKV_ERROR(o.check(), "empty.txt", "empty");
+  std::vector<std::uint8_t> binary = {'a', 'b', 'c', 0, 1, 2};
+  write_file(dir_ / "binary.txt", binary);
+  o.texts = {(dir_ / "binary.txt").string()};
+  EXPECT_EKV_ERROR(o.check(), "binary.txt", "NUL byte at offset 3", "not a text corpus");
+  write_file(dir_ / "text.txt", {'o', 'k', '\n'});
+  o.texts = {(dir_ / "text.txt").string()};
+  o.check();  // and text passes
+}
+
 TEST_F(CalibrateTest, GramEqualsStoredInputs) {
   run_calibrate(options("c.h5"));
   const CalibData data = read_calib(dir_ / "c.h5");

@@ -102,6 +102,10 @@ TEST_F(ModelSourceTest, UnfinishedOutputsAreRefused) {
   EXPECT_EKV_ERROR(ModelSource::open(dir_ / "hf.tmp"), "hf.tmp", "unfinished output");
   fs::copy_file(gguf_path_, dir_ / "tiny.gguf.tmp");
   EXPECT_EKV_ERROR(ModelSource::open(dir_ / "tiny.gguf.tmp"), "tiny.gguf.tmp", "unfinished output");
+  // ekv-uptrain's folder while it is assembled: refused too, except by the pack step it runs.
+  fs::rename(dir_ / "hf.tmp", dir_ / "hf.partial");
+  EXPECT_EKV_ERROR(ModelSource::open(dir_ / "hf.partial"), "hf.partial", "unfinished output", "ekv-uptrain");
+  EXPECT_EQ(open_hf_model(dir_ / "hf.partial")->config().layers, gguf->config().layers);
 }
 
 // The fingerprint covered names and shapes only: artifacts of one model passed with an edited

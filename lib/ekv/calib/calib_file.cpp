@@ -52,6 +52,12 @@ CalibWriter::CalibWriter(const fs::path& path, const std::string& model_fingerpr
     : writer_(path, "calib", kCalibFormatVersion, model_fingerprint, inputs) {}
 
 void CalibWriter::write_layer(const LayerStatistics& stats, const std::string& store_dtype, int seq_len) {
+  // Finite weights can still overflow the activations; a non-finite Gram or norm sum would poison
+  // every later step, so it stops here, named, rather than at whichever reader meets it first.
+  for (const auto& [name, m] : {std::pair<const char*, const Eigen::MatrixXd*>{"gram", &stats.gram},
+                                {"q_norm_sum", &stats.q_norm_sum}, {"k_norm_sum", &stats.k_norm_sum}})
+    EKV_CHECK(m->allFinite(), writer_.path().string(), ": ", layer_dataset(stats.layer, name), ": layer ", stats.layer,
+              ": non-finite statistics (the model's activations overflow: huge weights?)");
   const auto d = std::uint64_t(stats.gram.rows());
   writer_.write(layer_dataset(stats.layer, "gram"), std::span<const double>(row_major(stats.gram)), {d, d});
   writer_.set_attribute(layer_dataset(stats.layer, "gram"), "count", stats.count);

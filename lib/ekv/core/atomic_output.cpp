@@ -1,6 +1,7 @@
 #include "ekv/core/atomic_output.hpp"
 
 #include <fcntl.h>
+#include <stdio.h>  // renameat2
 #include <unistd.h>
 
 #include <cerrno>
@@ -8,6 +9,8 @@
 #include <system_error>
 
 #include "ekv/core/error.hpp"
+#include "ekv/core/failpoint.hpp"
+#include "ekv/core/log.hpp"
 #include "ekv/core/output_path.hpp"
 
 namespace ekv {
@@ -30,7 +33,10 @@ AtomicOutput::AtomicOutput(fs::path path) : final_(std::move(path)) {
   temp_ = final_;
   temp_ += ".tmp";
   std::error_code ignored;
-  fs::remove_all(temp_, ignored);  // a leftover from a killed run
+  if (fs::exists(temp_, ignored)) {
+    log::info(cat(temp_.string(), ": removing the unfinished output of an interrupted run"));
+    fs::remove_all(temp_, ignored);
+  }
 }
 
 AtomicOutput::~AtomicOutput() {
@@ -44,6 +50,9 @@ void require_committed(const fs::path& path) {
   const fs::path name = path.filename().empty() ? path.parent_path().filename() : path.filename();
   EKV_CHECK(name.extension() != ".tmp", path.string(), ": an unfinished output (ekv tools write under <name>.tmp and ",
             "rename it when complete; this one was interrupted): run the tool again");
+  EKV_CHECK(name.extension() != ".partial", path.string(),
+            ": an unfinished output (ekv-uptrain assembles its folder as <name>.partial and renames it when ",
+            "complete; this one was interrupted): run ekv-uptrain again");
 }
 
 void AtomicOutput::commit() {
@@ -54,12 +63,26 @@ void AtomicOutput::commit() {
       if (entry.is_regular_file()) fsync_path(entry.path());
   }
   fsync_path(temp_);
+  failpoint("commit");
   std::error_code error;
-  if (fs::is_directory(final_) && fs::is_directory(temp_)) fs::remove_all(final_, error);
+  if (fs::is_directory(final_) && fs::is_directory(temp_)) {
+    // A folder cannot be renamed over a non-empty one. Swapping the two in one step keeps a
+    // complete folder under the final name at every instant (removing the old one first would
+    // leave a half-deleted folder there if killed); the old one then goes as a leftover .tmp.
+    if (::renameat2(AT_FDCWD, temp_.c_str(), AT_FDCWD, final_.c_str(), RENAME_EXCHANGE) == 0) {
+      committed_ = true;
+      fsync_path(fs::absolute(final_).parent_path());
+      failpoint("replaced");
+      fs::remove_all(temp_, error);
+      return;
+    }
+    fs::remove_all(final_, error);  // a filesystem without RENAME_EXCHANGE
+  }
   fs::rename(temp_, final_, error);
   EKV_CHECK(!error, final_.string(), ": cannot move the finished output into place: ", error.message());
-  fsync_path(fs::absolute(final_).parent_path());
   committed_ = true;
+  fsync_path(fs::absolute(final_).parent_path());
+  failpoint("replaced");
 }
 
 }  // namespace ekv

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "ekv/core/error.hpp"
+#include "ekv/core/failpoint.hpp"
 #include "ekv/core/log.hpp"
 #include "ekv/core/run_context.hpp"
 #include "ekv/core/version.hpp"
@@ -83,6 +84,7 @@ int tool_main(int argc, char** argv, const ToolDescription& description,
   if (quiet) log::set_level(log::Level::warn);
   try {
     log::start();
+    failpoint("start");
     return body();
   } catch (const std::exception& e) {
     log::error(e.what());

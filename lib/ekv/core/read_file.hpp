@@ -8,4 +8,8 @@ namespace ekv {
 
 std::string read_file(const std::filesystem::path& path);  // fails naming the file
 
+// Fails unless `path` is a non-empty regular file without NUL bytes: an empty corpus or a binary
+// file (a .gz, a model) given as text would otherwise tokenize into garbage without a word.
+void require_text_corpus(const std::filesystem::path& path);
+
 }  // namespace ekv

@@ -241,7 +241,7 @@ int run_cuda_verify(const CudaVerifyOptions& options) {
   {
     std::ofstream file(out.temp_path());
     file << report.dump(2) << "\n";
-    EKV_CHECK(file.good(), options.output, ": write failed");
+    EKV_CHECK(file.good(), options.output, ": write failed (disk full?): ", std::strerror(errno));
   }
   out.commit();
   std::printf("final: cuda-verify shapes=%zu %s device=%s\n", rows.size(), ok ? "pass" : "FAIL", prop.name);

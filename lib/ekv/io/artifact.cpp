@@ -10,6 +10,7 @@
 
 #include "ekv/core/atomic_output.hpp"
 #include "ekv/core/error.hpp"
+#include "ekv/core/failpoint.hpp"
 #include "ekv/core/run_context.hpp"
 #include "ekv/core/sha256.hpp"
 #include "ekv/core/version.hpp"
@@ -24,6 +25,9 @@ namespace {
 // HDF5 prints its own error stack unless told not to; ekv reports errors itself.
 void silence_hdf5() {
   static const bool done = [] {
+    // No library teardown at exit: HDF5 1.10 crashes there (H5F__close_cb) after a close that
+    // failed on a full disk, turning a clear error into a segfault. Every file is closed by now.
+    H5dont_atexit();
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
     return true;
   }();
@@ -172,6 +176,7 @@ void ArtifactWriter::write_raw(const std::string& name, const void* data, std::s
   if (elements > 0)
     EKV_CHECK(H5Dwrite(dataset.get(), native_type(kind), H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0, where,
               ": write failed (disk full?)");
+  failpoint("write");
 }
 
 void ArtifactWriter::write(const std::string& name, std::span<const float> data, std::vector<std::uint64_t> shape,
@@ -235,7 +240,7 @@ void ArtifactWriter::commit() {
 // Reader
 
 ArtifactReader::ArtifactReader(const fs::path& path, const std::string& expected_type, std::int64_t max_format_version)
-    : path_(path) {
+    : path_(path), expected_type_(expected_type), max_format_version_(max_format_version) {
   silence_hdf5();
   const std::string file = path.string();
   EKV_CHECK(fs::exists(path), file, ": no such file");
@@ -244,17 +249,27 @@ ArtifactReader::ArtifactReader(const fs::path& path, const std::string& expected
   EKV_CHECK(H5Fis_hdf5(file.c_str()) > 0, file, ": not an HDF5 file (no HDF5 signature)");
   file_ = H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   EKV_CHECK(file_ >= 0, file, ": cannot open as HDF5 (truncated or corrupt)");
+  try {
+    read_provenance();
+  } catch (...) {  // no destructor runs for a throwing constructor: close here (found by fuzzing)
+    H5Fclose(file_);
+    throw;
+  }
+}
+
+void ArtifactReader::read_provenance() {
+  const std::string file = path_.string();
   for (const char* required : {"ekv.type", "ekv.format_version"})
     EKV_CHECK(has_attribute("/", required), file, ": root attribute ", required, " is missing (not an ekv artifact)");
   provenance_.type = string_attribute("/", "ekv.type");
   provenance_.format_version = int_attribute("/", "ekv.format_version");
-  if (!expected_type.empty())
-    EKV_CHECK(provenance_.type == expected_type, file, ": ekv.type: expected ", expected_type, ", found ",
+  if (!expected_type_.empty())
+    EKV_CHECK(provenance_.type == expected_type_, file, ": ekv.type: expected ", expected_type_, ", found ",
               provenance_.type);
   EKV_CHECK(provenance_.format_version >= 1, file, ": ekv.format_version: invalid value ",
             provenance_.format_version);
-  EKV_CHECK(provenance_.format_version <= max_format_version, file, ": ekv.format_version: file has version ",
-            provenance_.format_version, ", this build reads up to ", max_format_version, " (use a newer ekv)");
+  EKV_CHECK(provenance_.format_version <= max_format_version_, file, ": ekv.format_version: file has version ",
+            provenance_.format_version, ", this build reads up to ", max_format_version_, " (use a newer ekv)");
   for (const char* required : {"producer", "command_line", "created_utc", "inputs", "model_fingerprint"})
     EKV_CHECK(has_attribute("/", required), file, ": root attribute ", required, " is missing");
   provenance_.producer = string_attribute("/", "producer");
@@ -352,6 +367,14 @@ DatasetInfo ArtifactReader::checked_info(const std::string& name, bool floating,
   for (auto d : found.shape)
     EKV_CHECK(!__builtin_mul_overflow(bytes, std::int64_t(d), &bytes) && bytes <= kMaxReadBytes, where,
               ": shape ", shape_text(found.shape), " is absurdly large");
+  // A shape is only a claim: a dataset whose data was never written (or was cut away) declares
+  // any size in a few bytes of file. Before allocating for it, the file must hold its bytes,
+  // compressed at most as far as deflate can (1032:1).
+  Handle dataset(H5Dopen2(file_, name.c_str(), H5P_DEFAULT), H5Dclose);
+  const auto stored = std::int64_t(H5Dget_storage_size(dataset.get()));
+  const std::int64_t logical = bytes / 8 * std::int64_t(element_size(found.kind));
+  EKV_CHECK(logical <= 1032 * stored + 4096, where, ": shape ", shape_text(found.shape), " needs ", logical,
+            " bytes but the file stores ", stored, " for it (truncated or crafted)");
   return found;
 }
 

@@ -122,10 +122,13 @@ class ArtifactReader {
   std::string attribute_text(const std::string& object, const std::string& name) const;  // any kind, for ekv-info
 
  private:
+  void read_provenance();  // the constructor's validation, after the file is open
   void read_raw(const std::string& name, void* out, std::size_t count, ElementKind kind) const;
   DatasetInfo checked_info(const std::string& name, bool floating, const std::vector<std::int64_t>& expected) const;
 
   std::filesystem::path path_;
+  std::string expected_type_;
+  std::int64_t max_format_version_ = 0;
   std::int64_t file_ = -1;  // hid_t
   Provenance provenance_;
 };

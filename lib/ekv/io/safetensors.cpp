@@ -6,6 +6,7 @@
 #include <set>
 
 #include "ekv/core/error.hpp"
+#include "ekv/core/failpoint.hpp"
 
 namespace ekv {
 
@@ -165,6 +166,7 @@ void SafetensorsWriter::write(const std::string& name, std::span<const std::byte
             data.size(), " bytes given, ", entry.end - entry.begin, " declared");
   EKV_CHECK(std::fwrite(data.data(), 1, data.size(), file_) == data.size(), output_.temp_path().string(),
             ": write failed (disk full?): ", std::strerror(errno));
+  failpoint("write");
 }
 
 void SafetensorsWriter::write_floats(const std::string& name, std::span<const float> values) {

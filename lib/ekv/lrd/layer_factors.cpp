@@ -105,7 +105,8 @@ LowRank LayerFactors::factor(int rank) const {
     result = joint_svd_->factor(rank);
   } else {  // block form: A = [A_k; A_v], B = diag(B_k, B_v)
     const auto [k_rank, v_rank] = split(rank);
-    const LowRank k = key_svd_ ? key_svd_->factor(k_rank) : LowRank{MatrixD(0, d), MatrixD(0, 0)};
+    // Keys dropped (--mode values): B_k is keys × 0, so the block assignment below has no elements.
+    const LowRank k = key_svd_ ? key_svd_->factor(k_rank) : LowRank{MatrixD(0, d), MatrixD(keys, 0)};
     const LowRank v = value_svd_->factor(v_rank);
     result.a.resize(rank, d);
     result.a << k.a, v.a;

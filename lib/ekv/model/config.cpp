@@ -25,6 +25,11 @@ void ModelConfig::validate(const std::string& source) const {
   EKV_CHECK(ffn > 0 && ffn <= (1 << 20), source, ": FFN size ", ffn, " is not plausible");
   EKV_CHECK(vocab > 0 && vocab <= (1 << 24), source, ": vocabulary size ", vocab, " is not plausible");
   EKV_CHECK(rope_theta > 0, source, ": RoPE base ", rope_theta, " must be positive");
+  // -1: none given. Anything else must be a token of the vocabulary (found by fuzzing: -2 was kept).
+  EKV_CHECK(bos_token == -1 || (bos_token >= 0 && bos_token < vocab), source, ": bos_token_id ", bos_token,
+            " is not a token of the vocabulary of ", vocab);
+  EKV_CHECK(eos_token == -1 || (eos_token >= 0 && eos_token < vocab), source, ": eos_token_id ", eos_token,
+            " is not a token of the vocabulary of ", vocab);
   EKV_CHECK(norm_eps > 0 && norm_eps < 1, source, ": RMSNorm epsilon ", norm_eps, " is not plausible");
   EKV_CHECK(rope_scaling.kind == "none" || rope_scaling.kind == "linear" || rope_scaling.kind == "llama3" ||
                 rope_scaling.kind == "factors",
@@ -229,9 +234,29 @@ ModelConfig config_from_gguf(const GgufFile& gguf) {
 
 namespace {
 template <class T>
+struct is_vector : std::false_type {};
+template <class U>
+struct is_vector<std::vector<U>> : std::true_type {};
+
+// Every number in nested integer lists must be an integer that fits an int: get<int>() of
+// 1.4e20 is undefined behaviour (found by fuzzing elitekv_elite_chunks).
+void require_int_leaves(const json& value, const std::string& where) {
+  if (value.is_array()) {
+    for (std::size_t i = 0; i < value.size(); ++i) require_int_leaves(value[i], cat(where, "[", i, "]"));
+    return;
+  }
+  EKV_CHECK(value.is_number_integer() && !value.is_number_unsigned()
+                ? value.get<std::int64_t>() >= std::numeric_limits<int>::min() &&
+                      value.get<std::int64_t>() <= std::numeric_limits<int>::max()
+                : value.is_number_unsigned() && value.get<std::uint64_t>() <= std::uint64_t(std::numeric_limits<int>::max()),
+            where, ": expected an integer that fits 32 bits, found ", value.dump());
+}
+
+template <class T>
 T field(const json& object, const char* name, const std::string& source) {
   EKV_CHECK(object.contains(name), source, ": field ", name, " is missing");
   const json& value = object.at(name);
+  if constexpr (is_vector<T>::value) require_int_leaves(value, cat(source, ": field ", name));
   if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
     // get<int>() would truncate 576.5 and wrap 2^40 without a word.
     EKV_CHECK(value.is_number_integer(), source, ": field ", name, ": expected an integer, found ", value.dump());
@@ -265,7 +290,13 @@ ModelConfig config_from_hf(const json& object, const std::string& source) {
     EKV_CHECK(refusal.empty(), source, ": field model_type: ", model_type, " is not supported: ", refusal);
   }
   // Qwen2 always has q/k/v biases (its config has no field for them); an EliteKV export says.
-  config.architecture = model_type == "qwen2" ? "qwen2" : field_or<std::string>(object, "ekv_architecture", "llama", source);
+  // ekv_architecture belongs to an export's config alone: a LLaMA config that carries one is a
+  // LLaMA (found by fuzzing: "qwen2" there turned it into a Qwen2 on writing back).
+  config.architecture = model_type == "qwen2"             ? "qwen2"
+                        : model_type == kEliteKvModelType ? field_or<std::string>(object, "ekv_architecture", "llama", source)
+                                                          : "llama";
+  EKV_CHECK(config.architecture == "llama" || config.architecture == "qwen2", source, ": field ekv_architecture: ",
+            config.architecture, " is not one of llama, qwen2");
   config.attention_bias = model_type == "qwen2" || (model_type == kEliteKvModelType &&
                                                      field_or<bool>(object, "attention_bias", false, source));
   const bool sliding = model_type == "qwen2" ? field_or<bool>(object, "use_sliding_window", false, source)

@@ -1,5 +1,7 @@
 #include "ekv/model/hf_writer.hpp"
 
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 
 #include "ekv/core/atomic_output.hpp"
@@ -19,7 +21,7 @@ namespace {
 void write_text(const fs::path& path, const std::string& text) {
   std::ofstream out(path);
   out << text;
-  EKV_CHECK(out.good(), path.string(), ": write failed");
+  EKV_CHECK(out.good(), path.string(), ": write failed (disk full?): ", std::strerror(errno));
 }
 }  // namespace
 

@@ -262,7 +262,10 @@ void Tokenizer::encode_piece(std::string_view piece, std::vector<std::int32_t>& 
 
 void Tokenizer::encode_ordinary(std::string_view text, std::vector<std::int32_t>& out) const {
   auto regex_split = [&](std::string_view span) {
-    pcre2_match_data* data = pcre2_match_data_create_from_pattern(regex_->code, nullptr);
+    // Owned: encode_piece throws on a byte the vocabulary lacks (a leak found by fuzzing).
+    const std::unique_ptr<pcre2_match_data, void (*)(pcre2_match_data*)> owned(
+        pcre2_match_data_create_from_pattern(regex_->code, nullptr), pcre2_match_data_free);
+    pcre2_match_data* data = owned.get();
     std::size_t position = 0;
     while (position < span.size()) {
       // encode() has already made the text valid UTF-8. Without NO_UTF_CHECK, PCRE2 re-validates
@@ -282,7 +285,6 @@ void Tokenizer::encode_ordinary(std::string_view text, std::vector<std::int32_t>
       encode_piece(span.substr(ovector[0], ovector[1] - ovector[0]), out);
       position = ovector[1];
     }
-    pcre2_match_data_free(data);
   };
   if (pre_ == PreTokenizer::qwen2) {
     const std::string normalized = nfc(text);
@@ -428,6 +430,15 @@ Tokenizer Tokenizer::from_hf_json(const fs::path& path) {
   } catch (const json::exception& e) {
     fail(cat(file, ": not valid JSON: ", e.what()));
   }
+  try {
+    return from_hf_json_object(std::move(root), file);
+  } catch (const json::exception& e) {  // a field of the wrong type (found by fuzzing: "special": 1)
+    fail(cat(file, ": a field has an unexpected type: ", e.what()));
+  }
+}
+
+Tokenizer Tokenizer::from_hf_json_object(nlohmann::json root, const std::string& file) {
+  using nlohmann::json;
   EKV_CHECK(root.contains("model") && root["model"].value("type", "") == "BPE", file,
             ": model.type: expected BPE");
   const json& model = root["model"];

@@ -32,6 +32,7 @@ class Tokenizer {
  public:
   static Tokenizer from_gguf(const GgufFile& gguf);
   static Tokenizer from_hf_json(const std::filesystem::path& path);
+  static Tokenizer from_hf_json_object(nlohmann::json root, const std::string& file);  // `file` names it in errors
   // The tokenizer of a model path (a .gguf file, or an HF folder with tokenizer.json).
   static Tokenizer for_model(const std::filesystem::path& model_path);
 

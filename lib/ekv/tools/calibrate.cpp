@@ -54,7 +54,7 @@ void CalibrateOptions::check() const {
   EKV_CHECK(!model.empty(), "--model is required");
   EKV_CHECK(!output.empty(), "--output is required");
   EKV_CHECK(texts.empty() != tokens.empty(), "give either --text files or --tokens, not both and not neither");
-  for (const auto& text : texts) EKV_CHECK(fs::is_regular_file(text), text, ": no such text file");
+  for (const auto& text : texts) require_text_corpus(text);
   EKV_CHECK(tokens.empty() || fs::is_regular_file(tokens), tokens, ": no such token file");
   EKV_CHECK(seq_len >= 2, "--seq-len ", seq_len, ": must be at least 2");
   EKV_CHECK(num_seqs >= 1, "--num-seqs ", num_seqs, ": must be at least 1");
@@ -148,7 +148,9 @@ void run_calibrate(const CalibrateOptions& options) {
   const ModelConfig& config = model->config();
   EKV_CHECK(options.seq_len <= config.context, "--seq-len ", options.seq_len, " exceeds the model context ",
             config.context);
-  const auto [layer_begin, layer_end] = parse_layer_range(options.layers, 0, config.layers, "the model");
+  // Named variables, not a structured binding: the capture below needs clang >= 16 for those.
+  const std::pair<int, int> layer_range = parse_layer_range(options.layers, 0, config.layers, "the model");
+  const int layer_begin = layer_range.first, layer_end = layer_range.second;
   require_calibration_fits(options, config);
 
   std::vector<std::int32_t> stream;

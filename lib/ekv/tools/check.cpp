@@ -1,5 +1,7 @@
 #include "ekv/tools/check.hpp"
 
+#include <cerrno>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -50,7 +52,7 @@ void PplOptions::check() const {
   EKV_CHECK(window >= 2, "--window ", window, ": must be at least 2");
   EKV_CHECK(max_windows >= 0, "--max-windows ", max_windows, ": must not be negative");
   EKV_CHECK(batch >= 1, "--batch ", batch, ": must be at least 1");
-  EKV_CHECK(fs::is_regular_file(text), text, ": no such text file");
+  require_text_corpus(text);
 }
 
 void run_check_ppl(const PplOptions& options) {
@@ -98,7 +100,7 @@ void CompareOptions::check() const {
   EKV_CHECK(window >= 2, "--window ", window, ": must be at least 2");
   EKV_CHECK(max_windows >= 0, "--max-windows ", max_windows, ": must not be negative");
   EKV_CHECK(batch >= 1, "--batch ", batch, ": must be at least 1");
-  EKV_CHECK(fs::is_regular_file(text), text, ": no such text file");
+  require_text_corpus(text);
   if (!output.empty()) require_output_path(output, {model, compressed, text});
 }
 
@@ -153,7 +155,7 @@ void run_check_compare(const CompareOptions& options) {
   {
     std::ofstream file(out.temp_path());
     file << report.dump(2) << "\n";
-    EKV_CHECK(file.good(), options.output, ": write failed");
+    EKV_CHECK(file.good(), options.output, ": write failed (disk full?): ", std::strerror(errno));
   }
   out.commit();
   std::printf("final: ppl_original=%.4f ppl_compressed=%.4f kl=%.5f top1=%.4f cache_ratio=%.4f mean_layer_error=%.4f "
@@ -178,7 +180,7 @@ void DecodeOptions::register_with(CLI::App& command) {
 void DecodeOptions::check() const {
   EKV_CHECK(prompt >= 1 && steps >= 1, "--prompt and --steps must be positive");
   EKV_CHECK(tolerance > 0, "--tolerance ", tolerance, ": must be positive");
-  EKV_CHECK(fs::is_regular_file(text), text, ": no such text file");
+  require_text_corpus(text);
 }
 
 void run_check_decode(const DecodeOptions& options) {

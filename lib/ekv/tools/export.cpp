@@ -126,12 +126,17 @@ void run_export(const ExportOptions& options) {
 void RepackOptions::register_with(CLI::App& command) {
   command.add_option("--compressed,-c", compressed, "The export folder whose decode-pack.h5 is rewritten")
       ->required();
+  command.add_flag("--staging", staging,
+                   "The folder is ekv-uptrain's unfinished output (NAME.partial), which every reader refuses; "
+                   "ekv-uptrain passes this while it assembles the folder");
   add_pack_options(command, cache_dtype, pack_positions);
 }
 
 void run_repack(const RepackOptions& options) {
   EKV_CHECK(options.pack_positions >= 1, "--pack-positions ", options.pack_positions, ": must be positive");
-  const auto model = ModelSource::open(options.compressed);
+  EKV_CHECK(!options.staging || fs::path(options.compressed).extension() == ".partial", options.compressed,
+            ": --staging is for ekv-uptrain's NAME.partial folders");
+  const auto model = options.staging ? open_hf_model(options.compressed) : ModelSource::open(options.compressed);
   const ModelConfig& c = model->config();
   EKV_CHECK(c.elitekv.enabled(), options.compressed, ": config.json: not an EliteKV model; make one with ekv-export");
   require_pack_positions(options.pack_positions, c.context);

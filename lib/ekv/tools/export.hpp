@@ -31,6 +31,7 @@ struct RepackOptions {
   std::string compressed;
   std::string cache_dtype = "f16";
   std::int64_t pack_positions = 4096;
+  bool staging = false;  // the folder is ekv-uptrain's unfinished FOLDER.partial, which readers refuse
 
   void register_with(CLI::App& command);
 };

@@ -1,5 +1,7 @@
 #include "ekv/tools/jlrd.hpp"
 
+#include <cerrno>
+#include <cstring>
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -197,7 +199,7 @@ void write_sweep_csv(const std::vector<JlrdSweepRow>& table, const AtomicOutput&
   for (const auto& row : table)
     csv << row.layer << ',' << row.rank << ',' << row.cache_ratio << ',' << row.weight_error << ','
         << row.data_error << ',' << row.logit_error << ',' << row.output_error << ',' << row.block_error << '\n';
-  EKV_CHECK(csv.good(), path.string(), ": write failed");
+  EKV_CHECK(csv.good(), path.string(), ": write failed (disk full?): ", std::strerror(errno));
 }
 }  // namespace
 
@@ -220,7 +222,9 @@ void run_jlrd(const JlrdOptions& options) {
     lowest = std::max(lowest, header.layer_begin);
     highest = std::min(highest, header.layer_end);
   }
-  const auto [begin, end] = parse_layer_range(options.layers, lowest, highest, "the rope and calibration files");
+  // Named variables, not a structured binding: lambdas below capture them (clang < 16 cannot).
+  const std::pair<int, int> range = parse_layer_range(options.layers, lowest, highest, "the rope and calibration files");
+  const int begin = range.first, end = range.second;
   EKV_CHECK(!options.refit_output || header.keep_seqs > options.refit_heldout, options.calib, ": keep_seqs: ",
             header.keep_seqs, " stored sequences; --refit-output needs more than --refit-heldout (",
             options.refit_heldout, "): calibrate with a larger --keep-seqs (32 in the pipeline)");

@@ -6,6 +6,8 @@ import os
 
 import torch
 
+from .failpoint import failpoint
+
 FILE = "checkpoint.pt"
 
 
@@ -19,6 +21,7 @@ def save(folder, step, student_params, optimizer, settings, history, extra=None)
         torch.save(state, f)
         f.flush()
         os.fsync(f.fileno())
+    failpoint("uptrain-checkpoint")
     os.replace(path + ".tmp", path)
 
 

@@ -1,7 +1,8 @@
 """Writes the recovered model as an ekv-export folder of exactly the input's format: the same
 files, tensor names, dtypes and safetensors metadata, config.json with an ekv_uptrain
 provenance block, and decode-pack.h5 rewritten by `ekv-export pack` from the new weights.
-The folder is built as OUTPUT.partial and renamed into place: a crash leaves no OUTPUT."""
+The folder is built as OUTPUT.partial (which ekv's readers refuse) and renamed into place: a
+crash leaves either the previous OUTPUT, complete, or none (then OUTPUT.old holds the previous)."""
 import json
 import os
 import shutil
@@ -12,6 +13,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from .failpoint import failpoint
 from .models import run_tool, tool
 
 WEIGHTS, PACK = "model.safetensors", "decode-pack.h5"
@@ -19,15 +21,18 @@ _DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
 
 
 def staging_path(output):
-    # Not "*.tmp": ekv's readers refuse those as a crash's leftovers, and ekv-export pack reads it.
+    # Not "*.tmp", which ekv-export pack would also refuse; it reads this one with --staging.
     return Path(str(output) + ".partial")
 
 
 def write_export(source, output, student, provenance, tools_dir):
     source, output = Path(source), Path(output)
     staging = staging_path(output)
-    if staging.exists():
+    old = Path(str(output) + ".old")
+    if staging.exists():  # an interrupted run's half-built folder
         shutil.rmtree(staging)
+    if old.exists() and output.exists():  # a run killed after its output was in place
+        shutil.rmtree(old)
     try:
         shutil.copytree(source, staging, ignore=shutil.ignore_patterns(WEIGHTS, PACK, "*.ekv-sha256", "*.tmp"))
         state = student.state_dict()
@@ -39,20 +44,22 @@ def write_export(source, output, student, provenance, tools_dir):
                 dtype = f.get_slice(name).get_dtype()
                 tensors[name] = state[name].detach().to(getattr(torch, _DTYPES[dtype])).contiguous()
         save_file(tensors, str(staging / WEIGHTS), metadata=metadata)
+        failpoint("uptrain-write")
         config = json.loads((source / "config.json").read_text())
         config["ekv_uptrain"] = provenance
         (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         with h5py.File(source / PACK, "r") as pack:
             cache_dtype, positions = pack.attrs["cache_dtype"], int(pack.attrs["positions"])
         cache_dtype = cache_dtype.decode() if isinstance(cache_dtype, bytes) else str(cache_dtype)
-        run_tool(tool(tools_dir, "ekv-export"), "pack", "--compressed", staging, "--cache-dtype", cache_dtype,
-                 "--pack-positions", positions)
+        run_tool(tool(tools_dir, "ekv-export"), "pack", "--staging", "--compressed", staging,
+                 "--cache-dtype", cache_dtype, "--pack-positions", positions)
         for path in staging.iterdir():
             with open(path, "rb") as f:
                 os.fsync(f.fileno())
-        old = Path(str(output) + ".old")
+        failpoint("uptrain-commit")
         if output.exists():
             os.replace(output, old)
+        failpoint("uptrain-replaced")
         os.replace(staging, output)
         if old.exists():
             shutil.rmtree(old)
