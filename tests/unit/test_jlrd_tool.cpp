@@ -145,6 +145,21 @@ TEST_F(JlrdTool, BudgetMeetsTheRatioAndBeatsUniform) {
   EXPECT_EQ(rb.read_f32("/layers/0/a", {ranks[0], 32}).size(), std::size_t(ranks[0] * 32));
 }
 
+// A bare file name as the output (the sweep CSV beside it has the parent "") used to fail after
+// every SVD: "cannot create directories: Invalid argument".
+TEST_F(JlrdTool, BareOutputNameInTheWorkingDirectory) {
+  JlrdOptions o = options("unused.h5");
+  o.r = 2;
+  o.budget = 0.5;
+  o.output = "bare.h5";
+  const fs::path previous = fs::current_path();
+  fs::current_path(dir_);
+  EXPECT_NO_THROW(run_jlrd(o));
+  fs::current_path(previous);
+  EXPECT_TRUE(fs::exists(dir_ / "bare.h5"));
+  EXPECT_TRUE(fs::exists(dir_ / "bare.csv"));
+}
+
 // --low-memory decomposes each layer again for the sweep instead of keeping it from the
 // budget's first pass: the same computation, so the same bits (factors, refit, sweep, ranks).
 TEST_F(JlrdTool, LowMemoryBudgetWritesTheSameFile) {

@@ -193,7 +193,8 @@ bool fits_in_memory(const Decomposed& layer, int layers) {
 }
 
 void write_sweep_csv(const std::vector<JlrdSweepRow>& table, const AtomicOutput& output, const fs::path& path) {
-  fs::create_directories(fs::path(output.temp_path()).parent_path());
+  // No create_directories: AtomicOutput has checked the folder exists, and for a bare file name
+  // ("jlrd.h5") the parent is "", which create_directories rejects (after every SVD was done).
   std::ofstream csv(output.temp_path());
   csv << kJlrdSweepColumns << '\n';
   for (const auto& row : table)
