@@ -2,10 +2,12 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <fstream>
+#include <vector>
 
 #include "ekv/core/error.hpp"
 
@@ -49,6 +51,14 @@ void expect_clear_errors(const std::function<void()>& parse) {
     std::fprintf(stderr, "fuzz: an exception other than ekv::Error escaped: %s\n", e.what());
     std::abort();
   }
+}
+
+void check_and_dequantize(DType dtype, std::span<const std::byte> bytes, std::uint64_t elements) {
+  if (bytes.size() != storage_bytes(dtype, elements)) finding("tensor span size");
+  const std::uint64_t block = dtype_info(dtype).block_elements;
+  const std::uint64_t leading = std::min<std::uint64_t>(elements, 4 * 256) / block * block;
+  std::vector<float> values(leading);
+  dequantize(dtype, bytes.first(storage_bytes(dtype, leading)), values);
 }
 
 void finding(const char* what) {

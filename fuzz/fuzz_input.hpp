@@ -6,7 +6,10 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <span>
 #include <string>
+
+#include "ekv/io/dtype.hpp"
 
 namespace ekv::fuzz {
 
@@ -20,5 +23,10 @@ void expect_clear_errors(const std::function<void()>& parse);
 
 // A broken promise of the code under test: prints what and aborts (libFuzzer saves the input).
 [[noreturn]] void finding(const char* what);
+
+// A tensor as a reader hands it out: its span must hold exactly `elements` of `dtype` (mmap'd
+// bytes are not ASan-guarded, so an overrun would go unseen without this check), and its leading
+// blocks are dequantized (enough to reach every decoder, bounded per input).
+void check_and_dequantize(DType dtype, std::span<const std::byte> bytes, std::uint64_t elements);
 
 }  // namespace ekv::fuzz

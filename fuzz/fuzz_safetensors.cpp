@@ -2,10 +2,8 @@
 // overlaps) and the shard index of an HF folder. The first input byte picks which: even, the
 // rest is model.safetensors; odd, the rest is model.safetensors.index.json beside a fixed valid
 // config.json (so the open reaches the index).
-#include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <vector>
 
 #include "ekv/io/safetensors.hpp"
 #include "ekv/model/model_source.hpp"
@@ -24,13 +22,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const auto path = ekv::fuzz::write_input(data + 1, size - 1, "model.safetensors");
     ekv::fuzz::expect_clear_errors([&] {
       const ekv::SafetensorsFile file(path);
-      for (const auto& entry : file.entries()) {
-        const auto bytes = file.bytes(entry);
-        if (bytes.size() != ekv::storage_bytes(entry.dtype, entry.elements())) ekv::fuzz::finding("entry span size");
-        const std::uint64_t elements = std::min<std::uint64_t>(entry.elements(), 1024);
-        std::vector<float> values(elements);
-        ekv::dequantize(entry.dtype, bytes.first(ekv::storage_bytes(entry.dtype, elements)), values);
-      }
+      for (const auto& entry : file.entries())
+        ekv::fuzz::check_and_dequantize(entry.dtype, file.bytes(entry), entry.elements());
     });
     return 0;
   }

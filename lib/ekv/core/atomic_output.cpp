@@ -65,24 +65,22 @@ void AtomicOutput::commit() {
   fsync_path(temp_);
   failpoint("commit");
   std::error_code error;
+  bool exchanged = false;
   if (fs::is_directory(final_) && fs::is_directory(temp_)) {
     // A folder cannot be renamed over a non-empty one. Swapping the two in one step keeps a
     // complete folder under the final name at every instant (removing the old one first would
     // leave a half-deleted folder there if killed); the old one then goes as a leftover .tmp.
-    if (::renameat2(AT_FDCWD, temp_.c_str(), AT_FDCWD, final_.c_str(), RENAME_EXCHANGE) == 0) {
-      committed_ = true;
-      fsync_path(fs::absolute(final_).parent_path());
-      failpoint("replaced");
-      fs::remove_all(temp_, error);
-      return;
-    }
-    fs::remove_all(final_, error);  // a filesystem without RENAME_EXCHANGE
+    exchanged = ::renameat2(AT_FDCWD, temp_.c_str(), AT_FDCWD, final_.c_str(), RENAME_EXCHANGE) == 0;
+    if (!exchanged) fs::remove_all(final_, error);  // a filesystem without RENAME_EXCHANGE
   }
-  fs::rename(temp_, final_, error);
-  EKV_CHECK(!error, final_.string(), ": cannot move the finished output into place: ", error.message());
+  if (!exchanged) {
+    fs::rename(temp_, final_, error);
+    EKV_CHECK(!error, final_.string(), ": cannot move the finished output into place: ", error.message());
+  }
   committed_ = true;
   fsync_path(fs::absolute(final_).parent_path());
   failpoint("replaced");
+  if (exchanged) fs::remove_all(temp_, error);  // the previous folder
 }
 
 }  // namespace ekv

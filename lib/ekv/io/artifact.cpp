@@ -335,6 +335,7 @@ DatasetInfo ArtifactReader::info(const std::string& name) const {
   std::vector<hsize_t> dims(static_cast<std::size_t>(rank));
   H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
   info.shape.assign(dims.begin(), dims.end());
+  info.stored_bytes = H5Dget_storage_size(dataset.get());
   return info;
 }
 
@@ -370,8 +371,7 @@ DatasetInfo ArtifactReader::checked_info(const std::string& name, bool floating,
   // A shape is only a claim: a dataset whose data was never written (or was cut away) declares
   // any size in a few bytes of file. Before allocating for it, the file must hold its bytes,
   // compressed at most as far as deflate can (1032:1).
-  Handle dataset(H5Dopen2(file_, name.c_str(), H5P_DEFAULT), H5Dclose);
-  const auto stored = std::int64_t(H5Dget_storage_size(dataset.get()));
+  const auto stored = std::int64_t(found.stored_bytes);
   const std::int64_t logical = bytes / 8 * std::int64_t(element_size(found.kind));
   EKV_CHECK(logical <= 1032 * stored + 4096, where, ": shape ", shape_text(found.shape), " needs ", logical,
             " bytes but the file stores ", stored, " for it (truncated or crafted)");

@@ -43,6 +43,7 @@ struct DatasetInfo {
   std::string name;  // absolute path inside the file, "/layers/3/gram"
   ElementKind kind = ElementKind::f32;
   std::vector<std::uint64_t> shape;
+  std::uint64_t stored_bytes = 0;  // what the file holds for it (compressed, or 0 if never written)
 };
 
 class ArtifactWriter {

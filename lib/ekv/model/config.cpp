@@ -238,6 +238,15 @@ struct is_vector : std::false_type {};
 template <class U>
 struct is_vector<std::vector<U>> : std::true_type {};
 
+// An integer JSON number that T holds: get<T>() would truncate 576.5 and wrap 2^40 without a word.
+template <class T>
+bool integer_fits(const json& value) {
+  if (!value.is_number_integer()) return false;
+  return value.is_number_unsigned() ? value.get<std::uint64_t>() <= std::uint64_t(std::numeric_limits<T>::max())
+                                    : value.get<std::int64_t>() >= std::int64_t(std::numeric_limits<T>::min()) &&
+                                          value.get<std::int64_t>() <= std::int64_t(std::numeric_limits<T>::max());
+}
+
 // Every number in nested integer lists must be an integer that fits an int: get<int>() of
 // 1.4e20 is undefined behaviour (found by fuzzing elitekv_elite_chunks).
 void require_int_leaves(const json& value, const std::string& where) {
@@ -245,11 +254,7 @@ void require_int_leaves(const json& value, const std::string& where) {
     for (std::size_t i = 0; i < value.size(); ++i) require_int_leaves(value[i], cat(where, "[", i, "]"));
     return;
   }
-  EKV_CHECK(value.is_number_integer() && !value.is_number_unsigned()
-                ? value.get<std::int64_t>() >= std::numeric_limits<int>::min() &&
-                      value.get<std::int64_t>() <= std::numeric_limits<int>::max()
-                : value.is_number_unsigned() && value.get<std::uint64_t>() <= std::uint64_t(std::numeric_limits<int>::max()),
-            where, ": expected an integer that fits 32 bits, found ", value.dump());
+  EKV_CHECK(integer_fits<int>(value), where, ": expected an integer that fits 32 bits, found ", value.dump());
 }
 
 template <class T>
@@ -258,13 +263,8 @@ T field(const json& object, const char* name, const std::string& source) {
   const json& value = object.at(name);
   if constexpr (is_vector<T>::value) require_int_leaves(value, cat(source, ": field ", name));
   if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
-    // get<int>() would truncate 576.5 and wrap 2^40 without a word.
     EKV_CHECK(value.is_number_integer(), source, ": field ", name, ": expected an integer, found ", value.dump());
-    const bool fits = value.is_number_unsigned()
-                          ? value.get<std::uint64_t>() <= std::uint64_t(std::numeric_limits<T>::max())
-                          : value.get<std::int64_t>() >= std::int64_t(std::numeric_limits<T>::min()) &&
-                                value.get<std::int64_t>() <= std::int64_t(std::numeric_limits<T>::max());
-    EKV_CHECK(fits, source, ": field ", name, ": ", value.dump(), " is out of range");
+    EKV_CHECK(integer_fits<T>(value), source, ": field ", name, ": ", value.dump(), " is out of range");
   }
   try {
     return object.at(name).get<T>();
