@@ -76,6 +76,26 @@ TEST_F(ArtifactTest, IdenticalInputsGiveIdenticalDatasets) {
   EXPECT_EQ(ra.read_f32("/layers/0/x"), rb.read_f32("/layers/0/x"));
 }
 
+TEST_F(ArtifactTest, BlocksWrittenInAnyOrderReadBackAsOneDataset) {
+  const fs::path path = dir_ / "blocks.h5";
+  {
+    ArtifactWriter writer(path, "calib", 1, "abc123", {});
+    writer.create_f32("/stack", {3, 2, 2});
+    for (std::uint64_t block : {2u, 0u, 1u}) {
+      const std::vector<float> values(4, float(block) + 0.5f);
+      writer.write_f32_block("/stack", block, values);
+    }
+    EXPECT_EKV_ERROR(writer.write_f32_block("/stack", 3, std::vector<float>(4)), "blocks.h5", "/stack", "block 3",
+                     "3×2×2");
+    EXPECT_EKV_ERROR(writer.write_f32_block("/stack", 0, std::vector<float>(5)), "/stack", "block 0", "5 values");
+    EXPECT_EKV_ERROR(writer.write_f32_block("/other", 0, std::vector<float>(4)), "/other", "no such dataset");
+    writer.commit();
+  }
+  const ArtifactReader reader(path, "calib", 1);
+  const auto stack = reader.read_f32("/stack", {3, 2, 2});
+  for (std::size_t i = 0; i < stack.size(); ++i) EXPECT_EQ(stack[i], float(i / 4) + 0.5f) << i;
+}
+
 TEST_F(ArtifactTest, UncommittedWriteLeavesNothing) {
   const fs::path path = dir_ / "crash.h5";
   {

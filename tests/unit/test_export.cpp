@@ -174,6 +174,40 @@ TEST_F(Export, PackHoldsTheAbsorbedQueryMatrices) {
   }
 }
 
+// ekv-export feeds the pack the layers it builds for model.safetensors; the pack must not depend
+// on the order they come in, and refuses to be finished with a layer missing or added twice.
+TEST_F(Export, PackWriterTakesLayersInAnyOrderAndRefusesGaps) {
+  const std::string folder = make_export("order", 2, {6});
+  const auto compressed = ModelSource::open(folder);
+  const ModelConfig& c = compressed->config();
+  const fs::path reversed = fs::path(path("reversed-pack.h5"));
+  {
+    DecodePackWriter writer(c, 200, "f16", reversed, {});
+    for (int l = c.layers - 1; l >= 0; --l) writer.add_layer(l, compressed->layer(l));
+    EXPECT_EKV_ERROR(writer.add_layer(0, compressed->layer(0)), "reversed-pack.h5", "layer 0", "added twice");
+    writer.commit(compressed->fingerprint());
+  }
+  const ArtifactReader exported(fs::path(folder) / "decode-pack.h5", "decode-pack", kDecodePackFormatVersion);
+  const ArtifactReader rewritten(reversed, "decode-pack", kDecodePackFormatVersion);
+  rewritten.require_model(compressed->fingerprint(), folder);
+  const auto datasets = exported.datasets();
+  ASSERT_EQ(datasets.size(), rewritten.datasets().size());
+  for (const DatasetInfo& dataset : datasets) {
+    if (dataset.kind == ElementKind::i32)
+      EXPECT_EQ(exported.read_i32(dataset.name), rewritten.read_i32(dataset.name)) << dataset.name;
+    else  // the export's layers went through model.safetensors (f32 here), so equal bit for bit
+      EXPECT_EQ(exported.read_f32(dataset.name), rewritten.read_f32(dataset.name)) << dataset.name;
+  }
+
+  const fs::path gap = fs::path(path("gap-pack.h5"));
+  {
+    DecodePackWriter writer(c, 200, "f16", gap, {});
+    writer.add_layer(0, compressed->layer(0));
+    EXPECT_EKV_ERROR(writer.commit(compressed->fingerprint()), "gap-pack.h5", "layer 1", "never added");
+  }
+  EXPECT_FALSE(fs::exists(gap));
+}
+
 TEST_F(Export, EliteKvConfigRoundTripsAndIsValidated) {
   const std::string folder = make_export("config", 2, {7});
   const ModelConfig c = ModelSource::open(folder)->config();

@@ -15,13 +15,6 @@ namespace {
 template <class Dense>
 std::span<const float> floats(const Dense& m) { return {m.data(), std::size_t(m.size())}; }
 
-// Concatenates per-head matrices of one shape into one buffer [heads, rows, cols].
-std::vector<float> stacked(const std::vector<Matrix>& parts) {
-  std::vector<float> out;
-  for (const Matrix& m : parts) out.insert(out.end(), m.data(), m.data() + m.size());
-  return out;
-}
-
 std::vector<Matrix> unstacked(const std::vector<float>& flat, int heads, Eigen::Index rows, Eigen::Index cols) {
   std::vector<Matrix> parts;
   for (int h = 0; h < heads; ++h)
@@ -29,6 +22,14 @@ std::vector<Matrix> unstacked(const std::vector<float>& flat, int heads, Eigen::
   return parts;
 }
 
+
+// Checked before the writer creates its file.
+std::int64_t checked_positions(const ModelConfig& c, std::int64_t positions, const std::filesystem::path& path) {
+  EKV_CHECK(c.elitekv.enabled(), path.string(), ": a decode pack needs an EliteKV config");
+  EKV_CHECK(positions > 0 && positions <= c.context, path.string(), ": pack positions ", positions, " outside [1, ",
+            c.context, "]");
+  return positions;
+}
 
 // Rotates the elite dims of one head (k_e layout) with the pack's table row of `position`.
 void rotate_with_table(float* head, const PackLayer& layer, const PackHeader& h, int kv_head, std::int64_t position) {
@@ -43,80 +44,103 @@ void rotate_with_table(float* head, const PackLayer& layer, const PackHeader& h,
 }
 }  // namespace
 
+DecodePackWriter::DecodePackWriter(const ModelConfig& config, std::int64_t positions, std::string cache_dtype,
+                                   const std::filesystem::path& path, const std::vector<ArtifactInput>& inputs)
+    : config_(config), positions_(checked_positions(config, positions, path)), cache_dtype_(std::move(cache_dtype)),
+      rope_(rope_frequencies(config), positions),
+      // The model fingerprint is set at commit: ekv-export knows it once model.safetensors is written.
+      writer_(path, "decode-pack", kDecodePackFormatVersion, "", inputs), added_(std::size_t(config.layers), false) {}
+
+void DecodePackWriter::add_layer(int l, const LayerWeights& w) {
+  const ModelConfig& c = config_;
+  EKV_CHECK(l >= 0 && l < c.layers && !added_[std::size_t(l)], writer_.path().string(), ": layer ", l,
+            " added twice or outside [0, ", c.layers, ")");
+  added_[std::size_t(l)] = true;
+  const int H = c.heads, G = c.kv_heads, dh = c.head_dim, g = c.group_size(), r = c.elitekv.r, half = dh / 2;
+  const int rest = dh - 2 * r;
+  const auto& elite = c.elitekv.elite[std::size_t(l)];
+  const auto rank = std::uint64_t(w.kv_a.rows()), d = std::uint64_t(c.hidden);
+  const bool biased = w.bq.size() > 0;
+  // W̃_q is H × d_kv × d: at 7B shapes about 1 GiB a layer, so it is written head by head.
+  writer_.create_f32(layer_dataset(l, "wq_absorbed"), {std::uint64_t(H), rank, d});
+  std::vector<float> wq_elite, bq_elite, bq_absorbed;
+  for (int h = 0; h < H; ++h) {
+    const int j = h / g;
+    const std::vector<int> rest_dims = c.elitekv.rest_dims(l, j, dh);
+    Matrix elite_rows(2 * r, c.hidden), rest_rows(rest, c.hidden);
+    for (int i = 0; i < r; ++i) {
+      elite_rows.row(i) = w.wq.row(h * dh + elite[std::size_t(j)][std::size_t(i)]);
+      elite_rows.row(r + i) = w.wq.row(h * dh + elite[std::size_t(j)][std::size_t(i)] + half);
+    }
+    for (int m = 0; m < rest; ++m) rest_rows.row(m) = w.wq.row(h * dh + rest_dims[std::size_t(m)]);
+    wq_elite.insert(wq_elite.end(), elite_rows.data(), elite_rows.data() + elite_rows.size());
+    // Products in fp64: the pack is a reference, its rounding should be the storage's only.
+    const Matrix absorbed =
+        (w.k_b.middleRows(j * rest, rest).cast<double>().transpose() * rest_rows.cast<double>()).cast<float>();
+    writer_.write_f32_block(layer_dataset(l, "wq_absorbed"), std::uint64_t(h), floats(absorbed));
+    if (!biased) continue;
+    Eigen::VectorXd elite_bias(2 * r), rest_bias(rest);
+    for (int i = 0; i < r; ++i)
+      for (int part = 0; part < 2; ++part)
+        elite_bias[part * r + i] = w.bq[h * dh + elite[std::size_t(j)][std::size_t(i)] + part * half];
+    for (int m = 0; m < rest; ++m) rest_bias[m] = w.bq[h * dh + rest_dims[std::size_t(m)]];
+    const Vector elite_bias_f = elite_bias.cast<float>();
+    const Vector absorbed_bias = (w.k_b.middleRows(j * rest, rest).cast<double>().transpose() * rest_bias).cast<float>();
+    bq_elite.insert(bq_elite.end(), elite_bias_f.data(), elite_bias_f.data() + elite_bias_f.size());
+    bq_absorbed.insert(bq_absorbed.end(), absorbed_bias.data(), absorbed_bias.data() + absorbed_bias.size());
+  }
+  writer_.write(layer_dataset(l, "wq_elite"), std::span<const float>(wq_elite), {std::uint64_t(H), std::uint64_t(2 * r), d});
+  writer_.write(layer_dataset(l, "wk_rope"), floats(w.wk_rope), {std::uint64_t(w.wk_rope.rows()), d});
+  writer_.write(layer_dataset(l, "kv_a"), floats(w.kv_a), {rank, d});
+  writer_.write(layer_dataset(l, "b_v"), floats(w.v_b), {std::uint64_t(w.v_b.rows()), rank});
+  writer_.write(layer_dataset(l, "wo"), floats(w.wo), {d, std::uint64_t(w.wo.cols())});
+  if (biased) {
+    Eigen::VectorXd value_bias(H * dh);  // each query head's share of its KV head's value bias
+    for (int h = 0; h < H; ++h) value_bias.segment(h * dh, dh) = w.bv.segment((h / g) * dh, dh).cast<double>();
+    const Vector bo = (w.wo.cast<double>() * value_bias).cast<float>();
+    writer_.write(layer_dataset(l, "bq_elite"), std::span<const float>(bq_elite), {std::uint64_t(H), std::uint64_t(2 * r)});
+    writer_.write(layer_dataset(l, "bq_absorbed"), std::span<const float>(bq_absorbed), {std::uint64_t(H), rank});
+    writer_.write(layer_dataset(l, "bk_rope"), floats(w.bk_rope), {std::uint64_t(w.bk_rope.size())});
+    writer_.write(layer_dataset(l, "bo"), floats(bo), {d});
+  }
+  std::vector<std::int32_t> chunks;
+  std::vector<float> cos_table, sin_table;
+  for (const auto& set : elite) chunks.insert(chunks.end(), set.begin(), set.end());
+  for (std::int64_t m = 0; m < positions_; ++m)
+    for (int j = 0; j < G; ++j)
+      for (int ch : elite[std::size_t(j)]) {
+        cos_table.push_back(rope_.cos(m)[ch]);
+        sin_table.push_back(rope_.sin(m)[ch]);
+      }
+  writer_.write(layer_dataset(l, "elite_chunks"), std::span<const std::int32_t>(chunks), {std::uint64_t(G), std::uint64_t(r)});
+  writer_.write(layer_dataset(l, "rope_cos"), std::span<const float>(cos_table), {std::uint64_t(positions_), std::uint64_t(G), std::uint64_t(r)});
+  writer_.write(layer_dataset(l, "rope_sin"), std::span<const float>(sin_table), {std::uint64_t(positions_), std::uint64_t(G), std::uint64_t(r)});
+}
+
+void DecodePackWriter::commit(const std::string& model_fingerprint) {
+  const ModelConfig& c = config_;
+  for (int l = 0; l < c.layers; ++l)
+    EKV_CHECK(added_[std::size_t(l)], writer_.path().string(), ": layer ", l, " was never added");
+  for (const auto& [name, value] : std::vector<std::pair<const char*, std::int64_t>>{
+           {"heads", c.heads}, {"kv_heads", c.kv_heads}, {"head_dim", c.head_dim}, {"hidden", c.hidden},
+           {"r", c.elitekv.r}, {"layers", c.layers}, {"positions", positions_}})
+    writer_.set_attribute("/", name, value);
+  writer_.set_attribute("/", "cache_dtype", cache_dtype_);
+  writer_.set_attribute("/", "softmax_scale", 1.0 / std::sqrt(double(c.head_dim)));
+  writer_.set_attribute("/", "model_fingerprint", model_fingerprint);
+  writer_.commit();
+}
+
 void write_decode_pack(const ModelConfig& c, const std::function<LayerWeights(int)>& layer, std::int64_t positions,
                        const std::string& cache_dtype, const std::filesystem::path& path,
                        const std::string& model_fingerprint, const std::vector<ArtifactInput>& inputs) {
-  EKV_CHECK(c.elitekv.enabled(), path.string(), ": a decode pack needs an EliteKV config");
-  EKV_CHECK(positions > 0 && positions <= c.context, path.string(), ": pack positions ", positions,
-            " outside [1, ", c.context, "]");
-  const int H = c.heads, G = c.kv_heads, dh = c.head_dim, g = c.group_size(), r = c.elitekv.r, half = dh / 2;
-  const int rest = dh - 2 * r;
-  const RopeTable rope(rope_frequencies(c), positions);
-  ArtifactWriter writer(path, "decode-pack", kDecodePackFormatVersion, model_fingerprint, inputs);
+  DecodePackWriter writer(c, positions, cache_dtype, path, inputs);
   Progress progress("decode pack", std::uint64_t(c.layers), "layers");
   for (int l = 0; l < c.layers; ++l) {
-    const LayerWeights w = layer(l);
-    const auto& elite = c.elitekv.elite[std::size_t(l)];
-    const auto rank = std::uint64_t(w.kv_a.rows()), d = std::uint64_t(c.hidden);
-    std::vector<Matrix> wq_elite, wq_absorbed, bq_elite, bq_absorbed;
-    const bool biased = w.bq.size() > 0;
-    for (int h = 0; h < H; ++h) {
-      const int j = h / g;
-      const std::vector<int> rest_dims = c.elitekv.rest_dims(l, j, dh);
-      Matrix elite_rows(2 * r, c.hidden), rest_rows(rest, c.hidden);
-      for (int i = 0; i < r; ++i) {
-        elite_rows.row(i) = w.wq.row(h * dh + elite[std::size_t(j)][std::size_t(i)]);
-        elite_rows.row(r + i) = w.wq.row(h * dh + elite[std::size_t(j)][std::size_t(i)] + half);
-      }
-      for (int m = 0; m < rest; ++m) rest_rows.row(m) = w.wq.row(h * dh + rest_dims[std::size_t(m)]);
-      wq_elite.push_back(elite_rows);
-      // Products in fp64: the pack is a reference, its rounding should be the storage's only.
-      wq_absorbed.push_back((w.k_b.middleRows(j * rest, rest).cast<double>().transpose() * rest_rows.cast<double>()).cast<float>());
-      if (!biased) continue;
-      Eigen::VectorXd elite_bias(2 * r), rest_bias(rest);
-      for (int i = 0; i < r; ++i)
-        for (int part = 0; part < 2; ++part)
-          elite_bias[part * r + i] = w.bq[h * dh + elite[std::size_t(j)][std::size_t(i)] + part * half];
-      for (int m = 0; m < rest; ++m) rest_bias[m] = w.bq[h * dh + rest_dims[std::size_t(m)]];
-      bq_elite.push_back(elite_bias.cast<float>());
-      bq_absorbed.push_back((w.k_b.middleRows(j * rest, rest).cast<double>().transpose() * rest_bias).cast<float>());
-    }
-    writer.write(layer_dataset(l, "wq_elite"), std::span<const float>(stacked(wq_elite)), {std::uint64_t(H), std::uint64_t(2 * r), d});
-    writer.write(layer_dataset(l, "wq_absorbed"), std::span<const float>(stacked(wq_absorbed)), {std::uint64_t(H), rank, d});
-    writer.write(layer_dataset(l, "wk_rope"), floats(w.wk_rope), {std::uint64_t(w.wk_rope.rows()), d});
-    writer.write(layer_dataset(l, "kv_a"), floats(w.kv_a), {rank, d});
-    writer.write(layer_dataset(l, "b_v"), floats(w.v_b), {std::uint64_t(w.v_b.rows()), rank});
-    writer.write(layer_dataset(l, "wo"), floats(w.wo), {d, std::uint64_t(w.wo.cols())});
-    if (biased) {
-      Eigen::VectorXd value_bias(H * dh);  // each query head's share of its KV head's value bias
-      for (int h = 0; h < H; ++h) value_bias.segment(h * dh, dh) = w.bv.segment((h / g) * dh, dh).cast<double>();
-      const Vector bo = (w.wo.cast<double>() * value_bias).cast<float>();
-      writer.write(layer_dataset(l, "bq_elite"), std::span<const float>(stacked(bq_elite)), {std::uint64_t(H), std::uint64_t(2 * r)});
-      writer.write(layer_dataset(l, "bq_absorbed"), std::span<const float>(stacked(bq_absorbed)), {std::uint64_t(H), rank});
-      writer.write(layer_dataset(l, "bk_rope"), floats(w.bk_rope), {std::uint64_t(w.bk_rope.size())});
-      writer.write(layer_dataset(l, "bo"), floats(bo), {d});
-    }
-    std::vector<std::int32_t> chunks;
-    std::vector<float> cos_table, sin_table;
-    for (const auto& set : elite) chunks.insert(chunks.end(), set.begin(), set.end());
-    for (std::int64_t m = 0; m < positions; ++m)
-      for (int j = 0; j < G; ++j)
-        for (int ch : elite[std::size_t(j)]) {
-          cos_table.push_back(rope.cos(m)[ch]);
-          sin_table.push_back(rope.sin(m)[ch]);
-        }
-    writer.write(layer_dataset(l, "elite_chunks"), std::span<const std::int32_t>(chunks), {std::uint64_t(G), std::uint64_t(r)});
-    writer.write(layer_dataset(l, "rope_cos"), std::span<const float>(cos_table), {std::uint64_t(positions), std::uint64_t(G), std::uint64_t(r)});
-    writer.write(layer_dataset(l, "rope_sin"), std::span<const float>(sin_table), {std::uint64_t(positions), std::uint64_t(G), std::uint64_t(r)});
+    writer.add_layer(l, layer(l));
     progress.advance();
   }
-  for (const auto& [name, value] : std::vector<std::pair<const char*, std::int64_t>>{
-           {"heads", H}, {"kv_heads", G}, {"head_dim", dh}, {"hidden", c.hidden}, {"r", r}, {"layers", c.layers},
-           {"positions", positions}})
-    writer.set_attribute("/", name, value);
-  writer.set_attribute("/", "cache_dtype", cache_dtype);
-  writer.set_attribute("/", "softmax_scale", 1.0 / std::sqrt(double(dh)));
-  writer.commit();
+  writer.commit(model_fingerprint);
   progress.finish();
 }
 

@@ -27,6 +27,7 @@
 #include "ekv/io/artifact.hpp"
 #include "ekv/model/config.hpp"
 #include "ekv/model/forward.hpp"
+#include "ekv/model/rope_frequencies.hpp"
 #include "ekv/model/weights.hpp"
 
 namespace ekv {
@@ -52,7 +53,26 @@ struct PackLayer {
   std::vector<float> rope_cos, rope_sin;  // [P][G][r]
 };
 
-// config: the compressed model's; layer(l) its weights (CompressionPlan::layer).
+// Writes the pack one layer at a time, in any order: ekv-export hands it each layer it builds for
+// model.safetensors, so a layer is built once and one is resident. The model fingerprint, known
+// only once the checkpoint is written, comes at commit. config: the compressed model's.
+class DecodePackWriter {
+ public:
+  DecodePackWriter(const ModelConfig& config, std::int64_t positions, std::string cache_dtype,
+                   const std::filesystem::path& path, const std::vector<ArtifactInput>& inputs);
+  void add_layer(int layer, const LayerWeights& weights);  // each layer once
+  void commit(const std::string& model_fingerprint);        // after every layer
+
+ private:
+  ModelConfig config_;
+  std::int64_t positions_;
+  std::string cache_dtype_;
+  RopeTable rope_;
+  ArtifactWriter writer_;
+  std::vector<bool> added_;
+};
+
+// The whole pack in layer order; layer(l): the compressed weights (e.g. an exported model's).
 void write_decode_pack(const ModelConfig& config, const std::function<LayerWeights(int)>& layer,
                        std::int64_t positions, const std::string& cache_dtype, const std::filesystem::path& path,
                        const std::string& model_fingerprint, const std::vector<ArtifactInput>& inputs);

@@ -148,13 +148,11 @@ ArtifactWriter::~ArtifactWriter() {
   if (file_ >= 0) H5Fclose(file_);
 }
 
-void ArtifactWriter::write_raw(const std::string& name, const void* data, std::size_t count, ElementKind kind,
-                               std::vector<std::uint64_t> shape, bool compress) {
-  const std::string where = path().string() + ":" + name;
+std::int64_t ArtifactWriter::create_dataset(const std::string& name, ElementKind kind,
+                                            const std::vector<std::uint64_t>& shape, bool compress) {
+  std::vector<hsize_t> dims(shape.begin(), shape.end());
   std::uint64_t elements = 1;
   for (auto d : shape) elements *= d;
-  EKV_CHECK(elements == count, where, ": ", count, " values given for shape ", shape_text(shape));
-  std::vector<hsize_t> dims(shape.begin(), shape.end());
   Handle space(H5Screate_simple(int(dims.size()), dims.data(), nullptr), H5Sclose);
   Handle lcpl(H5Pcreate(H5P_LINK_CREATE), H5Pclose);
   H5Pset_create_intermediate_group(lcpl.get(), 1);
@@ -170,12 +168,50 @@ void ArtifactWriter::write_raw(const std::string& name, const void* data, std::s
     H5Pset_shuffle(dcpl.get());
     H5Pset_deflate(dcpl.get(), 1);  // level 1: most of the gain of deflate on float data, at a fraction of the time
   }
-  Handle dataset(H5Dcreate2(file_, name.c_str(), native_type(kind), space.get(), lcpl.get(), dcpl.get(), H5P_DEFAULT),
-                 H5Dclose);
-  EKV_CHECK(dataset.valid(), where, ": cannot create dataset (exists already, or bad name)");
+  const hid_t dataset =
+      H5Dcreate2(file_, name.c_str(), native_type(kind), space.get(), lcpl.get(), dcpl.get(), H5P_DEFAULT);
+  EKV_CHECK(dataset >= 0, path().string(), ":", name, ": cannot create dataset (exists already, or bad name)");
+  return dataset;
+}
+
+void ArtifactWriter::write_raw(const std::string& name, const void* data, std::size_t count, ElementKind kind,
+                               std::vector<std::uint64_t> shape, bool compress) {
+  const std::string where = path().string() + ":" + name;
+  std::uint64_t elements = 1;
+  for (auto d : shape) elements *= d;
+  EKV_CHECK(elements == count, where, ": ", count, " values given for shape ", shape_text(shape));
+  Handle dataset(create_dataset(name, kind, shape, compress), H5Dclose);
   if (elements > 0)
     EKV_CHECK(H5Dwrite(dataset.get(), native_type(kind), H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0, where,
               ": write failed (disk full?)");
+  failpoint("write");
+}
+
+void ArtifactWriter::create_f32(const std::string& name, std::vector<std::uint64_t> shape) {
+  EKV_CHECK(!shape.empty(), path().string(), ":", name, ": a dataset written by blocks needs a first dimension");
+  Handle dataset(create_dataset(name, ElementKind::f32, shape, false), H5Dclose);
+}
+
+void ArtifactWriter::write_f32_block(const std::string& name, std::uint64_t index, std::span<const float> block) {
+  const std::string where = path().string() + ":" + name;
+  Handle dataset(H5Dopen2(file_, name.c_str(), H5P_DEFAULT), H5Dclose);
+  EKV_CHECK(dataset.valid(), where, ": no such dataset (create_f32 first)");
+  Handle file_space(H5Dget_space(dataset.get()), H5Sclose);
+  std::vector<hsize_t> dims(std::size_t(H5Sget_simple_extent_ndims(file_space.get())));
+  H5Sget_simple_extent_dims(file_space.get(), dims.data(), nullptr);
+  std::vector<std::uint64_t> shape(dims.begin(), dims.end());
+  hsize_t block_elements = 1;
+  for (std::size_t i = 1; i < dims.size(); ++i) block_elements *= dims[i];
+  EKV_CHECK(index < dims[0] && block.size() == block_elements, where, ": block ", index, " of ", block.size(),
+            " values does not fit shape ", shape_text(shape));
+  std::vector<hsize_t> start(dims.size(), 0), count = dims;
+  start[0] = index;
+  count[0] = 1;
+  H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr);
+  Handle memory_space(H5Screate_simple(1, &block_elements, nullptr), H5Sclose);
+  EKV_CHECK(H5Dwrite(dataset.get(), H5T_NATIVE_FLOAT, memory_space.get(), file_space.get(), H5P_DEFAULT,
+                     block.data()) >= 0,
+            where, ": write failed (disk full?)");
   failpoint("write");
 }
 

@@ -66,6 +66,11 @@ class ArtifactWriter {
   void write(const std::string& name, std::span<const std::uint16_t> data, std::vector<std::uint64_t> shape,
              bool compress = false);
 
+  // A float dataset written one block of its first dimension at a time (a [H, d_kv, d] stack
+  // head by head), so no caller holds it whole. The caller writes every block before commit.
+  void create_f32(const std::string& name, std::vector<std::uint64_t> shape);
+  void write_f32_block(const std::string& name, std::uint64_t index, std::span<const float> block);
+
   // Attributes on "/" or on an existing dataset or group.
   void set_attribute(const std::string& object, const std::string& name, const std::string& value);
   void set_attribute(const std::string& object, const std::string& name, std::int64_t value);
@@ -77,6 +82,8 @@ class ArtifactWriter {
  private:
   void write_raw(const std::string& name, const void* data, std::size_t count, ElementKind kind,
                  std::vector<std::uint64_t> shape, bool compress);
+  std::int64_t create_dataset(const std::string& name, ElementKind kind, const std::vector<std::uint64_t>& shape,
+                              bool compress);  // an open hid_t the caller closes
 
   AtomicOutput output_;
   std::int64_t file_ = -1;  // hid_t

@@ -157,23 +157,41 @@ void SafetensorsWriter::write_header() {
             output_.temp_path().string(), ": write failed: ", std::strerror(errno));
 }
 
-void SafetensorsWriter::write(const std::string& name, std::span<const std::byte> data) {
+void SafetensorsWriter::start_tensor(const std::string& name, std::size_t bytes) {
   if (!file_) write_header();
   EKV_CHECK(next_ < declared_.size() && declared_[next_].name == name, output_.final_path().string(),
             ": tensor ", name, " written out of declaration order");
   const SafetensorsEntry& entry = declared_[next_++];
-  EKV_CHECK(data.size() == entry.end - entry.begin, output_.final_path().string(), ": tensor ", name, ": ",
-            data.size(), " bytes given, ", entry.end - entry.begin, " declared");
+  EKV_CHECK(bytes == entry.end - entry.begin, output_.final_path().string(), ": tensor ", name, ": ", bytes,
+            " bytes given, ", entry.end - entry.begin, " declared");
+}
+
+void SafetensorsWriter::append(std::span<const std::byte> data) {
   EKV_CHECK(std::fwrite(data.data(), 1, data.size(), file_) == data.size(), output_.temp_path().string(),
             ": write failed (disk full?): ", std::strerror(errno));
+}
+
+void SafetensorsWriter::write(const std::string& name, std::span<const std::byte> data) {
+  start_tensor(name, data.size());
+  append(data);
   failpoint("write");
 }
 
 void SafetensorsWriter::write_floats(const std::string& name, std::span<const float> values) {
   EKV_CHECK(next_ < declared_.size(), output_.final_path().string(), ": tensor ", name, " was not declared");
-  std::vector<std::byte> encoded(storage_bytes(declared_[next_].dtype, values.size()));
-  encode_float(declared_[next_].dtype, values, encoded);
-  write(name, encoded);
+  const DType dtype = declared_[next_].dtype;
+  start_tensor(name, storage_bytes(dtype, values.size()));
+  // Encoded a slice at a time, so no second copy of a tensor (a 7B embedding is 500 MB in f32)
+  // is ever held; 2^20 elements is a whole number of blocks of every quantized format.
+  constexpr std::size_t kSlice = std::size_t(1) << 20;
+  std::vector<std::byte> encoded;
+  for (std::size_t first = 0; first < values.size(); first += kSlice) {
+    const std::span<const float> slice = values.subspan(first, std::min(kSlice, values.size() - first));
+    encoded.resize(storage_bytes(dtype, slice.size()));
+    encode_float(dtype, slice, encoded);
+    append(encoded);
+  }
+  failpoint("write");
 }
 
 void SafetensorsWriter::commit() {

@@ -61,6 +61,8 @@ class SafetensorsWriter {
 
  private:
   void write_header();
+  void start_tensor(const std::string& name, std::size_t bytes);  // checks order and size
+  void append(std::span<const std::byte> data);
 
   AtomicOutput output_;
   std::map<std::string, std::string> metadata_;

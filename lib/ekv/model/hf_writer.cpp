@@ -45,6 +45,7 @@ void write_checkpoint_folder(const ModelSource& model, const fs::path& folder, D
   }
   for (const auto& [name, text] : contents.extra_files) write_text(output.temp_path() / name, text);
 
+  if (contents.start) contents.start(output.temp_path());
   SafetensorsWriter writer(output.temp_path() / "model.safetensors",
                            {{"format", "pt"}, {"ekv_source_fingerprint", model.fingerprint()}});
   for (const auto& tensor : contents.tensors) writer.declare(tensor.name, dtype, tensor.shape);
@@ -62,7 +63,7 @@ void write_checkpoint_folder(const ModelSource& model, const fs::path& folder, D
 void write_hf_checkpoint(const ModelSource& model, const fs::path& folder, DType dtype) {
   write_checkpoint_folder(model, folder, dtype,
                           {config_to_hf(model.config()), expected_tensors(model.config()),
-                           [&](const ExpectedTensor& tensor) { return model.load(tensor.name); }, {}, {}});
+                           [&](const ExpectedTensor& tensor) { return model.load(tensor.name); }, {}, {}, {}});
 }
 
 }  // namespace ekv

@@ -20,6 +20,9 @@ struct CheckpointContents {
   std::vector<ExpectedTensor> tensors;  // in file order
   std::function<std::vector<float>(const ExpectedTensor&)> load;  // called once per tensor, in order
   std::vector<std::pair<std::string, std::string>> extra_files;   // (file name, text), e.g. modeling code
+  // Called with the (not yet published) folder before the first tensor is loaded, e.g. to open
+  // a file that the loads feed.
+  std::function<void(const std::filesystem::path&)> start;
   // Called last with the (not yet published) folder, e.g. to add an artifact that belongs to it.
   std::function<void(const std::filesystem::path&)> finish;
 };

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
 #include "ekv/compressed/compression_plan.hpp"
 #include "ekv/compressed/decode_pack.hpp"
@@ -84,7 +85,9 @@ void run_export(const ExportOptions& options) {
   require_pack_positions(options.pack_positions, c.context);
   const DType dtype = options.dtype == "f16" ? DType::f16 : options.dtype == "bf16" ? DType::bf16 : DType::f32;
 
-  // Tensors are written in file order, layer after layer: one compressed layer is resident.
+  // Tensors are written in file order, layer after layer: one compressed layer is resident, and
+  // each is built once, for model.safetensors and the decode pack together.
+  std::optional<DecodePackWriter> pack;
   int cached_layer = -1;
   LayerWeights cached;
   const std::string prefix = "model.layers.";
@@ -100,8 +103,10 @@ void run_export(const ExportOptions& options) {
     const std::size_t dot = tensor.name.find('.', prefix.size());
     const int layer = std::stoi(tensor.name.substr(prefix.size(), dot - prefix.size()));
     if (layer != cached_layer) {
+      cached = LayerWeights{};  // freed first: at 7B shapes a layer is 0.8 GB in f32
       cached = plan.layer(layer);
       cached_layer = layer;
+      pack->add_layer(layer, cached);
     }
     const bool bias = tensor.name.ends_with(".bias");
     const std::size_t tail = std::string(bias ? ".bias" : ".weight").size();
@@ -109,11 +114,11 @@ void run_export(const ExportOptions& options) {
     return bias ? layer_bias(cached, suffix) : layer_tensor(cached, suffix);
   };
   contents.extra_files = elitekv_python_sources();
-  contents.finish = [&](const fs::path& folder) {
-    const auto exported = open_hf_model(folder);  // the pack names the compressed model it belongs to
-    write_decode_pack(c, [&](int l) { return plan.layer(l); }, options.pack_positions, options.cache_dtype,
-                      folder / "decode-pack.h5", exported->fingerprint(), plan.inputs());
+  contents.start = [&](const fs::path& folder) {
+    pack.emplace(c, options.pack_positions, options.cache_dtype, folder / "decode-pack.h5", plan.inputs());
   };
+  // The pack names the compressed model it belongs to, known once model.safetensors is written.
+  contents.finish = [&](const fs::path& folder) { pack->commit(open_hf_model(folder)->fingerprint()); };
   write_checkpoint_folder(*model, options.output, dtype, contents);
 
   long long latent = 0;
