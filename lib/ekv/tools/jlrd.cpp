@@ -256,11 +256,11 @@ void run_jlrd(const JlrdOptions& options) {
     LayerStatistics stats;
     RefinedLayer refined;
   };
-  auto decompose = [&](int l) {
+  auto decompose = [&](int l, const LayerWeights& weights) {
     Decomposed out{elite_sets(rope, l, options.r), calib ? read_calib_layer(*calib, header, l, with_samples)
                                                          : LayerStatistics(), {}};
     try {
-      out.refined = refine_layer(model->layer(l), c, out.elite, samples_of(out.stats, header), rope_table, lrd, refine,
+      out.refined = refine_layer(weights, c, out.elite, samples_of(out.stats, header), rope_table, lrd, refine,
                                  int(std::lround(target_rank)));
     } catch (const Error& e) {  // name the file and the layer whose statistics could not be used
       fail(cat(calib ? options.calib : options.model, ": layer ", l, ": ", e.what()));
@@ -281,7 +281,7 @@ void run_jlrd(const JlrdOptions& options) {
     bool keep = true;
     Progress progress("jlrd decompose", std::uint64_t(layers), "layers");
     for (int l = 0; l < layers; ++l) {
-      Decomposed layer = decompose(begin + l);
+      Decomposed layer = decompose(begin + l, model->layer(begin + l));
       gains.push_back(layer.refined.factors->relative_data_gains());
       max_ranks.push_back(layer.refined.factors->max_rank());
       if (l == 0) keep = !options.low_memory && fits_in_memory(layer, layers);
@@ -331,11 +331,13 @@ void run_jlrd(const JlrdOptions& options) {
   }
   Progress sweeping(options.budget > 0 ? "jlrd sweep" : "jlrd", std::uint64_t(layers), "layers");
   for (int l = 0; l < layers; ++l) {
-    Decomposed layer = kept[std::size_t(l)] ? std::move(*kept[std::size_t(l)]) : decompose(begin + l);
+    // One load of the layer's weights serves its decomposition (unless kept) and its errors and refit.
+    const bool was_kept = kept[std::size_t(l)].has_value();
+    const LayerWeights weights = with_samples || !was_kept ? model->layer(begin + l) : LayerWeights();
+    Decomposed layer = was_kept ? std::move(*kept[std::size_t(l)]) : decompose(begin + l, weights);
     kept[std::size_t(l)].reset();
     const auto& f = *layer.refined.factors;
     const LayerSamples samples = samples_of(layer.stats, header);
-    const LayerWeights weights = with_samples ? model->layer(begin + l) : LayerWeights();
     const std::vector<int> ranks = sweep_ranks(l, f);
     for (std::size_t i = 0; i < ranks.size(); ++i) {
       const int rank = ranks[i];
