@@ -29,4 +29,31 @@ void decode_head_reference(const float* q_a, HeadRows keys_a, const float* q_b, 
   for (int i = 0; i < values.width; ++i) out[i] = tokens > 0 ? float(acc[std::size_t(i)] / total) : 0.0f;
 }
 
+void full_decode_reference(const DecodeBatchShape& s, int head_dim, const float* q, const float* k, const float* v,
+                           const int* lengths, float* out) {
+  const int G = s.kv_heads, dh = head_dim;
+  for (int b = 0; b < s.batch; ++b)
+    for (int h = 0; h < s.heads; ++h) {
+      const int j = h / (s.heads / G);
+      const std::size_t bh = std::size_t(b) * s.heads + h, first = (std::size_t(b) * s.max_context * G + j) * dh;
+      const HeadRows keys{k + first, std::size_t(G) * dh, dh}, values{v + first, std::size_t(G) * dh, dh};
+      decode_head_reference(q + bh * dh, keys, nullptr, {}, values, lengths[b], s.scale, out + bh * dh);
+    }
+}
+
+void compressed_decode_reference(const DecodeBatchShape& s, int r, int rank, const float* q_elite,
+                                 const float* q_latent, const float* k_elite, const float* latent, const int* lengths,
+                                 float* out) {
+  const int G = s.kv_heads, da = 2 * r;
+  for (int b = 0; b < s.batch; ++b)
+    for (int h = 0; h < s.heads; ++h) {
+      const int j = h / (s.heads / G);
+      const std::size_t bh = std::size_t(b) * s.heads + h;
+      const HeadRows elite{k_elite + (std::size_t(b) * s.max_context * G + j) * da, std::size_t(G) * da, da};
+      const HeadRows cache{latent + std::size_t(b) * s.max_context * rank, std::size_t(rank), rank};
+      decode_head_reference(q_elite + bh * da, elite, q_latent + bh * rank, cache, cache, lengths[b], s.scale,
+                            out + bh * rank);
+    }
+}
+
 }  // namespace ekv

@@ -1,6 +1,7 @@
-// ekv-cuda-verify: runs the decode kernels (decode_attention.hpp) on seeded random queries and
-// caches of given shapes, checks them against the CPU reference (decode_head_reference, the
-// code ekv-check's pack path uses) by normalized error, and with --bench times them.
+// ekv-cuda-verify: runs both decode kernels (decode_attention.hpp: compressed and full cache) on
+// seeded random queries and caches of given shapes, checks each against its CPU reference
+// (compressed_/full_decode_reference, built on the code ekv-check's pack path uses) by
+// normalized error, and with --bench times them.
 #pragma once
 
 #include <CLI/CLI.hpp>
