@@ -1,6 +1,8 @@
 """Shared helpers of the peer tests: paths from the environment ctest sets, running our tools."""
+import atexit
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,7 +24,12 @@ def run(*command):
 
 
 def workdir(name):
-    return tempfile.mkdtemp(prefix=f"ekv-peer-{name}-")
+    """A scratch folder removed when the test exits (the export test's is 800 MB); set
+    EKV_KEEP_PEER_WORK=1 to keep it for a look after a failure."""
+    path = tempfile.mkdtemp(prefix=f"ekv-peer-{name}-")
+    if os.environ.get("EKV_KEEP_PEER_WORK") != "1":
+        atexit.register(shutil.rmtree, path, True)
+    return path
 
 
 def report(lines, failures):
