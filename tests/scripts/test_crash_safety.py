@@ -40,6 +40,9 @@ def digest(path: Path) -> str:
 def run(cmd, failpoint=None, preexec=None):
     env = dict(os.environ)
     env.pop("EKV_FAILPOINT", None)
+    # A fixed created_utc: a replaced output must equal the previous one byte for byte even when
+    # the two runs fall in different seconds (they did not always: a flaky comparison).
+    env["SOURCE_DATE_EPOCH"] = "1700000000"
     if failpoint:
         env["EKV_FAILPOINT"] = failpoint
     return subprocess.run([str(c) for c in cmd], env=env, capture_output=True, text=True, preexec_fn=preexec)

@@ -69,6 +69,16 @@ TEST_F(ArtifactTest, RoundTrip) {
   EXPECT_NO_THROW(reader.require_model("abc123", "m"));
 }
 
+TEST_F(ArtifactTest, SourceDateEpochFixesTheRecordedTime) {
+  ::setenv("SOURCE_DATE_EPOCH", "1700000000", 1);
+  EXPECT_EQ(utc_now_iso8601(), "2023-11-14T22:13:20Z");
+  EXPECT_EQ(ArtifactReader(make("a.h5"), "calib", 1).provenance().created_utc, "2023-11-14T22:13:20Z");
+  ::setenv("SOURCE_DATE_EPOCH", "17e8", 1);
+  EXPECT_EKV_ERROR(utc_now_iso8601(), "SOURCE_DATE_EPOCH=17e8", "whole seconds");
+  ::unsetenv("SOURCE_DATE_EPOCH");
+  EXPECT_NE(utc_now_iso8601(), "2023-11-14T22:13:20Z");
+}
+
 TEST_F(ArtifactTest, IdenticalInputsGiveIdenticalDatasets) {
   const fs::path a = make("a.h5"), b = make("b.h5");
   ArtifactReader ra(a, "calib", 1), rb(b, "calib", 1);

@@ -3,7 +3,9 @@
 #include <hdf5.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <ctime>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -100,7 +102,17 @@ constexpr std::int64_t kMaxReadBytes = std::int64_t(16) << 30;  // refuse absurd
 }  // namespace
 
 std::string utc_now_iso8601() {
-  const std::time_t now = std::time(nullptr);
+  std::time_t now = std::time(nullptr);
+  // SOURCE_DATE_EPOCH (reproducible-builds.org) fixes the recorded time, so that two runs on the
+  // same inputs write identical bytes, not only identical datasets.
+  if (const char* epoch = std::getenv("SOURCE_DATE_EPOCH"); epoch && *epoch) {
+    char* end = nullptr;
+    errno = 0;
+    const long long seconds = std::strtoll(epoch, &end, 10);
+    EKV_CHECK(*end == '\0' && errno == 0 && seconds >= 0, "SOURCE_DATE_EPOCH=", epoch,
+              ": must be whole seconds since 1970 (or unset)");
+    now = std::time_t(seconds);
+  }
   std::tm utc{};
   gmtime_r(&now, &utc);
   char buffer[32];

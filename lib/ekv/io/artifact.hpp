@@ -33,7 +33,7 @@ struct Provenance {
   std::string model_fingerprint;
 };
 
-std::string utc_now_iso8601();
+std::string utc_now_iso8601();  // or SOURCE_DATE_EPOCH's time when it is set
 ArtifactInput file_input(const std::filesystem::path& path, const std::string& type);  // hashes the file
 
 enum class ElementKind { f32, f64, i32, i64, u8, u16 };  // u16 also carries bf16 bit patterns

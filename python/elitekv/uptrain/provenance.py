@@ -1,6 +1,7 @@
 """What an ekv-uptrain output records about how it was made (config.json ekv_uptrain)."""
 import datetime
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -37,12 +38,24 @@ def git_sha():
         return "unknown"
 
 
+def created_utc():
+    """Now, or SOURCE_DATE_EPOCH's time when set (as the C++ tools do): identical runs, identical bytes."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch:
+        if not epoch.isdigit():
+            raise SystemExit(f"error: SOURCE_DATE_EPOCH={epoch}: must be whole seconds since 1970 (or unset)")
+        moment = datetime.datetime.fromtimestamp(int(epoch), datetime.timezone.utc)
+    else:
+        moment = datetime.datetime.now(datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def record(export, model, text, fingerprint, settings):
     return {
         "producer": "ekv-uptrain",
         "git": git_sha(),
         "command": " ".join(["ekv-uptrain"] + sys.argv[1:]),
-        "created_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created_utc": created_utc(),
         "inputs": [
             {"role": "export", "path": str(export), "sha256": sha256_file(Path(export) / "model.safetensors")},
             {"role": "original", "path": str(model), "sha256": sha256_model(model), "fingerprint": fingerprint},
