@@ -11,7 +11,6 @@ held-out evaluation corpus. Asserts:
 The full pipeline on this model is the preset configs/qwen2.5-coder-0.5b-25.toml, not a CI step."""
 import json
 import os
-import re
 import shutil
 import sys
 

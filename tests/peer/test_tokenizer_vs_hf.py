@@ -12,7 +12,6 @@ Plus a set of hostile strings (control bytes, NUL, mixed scripts, special tokens
 import os
 import shutil
 
-import numpy as np
 from gguf import GGUFReader
 from safetensors.numpy import load_file
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers

@@ -4,7 +4,6 @@ carries their numbers, figures and commands (and refuses a folder without fideli
 Makefile passes a preset and its overrides to the right steps (dry runs, no tool is started).
 """
 import json
-import os
 import pathlib
 import subprocess
 import sys

@@ -174,7 +174,7 @@ TEST(RopeFrequencies, ScalingRules) {
   c.rope_scaling.factor = 4;
   EXPECT_DOUBLE_EQ(rope_frequencies(c)[10], plain[10] / 4);
   // llama3 (Llama-3.1 values): short wavelengths kept, long ones divided by 8, between blended.
-  c.rope_scaling = {"llama3", 8.0, 1.0, 4.0, 8192};
+  c.rope_scaling = {"llama3", 8.0, 1.0, 4.0, 8192, {}};
   const auto scaled = rope_frequencies(c);
   for (size_t i = 0; i < plain.size(); ++i) {
     const double wavelength = 2 * std::numbers::pi / plain[i];
