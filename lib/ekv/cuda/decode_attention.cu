@@ -6,6 +6,7 @@
 
 #include "ekv/core/error.hpp"
 #include "ekv/cuda/decode_attention.hpp"
+#include "ekv/cuda/split_softmax.hpp"
 
 namespace ekv::cuda {
 
@@ -58,7 +59,8 @@ __global__ void split_attention(SplitParams p) {
   const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const int j = h / (p.heads / p.kv_heads);
   const int length = p.lengths[b];
-  const int t0 = split * kSplitTokens, t1 = min(length, t0 + kSplitTokens);
+  const SplitRange range = split_range(split, length);
+  const int t0 = range.begin, t1 = range.end;
   extern __shared__ float shared[];
   float* q = shared;                       // [da + db]
   float* weights = q + p.da + p.db;        // [kSplitTokens]
@@ -87,7 +89,7 @@ __global__ void split_attention(SplitParams p) {
   const float peak = block_reduce(local_max, scratch, true);
   float local_sum = 0;
   for (int t = t0 + int(threadIdx.x); t < t1; t += blockDim.x) {
-    const float w = __expf(weights[t - t0] - peak);
+    const float w = split_exp(weights[t - t0] - peak);
     weights[t - t0] = w;
     local_sum += w;
   }
@@ -106,29 +108,23 @@ __global__ void split_attention(SplitParams p) {
   }
 }
 
-// out[b, h, :] = Σ_s e^{m_s − M} o_s / Σ_s e^{m_s − M} l_s over the splits that saw tokens.
+// out[b, h, :] = Σ_s e^{m_s − M} o_s / Σ_s e^{m_s − M} l_s over the splits that saw tokens
+// (split_softmax.hpp, the arithmetic the CPU tests check).
 __global__ void combine_splits(int heads, int splits, int dv, const float* partial_out, const float* partial_max,
                                const float* partial_sum, float* out) {
   const int h = blockIdx.x, b = blockIdx.y;
   const std::size_t base = (std::size_t(b) * heads + h) * splits;
-  float peak = -FLT_MAX;
-  for (int s = 0; s < splits; ++s)
-    if (partial_sum[base + s] > 0) peak = fmaxf(peak, partial_max[base + s]);
+  const float* max = partial_max + base;
+  const float* sum = partial_sum + base;
+  const float peak = merged_peak(max, sum, splits);
   float denominator = 0;
-  for (int s = 0; s < splits; ++s)
-    if (partial_sum[base + s] > 0) denominator += __expf(partial_max[base + s] - peak) * partial_sum[base + s];
+  for (int s = 0; s < splits; ++s) denominator += merge_weight(max[s], sum[s], peak) * sum[s];
   for (int dim = threadIdx.x; dim < dv; dim += blockDim.x) {
     float numerator = 0;
     for (int s = 0; s < splits; ++s)
-      if (partial_sum[base + s] > 0) numerator += __expf(partial_max[base + s] - peak) * partial_out[(base + s) * dv + dim];
+      if (sum[s] > 0) numerator += merge_weight(max[s], sum[s], peak) * partial_out[(base + s) * dv + dim];
     out[(std::size_t(b) * heads + h) * dv + dim] = denominator > 0 ? numerator / denominator : 0.0f;
   }
-}
-
-int splits_for(int max_context) { return (max_context + kSplitTokens - 1) / kSplitTokens; }
-
-std::size_t workspace_bytes(int batch, int heads, int splits, int dv) {
-  return sizeof(float) * std::size_t(batch) * heads * splits * (std::size_t(dv) + 2);
 }
 
 void check_launch(const char* what) {
@@ -174,11 +170,11 @@ SplitParams common_params(int batch, int heads, int kv_heads, int max_context, f
 }  // namespace
 
 std::size_t compressed_decode_workspace(const CompressedDecodeArgs& a) {
-  return workspace_bytes(a.batch, a.heads, splits_for(a.max_context), a.rank);
+  return split_workspace_bytes(a.batch, a.heads, splits_for(a.max_context), a.rank);
 }
 
 std::size_t full_decode_workspace(const FullDecodeArgs& a) {
-  return workspace_bytes(a.batch, a.heads, splits_for(a.max_context), a.head_dim);
+  return split_workspace_bytes(a.batch, a.heads, splits_for(a.max_context), a.head_dim);
 }
 
 void compressed_decode(const CompressedDecodeArgs& a, void* workspace, void* stream) {

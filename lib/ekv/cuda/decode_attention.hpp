@@ -10,6 +10,8 @@
 
 #include <cstdint>
 
+#include "ekv/cuda/split_softmax.hpp"  // kSplitTokens
+
 namespace ekv::cuda {
 
 enum class CacheType { f16, bf16 };
@@ -37,9 +39,6 @@ struct FullDecodeArgs {
   const int* lengths = nullptr;
   float* out = nullptr;        // [B, H, d_h]
 };
-
-// Context tokens per split; the number of splits is ceil(max_context / split_tokens).
-inline constexpr int kSplitTokens = 512;
 
 // Workspace bytes the calls below need (partial outputs, maxima and sums of every split).
 std::size_t compressed_decode_workspace(const CompressedDecodeArgs& args);
