@@ -12,6 +12,7 @@
 #include "ekv/core/failpoint.hpp"
 #include "ekv/core/log.hpp"
 #include "ekv/core/output_path.hpp"
+#include "ekv/core/read_file.hpp"
 
 namespace ekv {
 
@@ -81,6 +82,12 @@ void AtomicOutput::commit() {
   fsync_path(fs::absolute(final_).parent_path());
   failpoint("replaced");
   if (exchanged) fs::remove_all(temp_, error);  // the previous folder
+}
+
+void write_text_atomically(const fs::path& path, const std::string& text) {
+  AtomicOutput output(path);
+  write_text_file(output.temp_path(), text);
+  output.commit();
 }
 
 }  // namespace ekv

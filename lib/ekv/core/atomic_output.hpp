@@ -27,6 +27,9 @@ class AtomicOutput {
   bool committed_ = false;
 };
 
+// A small text output (a JSON report) written whole under the temporary name, then committed.
+void write_text_atomically(const std::filesystem::path& path, const std::string& text);
+
 // Readers refuse AtomicOutput's temporaries: "<name>.tmp" is by construction an output whose
 // commit (the rename is the completion marker) never happened, however complete it looks.
 void require_committed(const std::filesystem::path& path);

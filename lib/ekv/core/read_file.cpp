@@ -1,6 +1,8 @@
 #include "ekv/core/read_file.hpp"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <cstdint>
 #include <fstream>
 #include <vector>
@@ -17,6 +19,13 @@ std::string read_file(const std::filesystem::path& path) {
   content << in.rdbuf();
   EKV_CHECK(!in.bad(), path.string(), ": read error");
   return content.str();
+}
+
+void write_text_file(const std::filesystem::path& path, const std::string& text) {
+  std::ofstream out(path);
+  out << text;
+  out.close();
+  EKV_CHECK(!out.fail(), path.string(), ": write failed (disk full?): ", std::strerror(errno));
 }
 
 void require_text_corpus(const std::filesystem::path& path) {

@@ -7,7 +7,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -244,13 +243,7 @@ int run_cuda_verify(const CudaVerifyOptions& options) {
     }
   const nlohmann::json report = {{"device", prop.name}, {"peak_gb_per_s", peak}, {"tolerance", options.tolerance},
                                  {"seed", options.seed}, {"shapes", rows}};
-  AtomicOutput out(options.output);
-  {
-    std::ofstream file(out.temp_path());
-    file << report.dump(2) << "\n";
-    EKV_CHECK(file.good(), options.output, ": write failed (disk full?): ", std::strerror(errno));
-  }
-  out.commit();
+  write_text_atomically(options.output, report.dump(2) + "\n");
   std::printf("final: cuda-verify shapes=%zu %s device=%s\n", rows.size(), ok ? "pass" : "FAIL", prop.name);
   return ok ? 0 : 1;
 }

@@ -1,12 +1,9 @@
 #include "ekv/model/hf_writer.hpp"
 
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-
 #include "ekv/core/atomic_output.hpp"
 #include "ekv/core/error.hpp"
 #include "ekv/core/progress.hpp"
+#include "ekv/core/read_file.hpp"
 #include "ekv/core/version.hpp"
 #include "ekv/io/gguf.hpp"
 #include "ekv/io/safetensors.hpp"
@@ -16,14 +13,6 @@
 namespace ekv {
 
 namespace fs = std::filesystem;
-
-namespace {
-void write_text(const fs::path& path, const std::string& text) {
-  std::ofstream out(path);
-  out << text;
-  EKV_CHECK(out.good(), path.string(), ": write failed (disk full?): ", std::strerror(errno));
-}
-}  // namespace
 
 void write_checkpoint_folder(const ModelSource& model, const fs::path& folder, DType dtype,
                              const CheckpointContents& contents) {
@@ -36,14 +25,14 @@ void write_checkpoint_folder(const ModelSource& model, const fs::path& folder, D
   config["torch_dtype"] = dtype == DType::f32 ? "float32" : dtype == DType::f16 ? "float16" : "bfloat16";
   config["ekv_source"] = {{"path", model.path().string()}, {"format", model.format()},
                           {"fingerprint", model.fingerprint()}, {"producer", std::string(version())}};
-  write_text(output.temp_path() / "config.json", config.dump(2) + "\n");
+  write_text_file(output.temp_path() / "config.json", config.dump(2) + "\n");
   if (model.format() == "gguf" && GgufFile(model.path()).has("tokenizer.ggml.tokens")) {
     // The GGUF carries the tokenizer; an HF folder carries it as tokenizer.json.
-    write_text(output.temp_path() / "tokenizer.json", Tokenizer::for_model(model.path()).to_hf_json().dump() + "\n");
+    write_text_file(output.temp_path() / "tokenizer.json", Tokenizer::for_model(model.path()).to_hf_json().dump() + "\n");
   } else if (fs::exists(model.path() / "tokenizer.json")) {
     fs::copy_file(model.path() / "tokenizer.json", output.temp_path() / "tokenizer.json");
   }
-  for (const auto& [name, text] : contents.extra_files) write_text(output.temp_path() / name, text);
+  for (const auto& [name, text] : contents.extra_files) write_text_file(output.temp_path() / name, text);
 
   if (contents.start) contents.start(output.temp_path());
   SafetensorsWriter writer(output.temp_path() / "model.safetensors",

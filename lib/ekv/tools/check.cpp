@@ -1,10 +1,7 @@
 #include "ekv/tools/check.hpp"
 
-#include <cerrno>
-#include <cstring>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "ekv/check/decode_check.hpp"
@@ -151,13 +148,7 @@ void run_check_compare(const CompareOptions& options) {
       {"cache_ratio", ratio},
       {"producer", std::string(version())},
   };
-  AtomicOutput out(options.output);
-  {
-    std::ofstream file(out.temp_path());
-    file << report.dump(2) << "\n";
-    EKV_CHECK(file.good(), options.output, ": write failed (disk full?): ", std::strerror(errno));
-  }
-  out.commit();
+  write_text_atomically(options.output, report.dump(2) + "\n");
   std::printf("final: ppl_original=%.4f ppl_compressed=%.4f kl=%.5f top1=%.4f cache_ratio=%.4f mean_layer_error=%.4f "
               "report=%s\n",
               result.original.perplexity(), result.compressed.perplexity(), result.mean_kl(), result.top1(), ratio,
