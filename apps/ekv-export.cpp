@@ -15,8 +15,14 @@ int main(int argc, char** argv) {
        "elitekv_elite_chunks, elitekv_kv_rank; model.safetensors; tokenizer.json; configuration_elitekv.py and "
        "modeling_elitekv.py, so transformers loads it with trust_remote_code=True and caches only k_e and c) plus "
        "decode-pack.h5 for decode kernels (absorbed query matrices, B_v, W_o, RoPE tables of the elite chunks). "
-       "The inputs must chain: rope.h5 is the file jlrd.h5 was factored with, and all three come from one model.",
+       "The inputs must chain: rope.h5 is the file jlrd.h5 was factored with, and all three come from one model. "
+       "--format gguf | hf-deepseek writes the same model in a stock engine's latent-attention (MLA) format "
+       "instead, exactly: llama.cpp's deepseek2 GGUF, or transformers' DeepseekV3 folder (no remote code), from "
+       "the artifacts or from an export folder (--compressed, e.g. a recovered one). They hold selections made "
+       "with ekv-select-rope --layout llama.cpp | transformers and one latent rank (ekv-jlrd --cache-ratio); "
+       "anything else is refused (a shared chunk) or padded (ranks; the final line gives the cache it costs).",
        "ekv-export --model model.gguf --rope out/rope-elite-l1.h5 --jlrd out/jlrd.h5 -o out/model-elitekv\n"
+       "  ekv-export --model model.gguf --compressed out/model-uptrained --format gguf --dtype f16 -o model.gguf\n"
        "  ekv-export pack --compressed out/model-uptrained   # rewrite the pack after the weights changed",
        "ekv-jlrd (makes jlrd.h5), ekv-check compare|decode (fidelity of the export), ekv-info (describes it)"},
       [&](CLI::App& app) {

@@ -50,3 +50,28 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
 else
   log "venv: peer packages present"
 fi
+
+# The engine peers (.venv-engines, scripts/requirements-engines.txt): transformers' DeepseekV3 on
+# PyPI's torch, and llama-cpp-python built from its source distribution (the llama.cpp it
+# vendors; CPU only, its multimodal library left out). pip caches the built wheel, so a second
+# set-up does not compile llama.cpp again.
+ENGINES="$ROOT/.venv-engines"
+ENGINES_REQUIREMENTS="$ROOT/scripts/requirements-engines.txt"
+ENGINES_STAMP="$ENGINES/.ekv-requirements.sha256"
+want=$(sha256sum "$ENGINES_REQUIREMENTS" | cut -d' ' -f1)
+if [ ! -x "$ENGINES/bin/python" ]; then
+  log "creating $ENGINES"
+  /usr/bin/python3 -m venv "$ENGINES"
+fi
+if [ "$(cat "$ENGINES_STAMP" 2>/dev/null)" != "$want" ]; then
+  log "installing the engine peers into $ENGINES (first time: a 2.8 GB torch download and a llama.cpp build)"
+  start=$(date +%s)
+  CMAKE_ARGS="-DLLAVA_BUILD=OFF" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
+    "$ENGINES/bin/python" -m pip install -q --disable-pip-version-check -r "$ENGINES_REQUIREMENTS"
+  "$ENGINES/bin/python" -c "import torch, transformers, llama_cpp, safetensors, numpy" \
+    || { echo "[setup] the engine peers do not import" >&2; exit 1; }
+  echo "$want" >"$ENGINES_STAMP"
+  log "engine peers installed in $(($(date +%s) - start)) s"
+else
+  log "engine venv: peers present"
+fi

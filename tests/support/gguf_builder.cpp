@@ -175,7 +175,7 @@ std::vector<float> values_of(const Vector& v) { return std::vector<float>(v.data
 std::vector<std::uint64_t> ne_of(const Matrix& m) { return {std::uint64_t(m.cols()), std::uint64_t(m.rows())}; }
 }  // namespace
 
-GgufBuilder tiny_model_gguf(const TinyModel& model) {
+GgufBuilder tiny_model_gguf(const TinyModel& model, bool tokenizer) {
   const ModelConfig& c = model.config;
   GgufBuilder b;
   const std::string& a = c.architecture;
@@ -193,6 +193,13 @@ GgufBuilder tiny_model_gguf(const TinyModel& model) {
   b.add_u32(a + ".vocab_size", c.vocab);
   b.add_u32("tokenizer.ggml.bos_token_id", std::uint32_t(c.bos_token));
   b.add_u32("tokenizer.ggml.eos_token_id", std::uint32_t(c.eos_token));
+  if (tokenizer) {
+    std::vector<std::string> tokens;
+    for (int i = 0; i < c.vocab; ++i) tokens.push_back(std::string(1, char('A' + i % 26)) + std::to_string(i / 26));
+    b.add_string("tokenizer.ggml.model", "gpt2");
+    b.add_string_array("tokenizer.ggml.tokens", tokens);
+    b.add_string_array("tokenizer.ggml.merges", {});
+  }
   b.add_f32_tensor("token_embd.weight", ne_of(model.globals.embedding), values_of(model.globals.embedding));
   b.add_f32_tensor("output_norm.weight", {std::uint64_t(c.hidden)}, values_of(model.globals.final_norm));
   b.add_f32_tensor("output.weight", ne_of(model.globals.output), values_of(model.globals.output));

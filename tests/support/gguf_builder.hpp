@@ -66,7 +66,8 @@ struct TinyModel {
 };
 // biased: a qwen2 with q/k/v biases (drawn large, N(0, 1), so that dropping or misplacing one shows).
 TinyModel make_tiny_model(std::uint32_t seed = 7, bool biased = false);
-GgufBuilder tiny_model_gguf(const TinyModel& model);
+// tokenizer: also a toy tokenizer (one printable token per id, no merges), for writers that carry it.
+GgufBuilder tiny_model_gguf(const TinyModel& model, bool tokenizer = false);
 
 void write_file(const std::filesystem::path& path, const Bytes& bytes);
 std::filesystem::path temp_dir(const std::string& name);  // fresh, empty folder under the system temp dir

@@ -9,9 +9,9 @@ namespace ekv::test {
 
 namespace fs = std::filesystem;
 
-TinyPipeline::TinyPipeline(const std::string& name, std::uint32_t seed, bool biased)
+TinyPipeline::TinyPipeline(const std::string& name, std::uint32_t seed, bool biased, bool tokenizer)
     : dir(temp_dir(name)), tiny(make_tiny_model(seed, biased)) {
-  write_file(dir / "tiny.gguf", tiny_model_gguf(tiny).build());
+  write_file(dir / "tiny.gguf", tiny_model_gguf(tiny, tokenizer).build());
   for (int i = 0; i < 600; ++i) stream.push_back((i * 7 + i / 3) % tiny.config.vocab);
   write_token_file(dir / "tokens.safetensors", stream);
   calibrate("calib.h5", 32, 12, 2);

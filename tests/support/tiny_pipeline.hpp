@@ -13,8 +13,9 @@
 namespace ekv::test {
 
 struct TinyPipeline {
-  // biased: the tiny model as a qwen2 with q/k/v biases (make_tiny_model).
-  explicit TinyPipeline(const std::string& name, std::uint32_t seed = 31, bool biased = false);
+  // biased: the tiny model as a qwen2 with q/k/v biases (make_tiny_model); tokenizer: its GGUF
+  // carries a toy tokenizer (tiny_model_gguf).
+  explicit TinyPipeline(const std::string& name, std::uint32_t seed = 31, bool biased = false, bool tokenizer = false);
   ~TinyPipeline();
   std::string path(const std::string& name) const { return (dir / name).string(); }
   // Another calibration of the token stream into `name` (the stream holds 600 tokens).

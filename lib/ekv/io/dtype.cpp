@@ -1,7 +1,9 @@
 #include "ekv/io/dtype.hpp"
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstring>
 
 #include "ekv/core/error.hpp"
@@ -366,6 +368,20 @@ void encode_float(DType dtype, std::span<const float> src, std::span<std::byte> 
       for (std::size_t i = 0; i < src.size(); ++i) {
         const std::uint16_t bits = Eigen::numext::bit_cast<std::uint16_t>(Eigen::bfloat16(src[i]));
         std::memcpy(dst.data() + 2 * i, &bits, 2);
+      }
+      return;
+    case DType::q8_0:
+      // Blocks of 32: an f16 scale d = max|x| / 127 and 32 int8 round(x / d), rounded half away
+      // from zero as llama.cpp's reference quantizer does (x times 1/d, with 1/d from the f32 d).
+      for (std::size_t block = 0; block < src.size() / 32; ++block) {
+        const float* x = src.data() + 32 * block;
+        float amax = 0;
+        for (int i = 0; i < 32; ++i) amax = std::max(amax, std::abs(x[i]));
+        const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        std::byte* out = dst.data() + 34 * block;
+        const std::uint16_t bits = Eigen::numext::bit_cast<std::uint16_t>(Eigen::half(d));
+        std::memcpy(out, &bits, 2);
+        for (int i = 0; i < 32; ++i) out[2 + i] = std::byte(std::int8_t(std::round(x[i] * id)));
       }
       return;
     default: fail(cat("cannot encode into ", dtype_name(dtype)));

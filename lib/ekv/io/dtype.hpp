@@ -47,7 +47,8 @@ std::size_t storage_bytes(DType dtype, std::uint64_t elements);
 // Decodes src (storage_bytes(dtype, dst.size()) bytes) into dst.
 void dequantize(DType dtype, std::span<const std::byte> src, std::span<float> dst);
 
-// Encodes fp32 into a plain float type (f32, f16, bf16; round to nearest even).
+// Encodes fp32 into a plain float type (f32, f16, bf16; round to nearest even) or Q8_0 (as
+// llama.cpp's reference quantizer).
 void encode_float(DType dtype, std::span<const float> src, std::span<std::byte> dst);
 
 }  // namespace ekv

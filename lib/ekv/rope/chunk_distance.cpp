@@ -126,46 +126,84 @@ double ChunkDistances::distance(const std::vector<bool>& elite, Objective object
   return rows ? total / double(rows) : 0.0;
 }
 
+ChunkDistances::State ChunkDistances::start(Objective objective) const {
+  const int chunks = this->chunks();
+  State state;
+  state.elite.assign(std::size_t(chunks), false);
+  if (objective == Objective::l1) {
+    const std::int64_t rows = pairs_l1();
+    state.residual.assign(std::size_t(rows), 0.0);
+    for (std::int64_t r = 0; r < rows; ++r)  // summed in ascending chunk order
+      for (int c = 0; c < chunks; ++c) state.residual[std::size_t(r)] += l1_rows_[std::size_t(r * chunks + c)];
+  }
+  return state;
+}
+
+void ChunkDistances::add(State& state, int chunk, Objective objective) const {
+  EKV_CHECK(chunk >= 0 && chunk < chunks() && !state.elite[std::size_t(chunk)], "greedy search: chunk ", chunk,
+            " cannot be added");
+  state.elite[std::size_t(chunk)] = true;
+  if (objective != Objective::l1) return;
+  const int chunks = this->chunks();
+  const std::int64_t rows = pairs_l1();
+  for (std::int64_t r = 0; r < rows; ++r) state.residual[std::size_t(r)] -= l1_rows_[std::size_t(r * chunks + chunk)];
+}
+
+void ChunkDistances::l1_scores(const std::vector<double>& residual, const std::vector<bool>& candidate,
+                               std::vector<double>& scores) const {
+  const int chunks = this->chunks();
+  const std::int64_t rows = pairs_l1();
+  // Each candidate's score is summed by one thread in row order: the same bits for any thread count.
+#pragma omp parallel for schedule(dynamic)
+  for (int c = 0; c < chunks; ++c) {
+    if (!candidate[std::size_t(c)]) continue;
+    double total = 0;
+    for (std::int64_t r = 0; r < rows; ++r)
+      total += std::abs(residual[std::size_t(r)] - double(l1_rows_[std::size_t(r * chunks + c)]));
+    scores[std::size_t(c)] = rows ? total / double(rows) : 0.0;
+  }
+}
+
+void ChunkDistances::l2_scores(const Eigen::VectorXd& u, const std::vector<bool>& candidate,
+                               std::vector<double>& scores) const {
+  const Eigen::VectorXd mu = m_ * u;
+  const double base = u.dot(mu);
+  for (int c = 0; c < chunks(); ++c)
+    if (candidate[std::size_t(c)])
+      scores[std::size_t(c)] = pairs_l2_ ? (base - 2 * mu[c] + m_(c, c)) / double(pairs_l2_) : 0.0;
+}
+
+std::vector<double> ChunkDistances::candidate_distances(const State& state, const std::vector<bool>& allowed,
+                                                        Objective objective) const {
+  const int chunks = this->chunks();
+  EKV_CHECK(int(state.elite.size()) == chunks && int(allowed.size()) == chunks, "candidate distances: ",
+            state.elite.size(), " and ", allowed.size(), " flags for ", chunks, " chunks");
+  std::vector<bool> candidate(std::size_t(chunks), false);
+  for (int c = 0; c < chunks; ++c) candidate[std::size_t(c)] = allowed[std::size_t(c)] && !state.elite[std::size_t(c)];
+  std::vector<double> scores(std::size_t(chunks), std::numeric_limits<double>::quiet_NaN());
+  if (objective == Objective::l1) {
+    l1_scores(state.residual, candidate, scores);
+  } else {
+    Eigen::VectorXd u(chunks);
+    for (int c = 0; c < chunks; ++c) u[c] = state.elite[std::size_t(c)] ? 0.0 : 1.0;
+    l2_scores(u, candidate, scores);
+  }
+  return scores;
+}
+
 ChunkDistances::Search ChunkDistances::greedy(int r_max, Objective objective, bool keep_scores) const {
   const int chunks = this->chunks();
   EKV_CHECK(r_max >= 0 && r_max <= chunks, "greedy search: r_max ", r_max, " outside [0, ", chunks, "]");
   Search search;
-  std::vector<bool> elite(std::size_t(chunks), false);
-  search.distance.push_back(distance(elite, objective));
-  const std::int64_t rows = pairs_l1();
-  std::vector<double> residual;  // L1: Σ_{c∉E} D_c per row
-  if (objective == Objective::l1) {
-    residual.assign(std::size_t(rows), 0.0);
-    for (std::int64_t r = 0; r < rows; ++r)
-      for (int c = 0; c < chunks; ++c) residual[std::size_t(r)] += l1_rows_[std::size_t(r * chunks + c)];
-  }
-  Eigen::VectorXd u = Eigen::VectorXd::Ones(chunks);  // L2: indicator of the non-elite chunks
+  State state = start(objective);
+  search.distance.push_back(distance(state.elite, objective));
+  const std::vector<bool> all(std::size_t(chunks), true);
   for (int round = 0; round < r_max; ++round) {
-    std::vector<double> scores(std::size_t(chunks), std::numeric_limits<double>::quiet_NaN());
-    if (objective == Objective::l1) {
-      // Each candidate's score is summed by one thread in row order: the same bits for any thread count.
-#pragma omp parallel for schedule(dynamic)
-      for (int c = 0; c < chunks; ++c) {
-        if (elite[std::size_t(c)]) continue;
-        double total = 0;
-        for (std::int64_t r = 0; r < rows; ++r)
-          total += std::abs(residual[std::size_t(r)] - double(l1_rows_[std::size_t(r * chunks + c)]));
-        scores[std::size_t(c)] = rows ? total / double(rows) : 0.0;
-      }
-    } else {
-      const Eigen::VectorXd mu = m_ * u;
-      const double base = u.dot(mu);
-      for (int c = 0; c < chunks; ++c)
-        if (!elite[std::size_t(c)])
-          scores[std::size_t(c)] = pairs_l2_ ? (base - 2 * mu[c] + m_(c, c)) / double(pairs_l2_) : 0.0;
-    }
+    std::vector<double> scores = candidate_distances(state, all, objective);
     int best = -1;
     for (int c = 0; c < chunks; ++c)  // strict '<': ties go to the lowest chunk
-      if (!elite[std::size_t(c)] && (best < 0 || scores[std::size_t(c)] < scores[std::size_t(best)])) best = c;
-    elite[std::size_t(best)] = true;
-    u[best] = 0.0;
-    if (objective == Objective::l1)
-      for (std::int64_t r = 0; r < rows; ++r) residual[std::size_t(r)] -= l1_rows_[std::size_t(r * chunks + best)];
+      if (!state.elite[std::size_t(c)] && (best < 0 || scores[std::size_t(c)] < scores[std::size_t(best)])) best = c;
+    add(state, best, objective);
     search.order.push_back(best);
     search.distance.push_back(scores[std::size_t(best)]);
     if (keep_scores) search.scores.push_back(std::move(scores));

@@ -50,9 +50,27 @@ class ChunkDistances {
   };
   Search greedy(int r_max, Objective objective, bool keep_scores = false) const;
 
+  // A greedy search's state at a set E, so that searches can be stepped one pick at a time (the
+  // constrained search of an engine layout, rope/slot_layout, steps every KV head of a layer).
+  struct State {
+    std::vector<bool> elite;
+    std::vector<double> residual;  // L1: Σ_{c∉E} D_c per sampled pair
+  };
+  State start(Objective objective) const;  // E = ∅
+  void add(State& state, int chunk, Objective objective) const;
+  // One greedy round from the state: dist(E ∪ {c}) for every chunk c with allowed[c] and not in E
+  // (NaN for the others).
+  std::vector<double> candidate_distances(const State& state, const std::vector<bool>& allowed,
+                                          Objective objective) const;
+
   const Eigen::MatrixXd& gram() const { return m_; }  // M, [n_c, n_c]
 
  private:
+  // scores[c] = dist(E ∪ {c}) for the candidates c (the others keep their value).
+  void l1_scores(const std::vector<double>& residual, const std::vector<bool>& candidate,
+                 std::vector<double>& scores) const;
+  void l2_scores(const Eigen::VectorXd& u, const std::vector<bool>& candidate, std::vector<double>& scores) const;
+
   std::vector<double> frequencies_;
   int head_dim_;
   int pairs_per_seq_;

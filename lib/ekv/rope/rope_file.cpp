@@ -42,6 +42,11 @@ void write_rope(const RopeData& data, const fs::path& path, const std::string& m
   writer.set_attribute("/", "head_dim", std::int64_t(data.head_dim));
   writer.set_attribute("/", "seq_len", std::int64_t(data.seq_len));
   writer.set_attribute("/", "sequences", std::int64_t(data.sequences));
+  if (data.layout != RopeLayout::free) {  // a free file stays as before the engine layouts
+    writer.set_attribute("/", "layout", rope_layout_name(data.layout));
+    const std::vector<std::int32_t> slots(data.slot_chunks.begin(), data.slot_chunks.end());
+    writer.write("/slot_chunks", std::span<const std::int32_t>(slots), {std::uint64_t(slots.size())});
+  }
   writer.commit();
 }
 
@@ -84,6 +89,20 @@ RopeData read_rope(const fs::path& path, Provenance* provenance) {
   const int g = data.kv_heads, r_max = data.options.r_max;
   EKV_CHECK(data.chunks > 0 && r_max >= 1 && r_max <= data.chunks && g > 0 && data.layer_begin < data.layer_end,
             file, ": root attributes r_max/chunks/kv_heads/layers are inconsistent");
+  if (reader.has_attribute("/", "layout")) {
+    const std::string layout = reader.string_attribute("/", "layout");
+    EKV_CHECK(layout == "free" || layout == "llama.cpp" || layout == "transformers", file, ": layout: ", layout,
+              " is not free, llama.cpp or transformers");
+    data.layout = parse_rope_layout(layout);
+  }
+  std::vector<int> capacity;
+  if (data.layout != RopeLayout::free) {
+    const auto slots = reader.read_i32("/slot_chunks", {-1});
+    data.slot_chunks.assign(slots.begin(), slots.end());
+    for (int c : data.slot_chunks)
+      EKV_CHECK(c >= 0 && c < data.chunks, file, ":/slot_chunks: chunk ", c, " outside [0, ", data.chunks, ")");
+    capacity = slot_capacity(data.slot_chunks, data.chunks);
+  }
   for (int l = data.layer_begin; l < data.layer_end; ++l) {
     LayerSelection layer;
     layer.layer = l;
@@ -103,6 +122,13 @@ RopeData read_rope(const fs::path& path, Provenance* provenance) {
         sets.push_back(std::move(set));
       }
       layer.sets.push_back(std::move(sets));
+    }
+    if (!capacity.empty()) {
+      std::vector<std::vector<int>> top;
+      for (const auto& sets : layer.sets) top.push_back(sets.back());
+      const std::string overflow = slot_overflow(top, capacity);
+      EKV_CHECK(overflow.empty(), file, ":", layer_dataset(l, "elite"), ": r = ", r_max, ": ", overflow, " (",
+                rope_layout_name(data.layout), " layout of /slot_chunks)");
     }
     data.layers.push_back(std::move(layer));
   }
@@ -131,8 +157,10 @@ void merge_rope(const std::vector<fs::path>& shards, const fs::path& output) {
     EKV_CHECK(part.options.method == merged.options.method && part.options.objective == merged.options.objective &&
                   part.options.r_max == merged.options.r_max && part.options.pairs_per_seq == merged.options.pairs_per_seq &&
                   part.options.pair_seed == merged.options.pair_seed && part.kv_heads == merged.kv_heads &&
-                  part.chunks == merged.chunks,
-              "rope merge: shard (", producer, ") used other options (method, objective, r_max, pairs or shape)");
+                  part.chunks == merged.chunks && part.layout == merged.layout &&
+                  part.slot_chunks == merged.slot_chunks,
+              "rope merge: shard (", producer, ") used other options (method, objective, r_max, pairs, layout, "
+              "slots or shape)");
     EKV_CHECK(part.layer_begin == merged.layer_end, "rope merge: layers ", part.layer_begin, ":", part.layer_end,
               " do not continue ", merged.layer_begin, ":", merged.layer_end, " (gap or overlap)");
     merged.layers.insert(merged.layers.end(), part.layers.begin(), part.layers.end());

@@ -3,8 +3,11 @@
 //   /layers/<l>/order     int32 [G, r_max]         pick order (-1 when the method is not nested)
 //   /layers/<l>/elite     int32 [G, r_max, r_max]  row r-1: the r elite chunks ascending, -1 padded
 //   /layers/<l>/distance  f64   [G, r_max + 1]     dist of the r-set on the calibration X (r = 0..r_max)
+//   /slot_chunks          int32 [S]                only for an engine layout: the chunk of every slot
 // Root attributes: method, objective, r_max, pairs_per_seq, pair_seed, layer_begin, layer_end,
-// chunks, kv_heads, head_dim, seq_len, sequences (calibration sequences searched on).
+// chunks, kv_heads, head_dim, seq_len, sequences (calibration sequences searched on), and, for an
+// engine layout only, layout (llama.cpp | transformers; absent: free). In a layout file every
+// layer's r_max sets fit the slots (rope/slot_layout), checked on read.
 #pragma once
 
 #include <filesystem>
@@ -13,6 +16,7 @@
 
 #include "ekv/io/artifact.hpp"
 #include "ekv/rope/selection.hpp"
+#include "ekv/rope/slot_layout.hpp"
 
 namespace ekv {
 
@@ -23,6 +27,8 @@ struct RopeData {
   int layer_begin = 0, layer_end = 0;
   int chunks = 0, kv_heads = 0, head_dim = 0;
   int seq_len = 0, sequences = 0;
+  RopeLayout layout = RopeLayout::free;
+  std::vector<int> slot_chunks;  // an engine layout's slots (empty for free)
   std::vector<LayerSelection> layers;
 };
 

@@ -2,13 +2,16 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <optional>
 
 #include "ekv/compressed/compression_plan.hpp"
 #include "ekv/compressed/decode_pack.hpp"
 #include "ekv/compressed/python_sources.hpp"
 #include "ekv/core/error.hpp"
+#include "ekv/core/log.hpp"
 #include "ekv/core/output_path.hpp"
+#include "ekv/engine/engine_export.hpp"
 #include "ekv/model/hf_writer.hpp"
 #include "ekv/model/tensor_names.hpp"
 
@@ -36,18 +39,40 @@ void ExportOptions::register_with(CLI::App& app) {
   app.add_option("--model,-m", model, "The original model (.gguf file or HF folder)");
   app.add_option("--rope", rope, "rope.h5 from ekv-select-rope: the one ekv-jlrd used");
   app.add_option("--jlrd", jlrd, "jlrd.h5 from ekv-jlrd: the factors of every layer");
-  app.add_option("--dtype", dtype, "Weight dtype of model.safetensors")
-      ->check(CLI::IsMember({"f32", "f16", "bf16"}))
+  app.add_option("--compressed,-c", compressed,
+                 "An export folder (ekv-export or ekv-uptrain) to write in an engine --format, instead of "
+                 "--rope and --jlrd");
+  app.add_option("--format", format,
+                 "elitekv: an HF folder with EliteKV modeling code and the decode pack; gguf: llama.cpp's deepseek2 "
+                 "(one file); hf-deepseek: transformers' DeepseekV3 folder, no remote code. The engine formats hold "
+                 "a selection made with ekv-select-rope --layout (anything else is refused, naming the layer)")
+      ->check(CLI::IsMember({"elitekv", "gguf", "hf-deepseek"}))
+      ->capture_default_str();
+  app.add_option("--dtype", dtype, "Weight dtype (gguf: also q8_0)")
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0"}))
       ->capture_default_str();
   add_pack_options(app, cache_dtype, pack_positions);
   app.add_option("--output,-o", output, "Output folder (replaced atomically if it exists)");
 }
 
 void ExportOptions::check() const {
-  EKV_CHECK(!model.empty() && !rope.empty() && !jlrd.empty() && !output.empty(),
-            "--model, --rope, --jlrd and --output are required");
+  EKV_CHECK(!model.empty() && !output.empty(), "--model and --output are required");
+  if (format == "elitekv") {
+    EKV_CHECK(!rope.empty() && !jlrd.empty() && compressed.empty(),
+              "--rope and --jlrd are required (--compressed belongs to an engine --format)");
+    EKV_CHECK(dtype != "q8_0", "--dtype q8_0: only --format gguf writes q8_0");
+  } else {
+    EKV_CHECK(compressed.empty() != (rope.empty() && jlrd.empty()) && (compressed.empty() || rope.empty()) &&
+                  rope.empty() == jlrd.empty(),
+              "--format ", format, ": give either --rope and --jlrd, or --compressed (an export folder)");
+    EKV_CHECK(format == "gguf" || dtype == "f32" || dtype == "bf16", "--format ", format, " --dtype ", dtype,
+              ": hf-deepseek is written in f32 or bf16");
+  }
   EKV_CHECK(pack_positions >= 1, "--pack-positions ", pack_positions, ": must be positive");
-  require_output_path(output, {model, rope, jlrd});
+  std::vector<fs::path> inputs{model};
+  for (const std::string& input : {rope, jlrd, compressed})
+    if (!input.empty()) inputs.push_back(input);
+  require_output_path(output, inputs);
 }
 
 namespace {
@@ -77,8 +102,57 @@ std::vector<float> layer_bias(const LayerWeights& w, const std::string& suffix) 
 }
 }  // namespace
 
+namespace {
+DType parse_weight_dtype(const std::string& name) {
+  if (name == "f16") return DType::f16;
+  if (name == "bf16") return DType::bf16;
+  if (name == "q8_0") return DType::q8_0;
+  return DType::f32;
+}
+
+// --format gguf | hf-deepseek: the model in a stock engine's MLA format.
+void run_engine_export(const ExportOptions& options) {
+  const auto model = ModelSource::open(options.model);
+  require_original_attention(*model, "ekv-export --model");
+  std::unique_ptr<ModelSource> compressed;
+  std::optional<CompressionPlan> plan;
+  EngineInput input;
+  if (!options.compressed.empty()) {
+    compressed = ModelSource::open(options.compressed);
+    input = engine_input(*compressed, *model);
+  } else {
+    plan.emplace(*model, options.rope, options.jlrd);
+    input.config = plan->config();
+    input.layer = [&](int l) { return plan->layer(l); };
+    input.load = [&](const std::string& name) { return model->load(name); };
+    input.original = model.get();
+  }
+  const DType dtype = parse_weight_dtype(options.dtype);
+  const EngineExportSummary summary = options.format == "gguf"
+                                          ? write_gguf_model(input, options.output, dtype)
+                                          : write_hf_deepseek_model(input, options.output, dtype);
+  const SlotPlan& p = summary.plan;
+  std::string slots;
+  for (int c : p.slot_chunks) slots += (slots.empty() ? "" : ",") + std::to_string(c);
+  if (summary.cache_elements > summary.elitekv_cache_elements)
+    log::warn(cat(options.output, ": the engine caches ", summary.cache_elements, " elements per token, the EliteKV "
+                  "layout ", summary.elitekv_cache_elements, ": latents padded to ", p.kv_lora_rank,
+                  " or empty slots (uniform ranks and ekv-select-rope --layout avoid both)"));
+  std::printf("final: export=%s format=%s dtype=%s slots=%s kv_lora_rank=%d nope=%d cache_elements_per_token=%ld "
+              "elitekv_cache_elements_per_token=%ld norm_error=%.2e query_scale=%.6f\n",
+              options.output.c_str(), options.format.c_str(), options.dtype.c_str(), slots.c_str(), p.kv_lora_rank,
+              p.nope_dim, summary.cache_elements, summary.elitekv_cache_elements, summary.max_norm_error,
+              summary.query_scale);
+  std::fflush(stdout);
+}
+}  // namespace
+
 void run_export(const ExportOptions& options) {
   options.check();
+  if (options.format != "elitekv") {
+    run_engine_export(options);
+    return;
+  }
   const auto model = ModelSource::open(options.model);
   const CompressionPlan plan(*model, options.rope, options.jlrd);
   const ModelConfig& c = plan.config();

@@ -1,6 +1,8 @@
 // ekv-export: the compressed model as an HF checkpoint (config.json with the EliteKV keys,
 // model.safetensors, tokenizer.json, PyTorch modeling files for trust_remote_code) plus the
-// decode pack (decode-pack.h5) inside the same folder (docs/method.md §6).
+// decode pack (decode-pack.h5) inside the same folder (docs/method.md §6); or, with --format,
+// in a stock engine's latent-attention format (docs/method.md §11): llama.cpp's deepseek2 GGUF or
+// transformers' DeepseekV3, from the artifacts or from an export folder (--compressed).
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -13,7 +15,9 @@ struct ExportOptions {
   std::string model;
   std::string rope;
   std::string jlrd;
-  std::string dtype = "f32";        // weights of model.safetensors
+  std::string compressed;           // an export folder to write in an engine --format instead
+  std::string format = "elitekv";   // elitekv | gguf | hf-deepseek
+  std::string dtype = "f32";        // weights of model.safetensors (gguf: also q8_0)
   std::string cache_dtype = "f16";  // what a decode kernel caches k_e and c in (recorded in the pack)
   std::int64_t pack_positions = 4096;
   std::string output;

@@ -1,10 +1,12 @@
 #include "ekv/tools/select_rope.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <iomanip>
 #include <memory>
+#include <numeric>
 #include <ostream>
 
 #include "ekv/calib/calib_file.hpp"
@@ -37,6 +39,19 @@ void SelectRopeOptions::register_with(CLI::App& app) {
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--pair-seed", pair_seed, "Seed of the pair sample")->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--layers", layers, "Layer range a:b (b exclusive); default: the calibration file's range");
+  app.add_option("--layout", layout,
+                 "free: any chunks per KV head; llama.cpp / transformers: only selections that the engine's "
+                 "latent-attention format holds exactly (one rotary key per slot, slots shared by all layers; "
+                 "docs/method.md §11), for r = --r-max")
+      ->check(CLI::IsMember({"free", "llama.cpp", "transformers"}))
+      ->capture_default_str();
+  app.add_option("--slots", slots,
+                 "Rotary slots of an engine layout (each caches 2 elements per token and layer); "
+                 "0: r-max × KV heads, the cache of the free layout")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  add_list_option(app, "--slot-chunks", slot_chunks,
+                  "The slots' chunks, fixed (comma-separated; llama.cpp: a progression c0, c0+Δ, ...); default: "
+                  "chosen by the search over all layers");
   add_threads_option(app, threads);
   app.add_option("--output,-o", output, "Output rope.h5 (written atomically)");
 }
@@ -45,6 +60,15 @@ void SelectRopeOptions::check() const {
   EKV_CHECK(!model.empty() && !calib.empty() && !output.empty(), "--model, --calib and --output are required");
   EKV_CHECK(r_max >= 1, "--r-max ", r_max, ": must be at least 1");
   EKV_CHECK(pairs_per_seq >= 0, "--pairs-per-seq ", pairs_per_seq, ": must not be negative");
+  const RopeLayout kind = parse_rope_layout(layout);
+  EKV_CHECK(kind == RopeLayout::free || method == "elite", "--layout ", layout, ": only --method elite searches "
+            "within an engine's slots");
+  EKV_CHECK(kind != RopeLayout::free || (slots == 0 && slot_chunks.empty()), "--slots and --slot-chunks belong "
+            "to an engine --layout");
+  EKV_CHECK(kind == RopeLayout::free || layers.empty() || !slot_chunks.empty(), "--layout ", layout,
+            ": the slots are chosen over all layers; a --layers shard needs them fixed with --slot-chunks");
+  EKV_CHECK(slot_chunks.empty() || slots == 0 || slots == int(slot_chunks.size()), "--slots ", slots, " but --slot-chunks lists ",
+            slot_chunks.size(), " chunks");
   require_output_path(output, {model, calib});
 }
 
@@ -97,6 +121,96 @@ ModelAndCalib open_model_and_calib(const std::string& model_path, const std::str
   opened.header = read_calib_header(*opened.reader);
   return opened;
 }
+
+// The engine layouts (rope/slot_layout): llama.cpp searches every progression in every layer
+// and keeps the best; transformers first runs the free search to choose its multiset of slots,
+// then searches every layer again within it. Returns the search seconds.
+double select_in_engine_slots(const SelectRopeOptions& options, const ModelSource& model, const ArtifactReader& reader,
+                              const CalibData& header, int begin, int end, RopeData& data) {
+  const ModelConfig& config = model.config();
+  const int r = options.r_max, chunks = config.chunks();
+  const int slots = !options.slot_chunks.empty() ? int(options.slot_chunks.size())
+                    : options.slots > 0         ? options.slots
+                                                : r * config.kv_heads;
+  double seconds = 0;
+  auto timed = [&](auto&& work) {
+    const auto start = std::chrono::steady_clock::now();
+    work();
+    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  auto layer_heads = [&](int l) {
+    const LayerWeights weights = model.layer(l);
+    const LayerStatistics stats = read_calib_layer(reader, header, l, true);
+    std::vector<ChunkDistances> heads;
+    timed([&] { heads = layer_chunk_distances(weights, stats, config, header.seq_len, data.options); });
+    return heads;
+  };
+  if (data.layout == RopeLayout::llama_cpp) {
+    std::vector<std::vector<int>> candidates;
+    if (!options.slot_chunks.empty()) candidates.push_back(options.slot_chunks);
+    else candidates = chunk_progressions(chunks, slots);
+    EKV_CHECK(!candidates.empty(), "--layout llama.cpp: ", slots, " slots at distinct frequencies do not fit the ",
+              chunks, " chunks of a head (lower --r-max or --slots)");
+    for (const auto& candidate : candidates) {
+      bool progression = true;
+      for (std::size_t i = 2; i < candidate.size(); ++i)
+        progression = progression && candidate[i] - candidate[i - 1] == candidate[1] - candidate[0];
+      EKV_CHECK(progression && (candidate.size() < 2 || candidate[1] > candidate[0]), "--slot-chunks: llama.cpp's "
+                "slots turn at an ascending progression c0, c0+Δ, c0+2Δ, ...");
+    }
+    ProgressionSearch search(candidates, chunks, r, data.options.objective);
+    Progress progress("select-rope llama.cpp (" + std::to_string(candidates.size()) + " progressions)",
+                      std::uint64_t(end - begin), "layers");
+    for (int l = begin; l < end; ++l) {
+      const auto heads = layer_heads(l);
+      timed([&] { search.add_layer(heads, l); });
+      progress.advance();
+    }
+    progress.finish();
+    const std::size_t best = search.best();
+    std::vector<std::size_t> ranked(candidates.size());
+    std::iota(ranked.begin(), ranked.end(), std::size_t(0));
+    std::stable_sort(ranked.begin(), ranked.end(),
+                     [&](std::size_t a, std::size_t b) { return search.totals()[a] < search.totals()[b]; });
+    for (std::size_t k = 0; k < std::min<std::size_t>(ranked.size(), 5); ++k) {
+      const auto& p = candidates[ranked[k]];
+      log::info(cat("  progression from chunk ", p.front(), " step ", p.size() > 1 ? p[1] - p[0] : 1,
+                    ": summed distance ", search.totals()[ranked[k]]));
+    }
+    data.slot_chunks = search.candidates()[best];
+    data.layers = search.best_layers();
+    log::info(cat("slots: chunks ", data.slot_chunks.front(), "..", data.slot_chunks.back(), " step ",
+                  data.slot_chunks.size() > 1 ? data.slot_chunks[1] - data.slot_chunks[0] : 1, " (summed distance ",
+                  search.totals()[best], "; ", candidates.size(), " progressions searched)"));
+    return seconds;
+  }
+  // transformers: any multiset of chunks.
+  if (!options.slot_chunks.empty()) {
+    data.slot_chunks = options.slot_chunks;
+    std::sort(data.slot_chunks.begin(), data.slot_chunks.end());
+  } else {
+    std::vector<LayerSelection> free;
+    Progress first("select-rope transformers (1/2: free search)", std::uint64_t(end - begin), "layers");
+    SelectOptions free_options = data.options;
+    for (int l = begin; l < end; ++l) {
+      const LayerWeights weights = model.layer(l);
+      const LayerStatistics stats = read_calib_layer(reader, header, l, true);
+      timed([&] { free.push_back(select_layer(weights, stats, config, header.seq_len, free_options)); });
+      first.advance();
+    }
+    first.finish();
+    data.slot_chunks = slot_multiset(free, r, slots, chunks);
+  }
+  const std::vector<int> capacity = slot_capacity(data.slot_chunks, chunks);
+  Progress second("select-rope transformers (2/2: within the slots)", std::uint64_t(end - begin), "layers");
+  for (int l = begin; l < end; ++l) {
+    const auto heads = layer_heads(l);
+    timed([&] { data.layers.push_back(select_in_slots(heads, capacity, r, data.options.objective, l)); });
+    second.advance();
+  }
+  second.finish();
+  return seconds;
+}
 }  // namespace
 
 double run_select_rope(const SelectRopeOptions& options) {
@@ -118,23 +232,31 @@ double run_select_rope(const SelectRopeOptions& options) {
   data.head_dim = config.head_dim;
   data.seq_len = header.seq_len;
   data.sequences = header.keep_seqs;
-  Progress progress("select-rope " + options.method + "/" + options.objective, std::uint64_t(end - begin), "layers");
+  data.layout = parse_rope_layout(options.layout);
   double search_seconds = 0;
-  for (int l = begin; l < end; ++l) {
-    const LayerWeights weights = model->layer(l);
-    const LayerStatistics stats = read_calib_layer(reader, header, l, true);
-    const auto start = std::chrono::steady_clock::now();
-    data.layers.push_back(select_layer(weights, stats, config, header.seq_len, data.options));
-    search_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    progress.advance();
+  if (data.layout == RopeLayout::free) {
+    Progress progress("select-rope " + options.method + "/" + options.objective, std::uint64_t(end - begin), "layers");
+    for (int l = begin; l < end; ++l) {
+      const LayerWeights weights = model->layer(l);
+      const LayerStatistics stats = read_calib_layer(reader, header, l, true);
+      const auto start = std::chrono::steady_clock::now();
+      data.layers.push_back(select_layer(weights, stats, config, header.seq_len, data.options));
+      search_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      progress.advance();
+    }
+    progress.finish();
+  } else {
+    search_seconds = select_in_engine_slots(options, *model, reader, header, begin, end, data);
   }
-  progress.finish();
   write_rope(data, options.output, model->fingerprint(),
              {{options.model, model->format(), "fingerprint:" + model->fingerprint()},
               file_input(options.calib, "calib")});
-  std::printf("final: rope=%s method=%s objective=%s layers=%d:%d r_max=%d sequences=%d search_s=%.2f\n",
-              options.output.c_str(), options.method.c_str(), options.objective.c_str(), begin, end, options.r_max,
-              header.keep_seqs, search_seconds);
+  std::string slots;
+  for (int c : data.slot_chunks) slots += (slots.empty() ? "" : ",") + std::to_string(c);
+  std::printf("final: rope=%s method=%s objective=%s layout=%s%s%s layers=%d:%d r_max=%d sequences=%d search_s=%.2f\n",
+              options.output.c_str(), options.method.c_str(), options.objective.c_str(), options.layout.c_str(),
+              slots.empty() ? "" : " slots=", slots.c_str(), begin, end, options.r_max, header.keep_seqs,
+              search_seconds);
   std::fflush(stdout);
   return search_seconds;
 }

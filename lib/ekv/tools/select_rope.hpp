@@ -19,6 +19,11 @@ struct SelectRopeOptions {
   int pairs_per_seq = 4096;
   std::uint64_t pair_seed = 0;
   std::string layers;
+  // An engine layout (rope/slot_layout): the search keeps every layer within slots an MLA engine
+  // holds; --slots (default r_max · G, the free layout's cache) of them, --slot-chunks to fix them.
+  std::string layout = "free";
+  int slots = 0;
+  std::vector<int> slot_chunks;
   int threads = 0;
   std::string output;
 
