@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -108,6 +109,54 @@ TEST(ChunkDistances, FastScoresEqualBruteForceEveryRound) {
     }
     // r = n_c: the elite logits are the original ones, exactly.
     EXPECT_EQ(search.distance.back(), 0.0) << objective_name(objective);
+  }
+}
+
+// The attention objective against its definition: the mean over queries (and query heads) of the
+// variance of ℓ_E − ℓ under the original attention p(m, ·), brute force in fp64.
+double brute_attention(const Toy& toy, const std::vector<bool>& elite) {
+  const std::vector<bool> all(elite.size(), true);
+  double total = 0;
+  std::int64_t count = 0;
+  for (const auto& seq : toy.sequences)
+    for (const auto& q : seq.queries)
+      for (int m = 0; m < q.rows(); ++m) {
+        std::vector<double> logits, delta;
+        for (int n = 0; n <= m; ++n) {
+          logits.push_back(logit(q, seq.keys, m, n, toy.omega, all));
+          delta.push_back(logit(q, seq.keys, m, n, toy.omega, elite) - logits.back());
+        }
+        const double top = *std::max_element(logits.begin(), logits.end());
+        double z = 0, mean = 0, square = 0;
+        for (double l : logits) z += std::exp(l - top);
+        for (std::size_t n = 0; n < logits.size(); ++n) {
+          const double p = std::exp(logits[n] - top) / z;
+          mean += p * delta[n];
+          square += p * delta[n] * delta[n];
+        }
+        total += square - mean * mean;
+        ++count;
+      }
+  return total / double(count);
+}
+
+TEST(ChunkDistances, AttentionObjectiveIsTheVarianceUnderTheOriginalAttention) {
+  const Toy toy = make_toy(10, 4, 2, 4);
+  ChunkDistances d(toy.omega, 8, 10 * 4000, 11, /*with_attention=*/true);  // 4000 keys drawn per query
+  for (std::size_t s = 0; s < toy.sequences.size(); ++s) d.add_sequence(toy.sequences[s], s);
+  for (const std::vector<bool> elite : {std::vector<bool>{false, false, false, false},
+                                        std::vector<bool>{true, false, true, false},
+                                        std::vector<bool>{false, true, true, true}}) {
+    const double brute = brute_attention(toy, elite);
+    EXPECT_NEAR(d.distance(elite, Objective::attention), brute, 0.03 * brute);
+  }
+  EXPECT_EQ(d.distance({true, true, true, true}, Objective::attention), 0.0);
+  // A greedy round scores every candidate as distance() does.
+  const auto search = d.greedy(2, Objective::attention, true);
+  for (int c = 0; c < 4; ++c) {
+    std::vector<bool> one(4, false);
+    one[std::size_t(c)] = true;
+    EXPECT_NEAR(search.scores[0][std::size_t(c)], d.distance(one, Objective::attention), 1e-12);
   }
 }
 

@@ -91,6 +91,56 @@ TEST(SlotLayout, OneSlotPerChunkGivesDisjointSetsThatTheSumPrefers) {
   for (std::size_t j = 0; j < 2; ++j) EXPECT_EQ(layer.sets[j][0], std::vector<int>{layer.order[j][0]});
 }
 
+TEST(SlotLayout, RefinementNeverLosesAndFindsThePlantedOptimum) {
+  // Three heads over 6 chunks with one slot each at r = 2, the quadratic objective: every
+  // assignment is checked.
+  const auto heads = planted_heads(6, {{0, 1, 2}, {1, 2, 3}, {2, 3, 4}}, 5);
+  const std::vector<int> capacity(6, 1);
+  const LayerSelection greedy = select_in_slots(heads, capacity, 2, Objective::l2, 0);
+  const LayerSelection refined = refine_in_slots(heads, capacity, greedy, Objective::l2);
+  auto total = [&](const LayerSelection& s) {
+    double sum = 0;
+    for (std::size_t j = 0; j < heads.size(); ++j) {
+      std::vector<bool> e(6, false);
+      for (int c : s.sets[j].back()) e[std::size_t(c)] = true;
+      sum += heads[j].distance(e, Objective::l2);
+    }
+    return sum;
+  };
+  std::vector<std::vector<int>> sets;
+  for (const auto& head : refined.sets) sets.push_back(head.back());
+  EXPECT_EQ(slot_overflow(sets, capacity), "");
+  EXPECT_LE(total(refined), total(greedy) + 1e-12);
+  double best = std::numeric_limits<double>::infinity();
+  // Every way to give heads 0, 1 and 2 two distinct chunks each, no chunk twice.
+  std::vector<int> perm{0, 1, 2, 3, 4, 5};
+  do {
+    if (perm[0] > perm[1] || perm[2] > perm[3] || perm[4] > perm[5]) continue;
+    double sum = 0;
+    for (int j = 0; j < 3; ++j) {
+      std::vector<bool> e(6, false);
+      e[std::size_t(perm[std::size_t(2 * j)])] = e[std::size_t(perm[std::size_t(2 * j + 1)])] = true;
+      sum += heads[std::size_t(j)].distance(e, Objective::l2);
+    }
+    best = std::min(best, sum);
+  } while (std::next_permutation(perm.begin(), perm.end()));
+  EXPECT_NEAR(total(refined), best, 1e-9 * best);
+  // The refined sets still nest: each r = 1 set is the head's first pick, inside its r = 2 set.
+  for (const auto& head : refined.sets)
+    EXPECT_TRUE(std::find(head[1].begin(), head[1].end(), head[0][0]) != head[1].end());
+}
+
+TEST(SlotLayout, MultisetSearchNeverLosesOverAllLayers) {
+  std::vector<std::vector<ChunkDistances>> layers;
+  layers.push_back(planted_heads(6, {{0, 1}, {0, 2}}, 6));
+  layers.push_back(planted_heads(6, {{3, 4}, {3, 5}}, 7));
+  const std::vector<int> start{1, 2, 4, 5};
+  const std::vector<int> refined = refine_multiset(layers, start, 2, Objective::l2);
+  EXPECT_EQ(refined.size(), start.size());
+  EXPECT_LE(slots_total(layers, refined, 2, Objective::l2), slots_total(layers, start, 2, Objective::l2));
+  for (int c = 0; c < 6; ++c) EXPECT_LE(std::count(refined.begin(), refined.end(), c), 2);
+}
+
 TEST(SlotLayout, RepeatedChunksGoToDistinctHeads) {
   // Every head wants chunk 1 most; two slots turn at chunk 1, one at each of 0, 2, 3, 4.
   const auto heads = planted_heads(5, {{1, 0}, {1, 2}, {1, 3}}, 3);

@@ -40,25 +40,35 @@ std::vector<std::pair<int, int>> sample_causal_pairs(int seq_len, int count, std
 }
 
 ChunkDistances::ChunkDistances(std::vector<double> frequencies, int head_dim, int pairs_per_seq,
-                               std::uint64_t pair_seed)
+                               std::uint64_t pair_seed, bool with_attention)
     : frequencies_(std::move(frequencies)),
       head_dim_(head_dim),
       pairs_per_seq_(pairs_per_seq),
       pair_seed_(pair_seed),
       scale_(1.0 / std::sqrt(double(head_dim))),
-      m_(Eigen::MatrixXd::Zero(Eigen::Index(frequencies_.size()), Eigen::Index(frequencies_.size()))) {
+      m_(Eigen::MatrixXd::Zero(Eigen::Index(frequencies_.size()), Eigen::Index(frequencies_.size()))),
+      with_attention_(with_attention),
+      m_attention_(Eigen::MatrixXd::Zero(Eigen::Index(frequencies_.size()), Eigen::Index(frequencies_.size()))) {
   EKV_CHECK(int(frequencies_.size()) * 2 == head_dim, "chunk distances: ", frequencies_.size(),
             " frequencies for head dim ", head_dim);
 }
 
+ChunkDistances ChunkDistances::without_l1() const {
+  ChunkDistances copy(frequencies_, head_dim_, pairs_per_seq_, pair_seed_, with_attention_);
+  copy.m_ = m_;
+  copy.pairs_l2_ = pairs_l2_;
+  copy.m_attention_ = m_attention_;
+  copy.pairs_attention_ = pairs_attention_;
+  return copy;
+}
+
 namespace {
-using RowMatrixD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 // Rows t: for chunk c the four values (x1, x2, x̃1, x̃2) with x̃ = R(tω_c) x; the rotated pair is
 // negated for queries so that a·b = plain − rot.
-RowMatrixD four_vectors(const Matrix& x, const std::vector<double>& omega, bool negate_rotated) {
+RowMatrixD4 four_vectors(const Matrix& x, const std::vector<double>& omega, bool negate_rotated) {
   const int chunks = int(omega.size());
-  RowMatrixD out(x.rows(), 4 * chunks);
+  RowMatrixD4 out(x.rows(), 4 * chunks);
   const double sign = negate_rotated ? -1.0 : 1.0;
   for (Eigen::Index t = 0; t < x.rows(); ++t)
     for (int c = 0; c < chunks; ++c) {
@@ -77,8 +87,8 @@ void ChunkDistances::add_sequence(const ChunkDistanceInput& input, std::uint64_t
   const int chunks = this->chunks(), S = int(input.keys.rows());
   EKV_CHECK(input.keys.cols() == head_dim_, "chunk distances: keys have ", input.keys.cols(), " dims, expected ",
             head_dim_);
-  const RowMatrixD b = four_vectors(input.keys, frequencies_, false);  // [S, 4n_c]
-  std::vector<RowMatrixD> a;
+  const RowMatrixD4 b = four_vectors(input.keys, frequencies_, false);  // [S, 4n_c]
+  std::vector<RowMatrixD4> a;
   for (const auto& q : input.queries) {
     EKV_CHECK(q.rows() == S && q.cols() == head_dim_, "chunk distances: a query head has shape ", q.rows(), "×",
               q.cols(), ", expected ", S, "×", head_dim_);
@@ -105,15 +115,64 @@ void ChunkDistances::add_sequence(const ChunkDistanceInput& input, std::uint64_t
     for (const auto& ah : a)
       for (int c = 0; c < chunks; ++c)
         l1_rows_.push_back(float(scale_ * ah.row(m).segment(4 * c, 4).dot(b.row(n).segment(4 * c, 4))));
+  if (with_attention_) add_attention_rows(a, b, input, sequence_index);
+}
+
+void ChunkDistances::add_attention_rows(const std::vector<RowMatrixD4>& a, const RowMatrixD4& b,
+                                        const ChunkDistanceInput& input, std::uint64_t sequence_index) {
+  const int chunks = this->chunks(), S = int(input.keys.rows());
+  // Keys drawn per query: as many rows per sequence as the L1 sample has pairs (8 when it keeps all).
+  const int draws = pairs_per_seq_ > 0 ? std::max(1, (pairs_per_seq_ + S - 1) / S) : 8;
+  // The rotated keys k̃ (columns 4c+2, 4c+3 of b), for the original logits.
+  Eigen::MatrixXd keys(S, 2 * chunks);
+  for (int c = 0; c < chunks; ++c) keys.middleCols(2 * c, 2) = b.middleCols(4 * c + 2, 2);
+  for (std::size_t h = 0; h < a.size(); ++h) {
+    const RowMatrixD4& ah = a[h];
+    Eigen::MatrixXd queries(S, 2 * chunks);  // q̃ = −(columns 4c+2, 4c+3 of a): a holds it negated
+    for (int c = 0; c < chunks; ++c) queries.middleCols(2 * c, 2) = -ah.middleCols(4 * c + 2, 2);
+    // p(m, ·): the original attention, causal.
+    Eigen::MatrixXd p = scale_ * queries * keys.transpose();
+    for (int m = 0; m < S; ++m) {
+      const double top = p.row(m).head(m + 1).maxCoeff();
+      double total = 0;
+      for (int n = 0; n <= m; ++n) total += p(m, n) = std::exp(p(m, n) - top);
+      p.row(m).head(m + 1) /= total;
+      p.row(m).tail(S - m - 1).setZero();
+    }
+    const Eigen::MatrixXd mean_b = p * b;  // Σ_n p(m,n) b(n): [S, 4 n_c]
+    std::mt19937_64 rng(pair_seed_ * 0x9E3779B97F4A7C15ull + sequence_index * 0x2545F4914F6CDD1Dull + h + 1);
+    std::uniform_real_distribution<double> uniform(0.0, 1.0);
+    Eigen::MatrixXd rows(Eigen::Index(S) * draws, chunks);
+    for (int m = 0; m < S; ++m) {
+      Eigen::VectorXd mean(chunks);  // D̄_c(m) = Σ_n p(m,n) D_c(m,n)
+      for (int c = 0; c < chunks; ++c) mean[c] = scale_ * ah.row(m).segment(4 * c, 4).dot(mean_b.row(m).segment(4 * c, 4));
+      for (int k = 0; k < draws; ++k) {
+        // n ~ p(m, ·) by inverse CDF.
+        double u = uniform(rng), cumulative = 0;
+        int n = 0;
+        for (; n < m; ++n) {
+          cumulative += p(m, n);
+          if (u < cumulative) break;
+        }
+        const Eigen::Index row = Eigen::Index(m) * draws + k;
+        for (int c = 0; c < chunks; ++c)
+          rows(row, c) = scale_ * ah.row(m).segment(4 * c, 4).dot(b.row(n).segment(4 * c, 4)) - mean[c];
+      }
+    }
+    m_attention_.noalias() += rows.transpose() * rows;
+    pairs_attention_ += rows.rows();
+  }
 }
 
 double ChunkDistances::distance(const std::vector<bool>& elite, Objective objective) const {
   const int chunks = this->chunks();
   EKV_CHECK(int(elite.size()) == chunks, "distance: ", elite.size(), " flags for ", chunks, " chunks");
-  if (objective == Objective::l2) {
+  if (objective != Objective::l1) {
+    EKV_CHECK(objective != Objective::attention || with_attention_, "chunk distances: built without the attention objective");
     Eigen::VectorXd u(chunks);
     for (int c = 0; c < chunks; ++c) u[c] = elite[std::size_t(c)] ? 0.0 : 1.0;
-    return pairs_l2_ ? u.dot(m_ * u) / double(pairs_l2_) : 0.0;
+    const std::int64_t count = quadratic_count(objective);
+    return count ? u.dot(quadratic(objective) * u) / double(count) : 0.0;
   }
   const std::int64_t rows = pairs_l1();
   double total = 0;  // summed in row order: the same bits for any thread count
@@ -164,13 +223,15 @@ void ChunkDistances::l1_scores(const std::vector<double>& residual, const std::v
   }
 }
 
-void ChunkDistances::l2_scores(const Eigen::VectorXd& u, const std::vector<bool>& candidate,
-                               std::vector<double>& scores) const {
-  const Eigen::VectorXd mu = m_ * u;
+void ChunkDistances::quadratic_scores(const Eigen::VectorXd& u, const std::vector<bool>& candidate,
+                                      Objective objective, std::vector<double>& scores) const {
+  EKV_CHECK(objective != Objective::attention || with_attention_, "chunk distances: built without the attention objective");
+  const Eigen::MatrixXd& m = quadratic(objective);
+  const std::int64_t count = quadratic_count(objective);
+  const Eigen::VectorXd mu = m * u;
   const double base = u.dot(mu);
   for (int c = 0; c < chunks(); ++c)
-    if (candidate[std::size_t(c)])
-      scores[std::size_t(c)] = pairs_l2_ ? (base - 2 * mu[c] + m_(c, c)) / double(pairs_l2_) : 0.0;
+    if (candidate[std::size_t(c)]) scores[std::size_t(c)] = count ? (base - 2 * mu[c] + m(c, c)) / double(count) : 0.0;
 }
 
 std::vector<double> ChunkDistances::candidate_distances(const State& state, const std::vector<bool>& allowed,
@@ -186,7 +247,7 @@ std::vector<double> ChunkDistances::candidate_distances(const State& state, cons
   } else {
     Eigen::VectorXd u(chunks);
     for (int c = 0; c < chunks; ++c) u[c] = state.elite[std::size_t(c)] ? 0.0 : 1.0;
-    l2_scores(u, candidate, scores);
+    quadratic_scores(u, candidate, objective, scores);
   }
   return scores;
 }

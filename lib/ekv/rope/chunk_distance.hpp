@@ -8,7 +8,12 @@
 // One pass over the sequences builds both objectives:
 //   L2: M_cc' = Σ_pairs D_c D_c' over ALL causal pairs n ≤ m of every sequence and query head
 //       of the group, exactly, with 4n_c × 4n_c prefix sums of b b^T (O(S · n_c²) per sequence);
-//   L1: D_c on a deterministic subsample of causal pairs (a matrix [pairs, n_c]).
+//   L1: D_c on a deterministic subsample of causal pairs (a matrix [pairs, n_c]);
+//   attention (when asked for): Var_p(ℓ_E − ℓ) under the original attention p(m, ·) of each
+//     query, whose half is to second order the KL between the original and the RoPElite
+//     attention distributions: softmax ignores a shift of a whole row, and the pairs a query
+//     barely attends to weigh little. Estimated from keys drawn from p(m, ·) for every query m,
+//     each row centred by its exact mean Σ_n p(m,n) D_c(m,n); an n_c × n_c matrix like L2's.
 #pragma once
 
 #include <Eigen/Core>
@@ -19,25 +24,36 @@
 
 namespace ekv {
 
-enum class Objective { l1, l2 };
+enum class Objective { l1, l2, attention };
 
 struct ChunkDistanceInput {
   std::vector<Matrix> queries;  // per query head of the group: [S, d_h] before RoPE, one sequence
   Matrix keys;                  // [S, d_h] before RoPE
 };
 
+// Rows of (x1, x2, x̃1, x̃2) per chunk: [S, 4 n_c] (see the .cpp).
+using RowMatrixD4 = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
 class ChunkDistances {
  public:
-  // pairs_per_seq = 0 keeps every causal pair for L1.
-  ChunkDistances(std::vector<double> frequencies, int head_dim, int pairs_per_seq, std::uint64_t pair_seed);
+  // pairs_per_seq = 0 keeps every causal pair for L1. with_attention: also the attention
+  // objective's statistics (the original attention of every query: S² per query head).
+  ChunkDistances(std::vector<double> frequencies, int head_dim, int pairs_per_seq, std::uint64_t pair_seed,
+                 bool with_attention = false);
 
   void add_sequence(const ChunkDistanceInput& input, std::uint64_t sequence_index);
 
   int chunks() const { return int(frequencies_.size()); }
+  // The same without the L1 rows (tens of MB a head): what a search over all layers keeps when
+  // its objective is quadratic (l2, attention), whose state is an n_c × n_c matrix.
+  ChunkDistances without_l1() const;
+  static bool quadratic_objective(Objective objective) { return objective != Objective::l1; }
   std::int64_t pairs_l2() const { return pairs_l2_; }    // pairs × query heads behind M
   std::int64_t pairs_l1() const { return std::int64_t(l1_rows_.size()) / chunks(); }
+  std::int64_t pairs_attention() const { return pairs_attention_; }  // keys drawn × query heads
 
-  // dist(E): L1 = mean |ℓ_E − ℓ| over the sampled pairs; L2 = mean (ℓ_E − ℓ)² over all pairs.
+  // dist(E): L1 = mean |ℓ_E − ℓ| over the sampled pairs; L2 = mean (ℓ_E − ℓ)² over all pairs;
+  // attention = mean over queries of Var_p(ℓ_E − ℓ) (≈ twice the attention KL).
   double distance(const std::vector<bool>& elite, Objective objective) const;
 
   // Greedy from the empty set, ties to the lowest chunk: the pick order, the distance after
@@ -69,7 +85,15 @@ class ChunkDistances {
   // scores[c] = dist(E ∪ {c}) for the candidates c (the others keep their value).
   void l1_scores(const std::vector<double>& residual, const std::vector<bool>& candidate,
                  std::vector<double>& scores) const;
-  void l2_scores(const Eigen::VectorXd& u, const std::vector<bool>& candidate, std::vector<double>& scores) const;
+  // The quadratic objectives (L2, attention): uᵀ M u / count for the indicator u of the non-elite.
+  const Eigen::MatrixXd& quadratic(Objective objective) const { return objective == Objective::l2 ? m_ : m_attention_; }
+  std::int64_t quadratic_count(Objective objective) const {
+    return objective == Objective::l2 ? pairs_l2_ : pairs_attention_;
+  }
+  void quadratic_scores(const Eigen::VectorXd& u, const std::vector<bool>& candidate, Objective objective,
+                        std::vector<double>& scores) const;
+  void add_attention_rows(const std::vector<RowMatrixD4>& a, const RowMatrixD4& b, const ChunkDistanceInput& input,
+                          std::uint64_t sequence_index);
 
   std::vector<double> frequencies_;
   int head_dim_;
@@ -79,6 +103,9 @@ class ChunkDistances {
   Eigen::MatrixXd m_;            // Σ D_c D_c'
   std::int64_t pairs_l2_ = 0;
   std::vector<float> l1_rows_;   // [pairs, n_c] row-major
+  bool with_attention_ = false;
+  Eigen::MatrixXd m_attention_;  // Σ D̃_c D̃_c' over the drawn keys, D̃ centred under p(m, ·)
+  std::int64_t pairs_attention_ = 0;
 };
 
 // Causal pairs (m, n), n ≤ m < S, sampled for one sequence: all of them when count = 0 or

@@ -32,10 +32,18 @@ std::string select_method_name(SelectMethod method) {
 Objective parse_objective(const std::string& name) {
   if (name == "l1") return Objective::l1;
   if (name == "l2") return Objective::l2;
-  fail("unknown objective " + name + " (l1, l2)");
+  if (name == "attention") return Objective::attention;
+  fail("unknown objective " + name + " (l1, l2, attention)");
 }
 
-std::string objective_name(Objective objective) { return objective == Objective::l1 ? "l1" : "l2"; }
+std::string objective_name(Objective objective) {
+  switch (objective) {
+    case Objective::l1: return "l1";
+    case Objective::l2: return "l2";
+    case Objective::attention: return "attention";
+  }
+  return "?";
+}
 
 std::vector<int> uniform_chunks(int chunks, int r) {
   std::vector<int> out;
@@ -50,7 +58,8 @@ std::vector<ChunkDistances> layer_chunk_distances(const LayerWeights& w, const L
             "(run ekv-calibrate with --keep-seqs > 0)");
   std::vector<ChunkDistances> heads;
   for (int j = 0; j < c.kv_heads; ++j)
-    heads.emplace_back(rope_frequencies(c), dh, options.pairs_per_seq, options.pair_seed);
+    heads.emplace_back(rope_frequencies(c), dh, options.pairs_per_seq, options.pair_seed,
+                       options.objective == Objective::attention);
   for (int s = 0; s < stats.kept_sequences; ++s) {
     const Matrix x = Eigen::Map<const Matrix>(stats.x.data() + std::size_t(s) * seq_len * d, seq_len, d);
     Matrix q, k;

@@ -160,6 +160,134 @@ LayerSelection select_in_slots(const std::vector<ChunkDistances>& heads, const s
   return result;
 }
 
+LayerSelection refine_in_slots(const std::vector<ChunkDistances>& heads, const std::vector<int>& capacity,
+                               const LayerSelection& start, Objective objective) {
+  EKV_CHECK(ChunkDistances::quadratic_objective(objective), "refine_in_slots: for the quadratic objectives");
+  const int G = int(heads.size()), chunks = heads.front().chunks();
+  const int r = int(start.order.front().size());
+  std::vector<std::vector<bool>> elite(std::size_t(G), std::vector<bool>(std::size_t(chunks), false));
+  std::vector<int> used(static_cast<std::size_t>(chunks), 0);
+  std::vector<double> dist(static_cast<std::size_t>(G));
+  for (int j = 0; j < G; ++j) {
+    for (int c : start.order[std::size_t(j)]) {
+      elite[std::size_t(j)][std::size_t(c)] = true;
+      ++used[std::size_t(c)];
+    }
+    dist[std::size_t(j)] = heads[std::size_t(j)].distance(elite[std::size_t(j)], objective);
+  }
+  auto better = [](double after, double before) { return after < before - 1e-12 * std::abs(before); };
+  for (int round = 0; round < 32; ++round) {
+    bool improved = false;
+    for (int j = 0; j < G; ++j)
+      for (int c = 0; c < chunks; ++c) {
+        if (!elite[std::size_t(j)][std::size_t(c)]) continue;
+        auto& mine = elite[std::size_t(j)];
+        // c to a free slot's chunk f.
+        for (int f = 0; f < chunks && mine[std::size_t(c)]; ++f) {
+          if (mine[std::size_t(f)] || used[std::size_t(f)] >= capacity[std::size_t(f)]) continue;
+          mine[std::size_t(c)] = false, mine[std::size_t(f)] = true;
+          const double after = heads[std::size_t(j)].distance(mine, objective);
+          if (better(after, dist[std::size_t(j)])) {
+            dist[std::size_t(j)] = after, --used[std::size_t(c)], ++used[std::size_t(f)], improved = true;
+            break;
+          }
+          mine[std::size_t(c)] = true, mine[std::size_t(f)] = false;
+        }
+        if (!mine[std::size_t(c)]) continue;
+        // c for another head's c2.
+        for (int k = 0; k < G && mine[std::size_t(c)]; ++k) {
+          auto& theirs = elite[std::size_t(k)];
+          if (k == j || theirs[std::size_t(c)]) continue;
+          for (int c2 = 0; c2 < chunks; ++c2) {
+            if (!theirs[std::size_t(c2)] || mine[std::size_t(c2)]) continue;
+            mine[std::size_t(c)] = false, mine[std::size_t(c2)] = true;
+            theirs[std::size_t(c2)] = false, theirs[std::size_t(c)] = true;
+            const double a = heads[std::size_t(j)].distance(mine, objective), b = heads[std::size_t(k)].distance(theirs, objective);
+            if (better(a + b, dist[std::size_t(j)] + dist[std::size_t(k)])) {
+              dist[std::size_t(j)] = a, dist[std::size_t(k)] = b, improved = true;
+              break;
+            }
+            mine[std::size_t(c)] = true, mine[std::size_t(c2)] = false;
+            theirs[std::size_t(c2)] = true, theirs[std::size_t(c)] = false;
+          }
+        }
+      }
+    if (!improved) break;
+  }
+  // Each head's set, ordered by the greedy within it.
+  LayerSelection result;
+  result.layer = start.layer;
+  for (int j = 0; j < G; ++j) {
+    const ChunkDistances& head = heads[std::size_t(j)];
+    std::vector<bool> chosen(std::size_t(chunks), false);
+    std::vector<int> order;
+    std::vector<double> distance{head.distance(chosen, objective)};
+    for (int k = 0; k < r; ++k) {
+      int best = -1;
+      double best_distance = 0;
+      for (int c = 0; c < chunks; ++c) {
+        if (!elite[std::size_t(j)][std::size_t(c)] || chosen[std::size_t(c)]) continue;
+        chosen[std::size_t(c)] = true;
+        const double d = head.distance(chosen, objective);
+        chosen[std::size_t(c)] = false;
+        if (best < 0 || d < best_distance) best = c, best_distance = d;
+      }
+      chosen[std::size_t(best)] = true;
+      order.push_back(best);
+      distance.push_back(best_distance);
+    }
+    std::vector<std::vector<int>> sets;
+    for (int k = 1; k <= r; ++k) {
+      std::vector<int> set(order.begin(), order.begin() + k);
+      std::sort(set.begin(), set.end());
+      sets.push_back(std::move(set));
+    }
+    result.order.push_back(std::move(order));
+    result.sets.push_back(std::move(sets));
+    result.distance.push_back(std::move(distance));
+  }
+  return result;
+}
+
+double slots_total(const std::vector<std::vector<ChunkDistances>>& layers, const std::vector<int>& slots, int r,
+                   Objective objective) {
+  const std::vector<int> capacity = slot_capacity(slots, layers.front().front().chunks());
+  double total = 0;
+  for (std::size_t l = 0; l < layers.size(); ++l)
+    for (const auto& distance : select_in_slots(layers[l], capacity, r, objective, int(l)).distance)
+      total += distance.back();
+  return total;
+}
+
+std::vector<int> refine_multiset(const std::vector<std::vector<ChunkDistances>>& layers, std::vector<int> slots,
+                                 int r, Objective objective, int max_rounds) {
+  const int chunks = layers.front().front().chunks(), G = int(layers.front().size());
+  double best = slots_total(layers, slots, r, objective);
+  for (int round = 0; round < max_rounds; ++round) {
+    bool improved = false;
+    for (std::size_t i = 0; i < slots.size(); ++i) {
+      const int was = slots[i];
+      int chosen = was;
+      for (int c = 0; c < chunks; ++c) {
+        if (c == was || std::count(slots.begin(), slots.end(), c) >= G) continue;  // a chunk needs at most G slots
+        slots[i] = c;
+        double total = 0;
+        try {
+          total = slots_total(layers, slots, r, objective);
+        } catch (const Error&) {
+          continue;  // slots that cannot give every head r distinct chunks
+        }
+        if (total < best - 1e-12 * best) best = total, chosen = c;
+      }
+      slots[i] = chosen;
+      improved = improved || chosen != was;
+    }
+    if (!improved) break;
+  }
+  std::sort(slots.begin(), slots.end());
+  return slots;
+}
+
 std::vector<int> slot_multiset(const std::vector<LayerSelection>& free, int r, int slots, int chunks) {
   // value[c][k]: the worth of the (k+1)-th copy of chunk c.
   std::vector<std::vector<double>> value(static_cast<std::size_t>(chunks));

@@ -38,6 +38,23 @@ std::vector<std::vector<int>> chunk_progressions(int chunks, int slots);
 LayerSelection select_in_slots(const std::vector<ChunkDistances>& heads, const std::vector<int>& capacity, int r,
                                Objective objective, int layer);
 
+// A local search after select_in_slots, for the quadratic objectives (l2, attention), whose
+// distances cost an n_c × n_c product: while the summed distance of the layer falls, move a
+// chunk of a head to a free slot or swap two heads' chunks. Each head's final set is then
+// ordered greedily within itself, so its r' < r subsets still nest.
+LayerSelection refine_in_slots(const std::vector<ChunkDistances>& heads, const std::vector<int>& capacity,
+                               const LayerSelection& start, Objective objective);
+
+// Summed distance at r of every layer's constrained search (select_in_slots) within `slots`.
+double slots_total(const std::vector<std::vector<ChunkDistances>>& layers, const std::vector<int>& slots, int r,
+                   Objective objective);
+
+// A multiset of slots improved by local search over all layers (quadratic objectives; `layers`
+// holds every layer's heads without their L1 rows): while the summed distance falls, change one
+// slot's chunk to another. Ascending.
+std::vector<int> refine_multiset(const std::vector<std::vector<ChunkDistances>>& layers, std::vector<int> slots,
+                                 int r, Objective objective, int max_rounds = 8);
+
 // transformers' slots: a multiset of `slots` chunks chosen from the free search's picks at r of
 // every layer (`free[l].order`, `free[l].distance`). The k-th copy of chunk c is worth the k-th
 // largest distance drop that a head of each layer got from picking c, summed over layers; the

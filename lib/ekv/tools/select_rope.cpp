@@ -30,8 +30,11 @@ void SelectRopeOptions::register_with(CLI::App& app) {
   app.add_option("--method", method, "elite (greedy search) or a baseline")
       ->check(CLI::IsMember({"elite", "uniform", "high", "low", "norm"}))
       ->capture_default_str();
-  app.add_option("--objective", objective, "l1: mean |Δlogit| (paper); l2: mean squared, exact Gram form")
-      ->check(CLI::IsMember({"l1", "l2"}))
+  app.add_option("--objective", objective,
+                 "l1: mean |Δlogit| over sampled causal pairs (the paper); l2: mean squared, exact Gram form; "
+                 "attention: the variance of Δlogit under each query's original attention (half of it is the "
+                 "attention KL to second order: shifts of a whole row and pairs nobody attends to cost nothing)")
+      ->check(CLI::IsMember({"l1", "l2", "attention"}))
       ->capture_default_str();
   app.add_option("--r-max", r_max, "Largest number of elite chunks per KV head; every r <= r-max is stored")
       ->check(CLI::PositiveNumber)->capture_default_str();
@@ -122,9 +125,13 @@ ModelAndCalib open_model_and_calib(const std::string& model_path, const std::str
   return opened;
 }
 
-// The engine layouts (rope/slot_layout): llama.cpp searches every progression in every layer
-// and keeps the best; transformers first runs the free search to choose its multiset of slots,
-// then searches every layer again within it. Returns the search seconds.
+// The engine layouts (rope/slot_layout). With a quadratic objective (l2, attention) every layer's
+// statistics are kept (an n_c × n_c matrix per KV head), so the model-level choice can try many
+// slot sets: llama.cpp searches and refines every progression and keeps the best; transformers
+// starts from the multiset the free search asks for and improves it by local search. With l1 (its
+// rows are tens of MB a head) llama.cpp's progressions are searched layer by layer as the layers
+// stream past, and transformers takes the free search's multiset and searches every layer again.
+// Returns the search seconds.
 double select_in_engine_slots(const SelectRopeOptions& options, const ModelSource& model, const ArtifactReader& reader,
                               const CalibData& header, int begin, int end, RopeData& data) {
   const ModelConfig& config = model.config();
@@ -132,6 +139,8 @@ double select_in_engine_slots(const SelectRopeOptions& options, const ModelSourc
   const int slots = !options.slot_chunks.empty() ? int(options.slot_chunks.size())
                     : options.slots > 0         ? options.slots
                                                 : r * config.kv_heads;
+  const Objective objective = data.options.objective;
+  const bool quadratic = ChunkDistances::quadratic_objective(objective);
   double seconds = 0;
   auto timed = [&](auto&& work) {
     const auto start = std::chrono::steady_clock::now();
@@ -145,10 +154,10 @@ double select_in_engine_slots(const SelectRopeOptions& options, const ModelSourc
     timed([&] { heads = layer_chunk_distances(weights, stats, config, header.seq_len, data.options); });
     return heads;
   };
+  std::vector<std::vector<int>> candidates;
+  if (!options.slot_chunks.empty()) candidates.push_back(options.slot_chunks);
+  else if (data.layout == RopeLayout::llama_cpp) candidates = chunk_progressions(chunks, slots);
   if (data.layout == RopeLayout::llama_cpp) {
-    std::vector<std::vector<int>> candidates;
-    if (!options.slot_chunks.empty()) candidates.push_back(options.slot_chunks);
-    else candidates = chunk_progressions(chunks, slots);
     EKV_CHECK(!candidates.empty(), "--layout llama.cpp: ", slots, " slots at distinct frequencies do not fit the ",
               chunks, " chunks of a head (lower --r-max or --slots)");
     for (const auto& candidate : candidates) {
@@ -158,57 +167,109 @@ double select_in_engine_slots(const SelectRopeOptions& options, const ModelSourc
       EKV_CHECK(progression && (candidate.size() < 2 || candidate[1] > candidate[0]), "--slot-chunks: llama.cpp's "
                 "slots turn at an ascending progression c0, c0+Δ, c0+2Δ, ...");
     }
-    ProgressionSearch search(candidates, chunks, r, data.options.objective);
-    Progress progress("select-rope llama.cpp (" + std::to_string(candidates.size()) + " progressions)",
-                      std::uint64_t(end - begin), "layers");
+  }
+  auto report = [&](const std::vector<std::vector<int>>& sets, const std::vector<double>& totals) {
+    std::vector<std::size_t> ranked(sets.size());
+    std::iota(ranked.begin(), ranked.end(), std::size_t(0));
+    std::stable_sort(ranked.begin(), ranked.end(), [&](std::size_t a, std::size_t b) { return totals[a] < totals[b]; });
+    for (std::size_t k = 0; k < std::min<std::size_t>(ranked.size(), 5); ++k) {
+      const auto& p = sets[ranked[k]];
+      log::info(cat("  slots from chunk ", p.front(), " to ", p.back(), ": summed distance ", totals[ranked[k]]));
+    }
+  };
+
+  if (!quadratic) {
+    if (data.layout == RopeLayout::llama_cpp) {
+      ProgressionSearch search(candidates, chunks, r, objective);
+      Progress progress("select-rope llama.cpp (" + std::to_string(candidates.size()) + " progressions)",
+                        std::uint64_t(end - begin), "layers");
+      for (int l = begin; l < end; ++l) {
+        const auto heads = layer_heads(l);
+        timed([&] { search.add_layer(heads, l); });
+        progress.advance();
+      }
+      progress.finish();
+      report(candidates, search.totals());
+      data.slot_chunks = search.candidates()[search.best()];
+      data.layers = search.best_layers();
+      return seconds;
+    }
+    if (!candidates.empty()) {
+      data.slot_chunks = candidates.front();
+    } else {
+      std::vector<LayerSelection> free;
+      Progress first("select-rope transformers (1/2: free search)", std::uint64_t(end - begin), "layers");
+      for (int l = begin; l < end; ++l) {
+        const LayerWeights weights = model.layer(l);
+        const LayerStatistics stats = read_calib_layer(reader, header, l, true);
+        timed([&] { free.push_back(select_layer(weights, stats, config, header.seq_len, data.options)); });
+        first.advance();
+      }
+      first.finish();
+      data.slot_chunks = slot_multiset(free, r, slots, chunks);
+    }
+    const std::vector<int> capacity = slot_capacity(data.slot_chunks, chunks);
+    Progress second("select-rope transformers (2/2: within the slots)", std::uint64_t(end - begin), "layers");
     for (int l = begin; l < end; ++l) {
       const auto heads = layer_heads(l);
-      timed([&] { search.add_layer(heads, l); });
-      progress.advance();
+      timed([&] { data.layers.push_back(select_in_slots(heads, capacity, r, objective, l)); });
+      second.advance();
     }
-    progress.finish();
-    const std::size_t best = search.best();
-    std::vector<std::size_t> ranked(candidates.size());
-    std::iota(ranked.begin(), ranked.end(), std::size_t(0));
-    std::stable_sort(ranked.begin(), ranked.end(),
-                     [&](std::size_t a, std::size_t b) { return search.totals()[a] < search.totals()[b]; });
-    for (std::size_t k = 0; k < std::min<std::size_t>(ranked.size(), 5); ++k) {
-      const auto& p = candidates[ranked[k]];
-      log::info(cat("  progression from chunk ", p.front(), " step ", p.size() > 1 ? p[1] - p[0] : 1,
-                    ": summed distance ", search.totals()[ranked[k]]));
-    }
-    data.slot_chunks = search.candidates()[best];
-    data.layers = search.best_layers();
-    log::info(cat("slots: chunks ", data.slot_chunks.front(), "..", data.slot_chunks.back(), " step ",
-                  data.slot_chunks.size() > 1 ? data.slot_chunks[1] - data.slot_chunks[0] : 1, " (summed distance ",
-                  search.totals()[best], "; ", candidates.size(), " progressions searched)"));
+    second.finish();
+    std::sort(data.slot_chunks.begin(), data.slot_chunks.end());
     return seconds;
   }
-  // transformers: any multiset of chunks.
-  if (!options.slot_chunks.empty()) {
-    data.slot_chunks = options.slot_chunks;
-    std::sort(data.slot_chunks.begin(), data.slot_chunks.end());
-  } else {
-    std::vector<LayerSelection> free;
-    Progress first("select-rope transformers (1/2: free search)", std::uint64_t(end - begin), "layers");
-    SelectOptions free_options = data.options;
-    for (int l = begin; l < end; ++l) {
-      const LayerWeights weights = model.layer(l);
-      const LayerStatistics stats = read_calib_layer(reader, header, l, true);
-      timed([&] { free.push_back(select_layer(weights, stats, config, header.seq_len, free_options)); });
-      first.advance();
-    }
-    first.finish();
-    data.slot_chunks = slot_multiset(free, r, slots, chunks);
-  }
-  const std::vector<int> capacity = slot_capacity(data.slot_chunks, chunks);
-  Progress second("select-rope transformers (2/2: within the slots)", std::uint64_t(end - begin), "layers");
+
+  // Quadratic objectives: every layer's statistics at hand.
+  std::vector<std::vector<ChunkDistances>> layers;
+  Progress progress("select-rope " + options.layout + " (statistics)", std::uint64_t(end - begin), "layers");
   for (int l = begin; l < end; ++l) {
-    const auto heads = layer_heads(l);
-    timed([&] { data.layers.push_back(select_in_slots(heads, capacity, r, data.options.objective, l)); });
-    second.advance();
+    std::vector<ChunkDistances> kept;
+    for (const ChunkDistances& head : layer_heads(l)) kept.push_back(head.without_l1());
+    layers.push_back(std::move(kept));
+    progress.advance();
   }
-  second.finish();
+  progress.finish();
+  auto search_within = [&](const std::vector<int>& slot_chunks) {
+    const std::vector<int> capacity = slot_capacity(slot_chunks, chunks);
+    std::vector<LayerSelection> selections;
+    double total = 0;
+    for (std::size_t i = 0; i < layers.size(); ++i) {
+      selections.push_back(refine_in_slots(layers[i], capacity,
+                                           select_in_slots(layers[i], capacity, r, objective, begin + int(i)),
+                                           objective));
+      for (const auto& distance : selections.back().distance) total += distance.back();
+    }
+    return std::make_pair(total, selections);
+  };
+  timed([&] {
+    if (data.layout == RopeLayout::transformers && candidates.empty()) {
+      std::vector<LayerSelection> free;
+      for (std::size_t i = 0; i < layers.size(); ++i) {
+        LayerSelection layer;
+        layer.layer = begin + int(i);
+        for (const ChunkDistances& head : layers[i]) {
+          auto search = head.greedy(r, objective);
+          layer.order.push_back(std::move(search.order));
+          layer.distance.push_back(std::move(search.distance));
+        }
+        free.push_back(std::move(layer));
+      }
+      candidates.push_back(refine_multiset(layers, slot_multiset(free, r, slots, chunks), r, objective));
+    }
+    std::vector<double> totals;
+    std::vector<std::vector<LayerSelection>> results;
+    for (const auto& candidate : candidates) {
+      auto [total, selections] = search_within(candidate);
+      totals.push_back(total);
+      results.push_back(std::move(selections));
+    }
+    report(candidates, totals);
+    const std::size_t best = std::size_t(std::min_element(totals.begin(), totals.end()) - totals.begin());
+    data.slot_chunks = candidates[best];
+    std::sort(data.slot_chunks.begin(), data.slot_chunks.end());
+    data.layers = std::move(results[best]);
+  });
   return seconds;
 }
 }  // namespace
