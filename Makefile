@@ -44,6 +44,13 @@ ifeq ($(MODEL),)
 $(error scripts/fetch-model.sh $(MODEL_NAME) printed no model path; run it by hand to see why)
 endif
 
+# The formats of stock engines that the recovered model is also written in (docs/formats.md,
+# "Engine formats"): the preset lists them on a comment line "# engine-formats: gguf hf-deepseek"
+# (its selection must be one they hold: ekv-select-rope --layout); none by default.
+ENGINE_FORMATS ?= $(shell sed -n 's/^# engine-formats: *//p' $(PRESET))
+ENGINE_TARGETS := $(if $(filter gguf,$(ENGINE_FORMATS)),$(OUT)/model-uptrained.gguf) \
+                  $(if $(filter hf-deepseek,$(ENGINE_FORMATS)),$(OUT)/model-uptrained-deepseek/config.json)
+
 R ?=
 BUDGET ?=
 SHARDS ?= 1
@@ -80,7 +87,7 @@ LOG = 2> >(tee $(OUT)/logs/$(1).log >&2)
 
 .PHONY: all compare ablation recover compare-recovery
 all: $(OUT)/info.txt $(OUT)/ppl-original.txt $(OUT)/decode.txt $(OUT)/fidelity.json $(OUT)/decode-uptrained.txt \
-     $(OUT)/fidelity-uptrained.json $(OUT)/report.md
+     $(OUT)/fidelity-uptrained.json $(ENGINE_TARGETS) $(OUT)/report.md
 	@echo "== fidelity report: $(OUT)/fidelity.json; the report: $(OUT)/report.md" >&2
 
 $(OUT)/logs:
@@ -163,6 +170,16 @@ $(OUT)/fidelity-%.json: $(BIN)/ekv-check $(OUT)/model-%/config.json $(CORPORA)/e
 	$(BIN)/ekv-check compare --model $(MODEL) --compressed $(OUT)/model-$* --text $(CORPORA)/eval.txt \
 	  $(COMPARE_ARGS) -o $@ > $(OUT)/fidelity-$*.txt $(call LOG,compare-$*)
 
+# An export (training-free or recovered) in an engine's format: llama.cpp's deepseek2 GGUF, and
+# transformers' DeepseekV3 folder (no remote code). Exact: the peer test runs both engines on them.
+$(OUT)/model-%.gguf: $(BIN)/ekv-export $(OUT)/model-%/config.json | $(OUT)/logs
+	$(BIN)/ekv-export --config $(PRESET) --model $(MODEL) --compressed $(OUT)/model-$* --format gguf -o $@ \
+	  > $(OUT)/logs/gguf-$*.txt $(call LOG,gguf-$*)
+
+$(OUT)/model-%-deepseek/config.json: $(BIN)/ekv-export $(OUT)/model-%/config.json | $(OUT)/logs
+	$(BIN)/ekv-export --config $(PRESET) --model $(MODEL) --compressed $(OUT)/model-$* --format hf-deepseek \
+	  -o $(OUT)/model-$*-deepseek > $(OUT)/logs/deepseek-$*.txt $(call LOG,deepseek-$*)
+
 recover: $(OUT)/decode-recovered.txt $(OUT)/fidelity-recovered.json
 	$(PYTHON) scripts/make-report.py $(OUT) --preset $(PRESET)
 
@@ -183,5 +200,5 @@ $(OUT)/rope-elite.png: scripts/plot-rope.py $(OUT)/rope-elite-l1.h5 $(OUT)/fidel
 	  --r $$($(PYTHON) -c 'import json,sys; print(json.load(open(sys.argv[1]))["r"])' $(OUT)/fidelity.json) -o $@
 
 $(OUT)/report.md: scripts/make-report.py $(OUT)/fidelity.json $(OUT)/decode.txt $(OUT)/rope-elite.png $(PRESET) \
-                  $(OUT)/fidelity-uptrained.json $(OUT)/decode-uptrained.txt
+                  $(OUT)/fidelity-uptrained.json $(OUT)/decode-uptrained.txt $(ENGINE_TARGETS)
 	$(PYTHON) scripts/make-report.py $(OUT) --preset $(PRESET)

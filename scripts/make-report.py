@@ -29,7 +29,15 @@ STEPS = [
     ("compare-uptrained", "fidelity-uptrained.json"),
     ("recover", "model-recovered/"),
     ("compare-recovered", "fidelity-recovered.json"),
+    ("gguf-uptrained", "model-uptrained.gguf"),
+    ("deepseek-uptrained", "model-uptrained-deepseek/"),
 ]
+
+# The recovered model in stock engines' formats (the preset's "# engine-formats:" line): file,
+# what reads it, and the log holding ekv-export's final line.
+ENGINE_FILES = [("model-uptrained.gguf", "llama.cpp (deepseek2, MLA cache)", "gguf-uptrained.txt"),
+                ("model-uptrained-deepseek", "transformers' DeepseekV3, no remote code (vLLM and SGLang load "
+                 "this format too; not run here)", "deepseek-uptrained.txt")]
 
 # Recovered models (ekv-uptrain) whose fidelity reports join the table when present.
 RECOVERED = [("fidelity-uptrained.json", "recovered, short (main job)"),
@@ -116,6 +124,14 @@ def main():
         decode = out / name.replace("fidelity-", "decode-").replace(".json", ".txt")
         if decode.exists():
             lines += [f"The same check, {title}: `{final_line(decode)}`", ""]
+    engines = [(f, reader, out / "logs" / log) for f, reader, log in ENGINE_FILES if (out / f).exists()]
+    if engines:
+        lines += ["The recovered model in the formats stock engines serve with a latent cache (exact: "
+                  "`ctest -R peer.engine_exports` runs llama.cpp and transformers on these formats):", "",
+                  "| file | read by | ekv-export |", "|---|---|---|"]
+        for name, reader, log in engines:
+            lines.append(f"| `{name}` | {reader} | `{final_line(log) if log.exists() else ''}` |")
+        lines.append("")
     lines += [
         "![error and latent size per layer](report-layers.png)",
         "",
@@ -126,8 +142,9 @@ def main():
     lines += ["## Preset", "", "```toml", args.preset.read_text().rstrip(), "```", "",
               "## Commands", "", "Each step's command, as its tool logged it (logs in `logs/`):", ""]
     for log, made in STEPS:
-        if not (out / "logs" / (log + ".log")).exists() and log in ("recover", "compare-recovered"):
-            continue  # make recover has not run
+        if not (out / "logs" / (log + ".log")).exists() and log in ("recover", "compare-recovered", "gguf-uptrained",
+                                                                   "deepseek-uptrained"):
+            continue  # make recover has not run, or the preset writes no engine format
         lines.append(f"- `{made}`: `{command_of(out / 'logs' / (log + '.log'))}`")
     report = out / "report.md"
     temp = report.with_suffix(".md.tmp")

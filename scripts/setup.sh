@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Installs everything ekv needs on Debian 12: the build dependencies, the corpora, and a
 # Python venv (.venv, with Debian's torch/numpy/h5py visible) holding the peer packages
-# used by tests. Idempotent: a second run only checks and returns in about a second.
+# used by tests; with --engines also the engine peers (.venv-engines: llama.cpp and a current
+# transformers, which the tests run on ekv's engine exports; the main job does not need them).
+# Idempotent: a second run only checks and returns in about a second.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ENGINE_PEERS=0
+[ "${1:-}" = --engines ] && ENGINE_PEERS=1
 
 # slurmctld, slurmd, slurm-client, munge: the sharding test starts a one-node Slurm cluster on loopback.
 PACKAGES=(
@@ -55,6 +59,7 @@ fi
 # PyPI's torch, and llama-cpp-python built from its source distribution (the llama.cpp it
 # vendors; CPU only, its multimodal library left out). pip caches the built wheel, so a second
 # set-up does not compile llama.cpp again.
+[ "$ENGINE_PEERS" = 1 ] || exit 0
 ENGINES="$ROOT/.venv-engines"
 ENGINES_REQUIREMENTS="$ROOT/scripts/requirements-engines.txt"
 ENGINES_STAMP="$ENGINES/.ekv-requirements.sha256"

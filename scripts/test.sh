@@ -7,7 +7,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 start=$(date +%s)
-"$ROOT/scripts/setup.sh"
+"$ROOT/scripts/setup.sh" --engines
 "$ROOT/scripts/build.sh"
 "$ROOT/scripts/fetch-model.sh" >/dev/null
 "$ROOT/scripts/fetch-model.sh" qwen2.5-coder-0.5b >/dev/null

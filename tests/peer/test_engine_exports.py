@@ -16,7 +16,10 @@ held-out text (the evaluation corpus):
   forward, the cache holds only the latent and the rotary key, and save_pretrained + reload
   gives the same logits;
 - the GGUF of the transformers layout (a chunk shared by two KV heads in some layer) is refused,
-  naming the layer, while hf-deepseek writes it."""
+  naming the layer, while hf-deepseek writes it;
+- the second family (Qwen2.5-Coder-0.5B: q/k/v biases) through the same chain: transformers'
+  DeepseekV3 gives ekv's logits (<= 1e-5) with the biases carried exactly (the query bias
+  through the low-rank query path), and the GGUF is refused (deepseek2 has no biases)."""
 import contextlib
 import json
 import os
@@ -31,6 +34,7 @@ from safetensors.numpy import load_file, save_file
 from peer_common import env_path, report, run, workdir
 
 model = env_path("EKV_DEFAULT_MODEL")
+second = env_path("EKV_SECOND_MODEL")
 corpus = env_path("EKV_EVAL_TEXT")  # held out: compared on, never calibrated on
 calib_text = env_path("EKV_CALIB_TEXT")
 tool = env_path("EKV_TEST_IO")
@@ -211,5 +215,34 @@ for tag in ("llamacpp", "transformers"):
     with torch.no_grad():
         again = reloaded(input_ids).logits.double().numpy()
     check(f"{tag} layout: after save_pretrained and a reload", relative(again, theirs), 1e-7)
+
+# The second family: biases -------------------------------------------------------------------
+ekv("calibrate", "--model", second, "--text", calib_text, "-S", 256, "-N", 4, "--keep-seqs", 4, "-o", path("qwen-calib.h5"))
+ekv("select-rope", "--model", second, "--calib", path("qwen-calib.h5"), "--r-max", 6, "--layout", "transformers",
+    "-o", path("qwen-rope.h5"))
+ekv("jlrd", "--model", second, "--rope", path("qwen-rope.h5"), "--calib", path("qwen-calib.h5"), "--r", 6,
+    "--svd", "whitened", "--cache-ratio", 0.25, "-o", path("qwen-jlrd.h5"))
+ekv("export", "--model", second, "--rope", path("qwen-rope.h5"), "--jlrd", path("qwen-jlrd.h5"), "--pack-positions", 512,
+    "-o", path("qwen-elitekv"))
+ekv("export", "--model", second, "--compressed", path("qwen-elitekv"), "--format", "hf-deepseek", "-o", path("qwen-deepseek"))
+refused = __import__("subprocess").run(
+    [os.path.join(bin_dir, "ekv-export"), "--model", second, "--compressed", path("qwen-elitekv"), "--format", "gguf",
+     "-o", path("qwen.gguf"), "--quiet"], capture_output=True, text=True)
+lines.append(f"qwen2 as GGUF: exit {refused.returncode}: {refused.stderr.strip().splitlines()[-1][:160] if refused.stderr else ''}")
+if refused.returncode == 0 or "biases" not in refused.stderr:
+    failures.append("the GGUF of a model with biases was not refused")
+run(tool, "tokenize", second, corpus, path("qwen-tokens.safetensors"))
+qwen_ids = load_file(path("qwen-tokens.safetensors"))["tokens"].reshape(-1)
+qwen_batch = qwen_ids[start:start + windows * length].astype(np.int32).reshape(windows, length)
+save_file({"tokens": qwen_batch}, path("qwen-batch.safetensors"))
+run(tool, "logits", path("qwen-elitekv"), path("qwen-batch.safetensors"), path("qwen-logits.safetensors"))
+qwen_ours = load_file(path("qwen-logits.safetensors"))["logits"].reshape(windows, length, -1)
+config = json.load(open(os.path.join(path("qwen-deepseek"), "config.json")))
+qwen_model = AutoModelForCausalLM.from_pretrained(path("qwen-deepseek"), dtype=torch.float32).eval()
+lines.append(f"qwen2: transformers loaded {type(qwen_model).__name__}, attention_bias {config['attention_bias']}, "
+             f"q_lora_rank {config['q_lora_rank']} (the query bias's path)")
+with torch.no_grad():
+    qwen_theirs = qwen_model(torch.from_numpy(qwen_batch.astype(np.int64))).logits.double().numpy()
+check("qwen2: transformers vs ekv, logits 2x128", relative(qwen_theirs, qwen_ours), BOUND)
 
 report(lines, failures)

@@ -132,13 +132,27 @@ MlaReference MlaReference::from_deepseek_v3(const std::filesystem::path& folder)
   m.embedding = st_tensor(f, "model.embed_tokens.weight");
   if (!config.at("tie_word_embeddings").get<bool>()) m.output = st_tensor(f, "lm_head.weight");
   m.final_norm = st_tensor(f, "model.norm.weight").row(0).transpose();
+  const bool q_lora = !config.at("q_lora_rank").is_null(), biased = config.at("attention_bias").get<bool>();
   for (int l = 0; l < m.layers; ++l) {
-    auto t = [&](const std::string& name) { return st_tensor(f, "model.layers." + std::to_string(l) + "." + name + ".weight"); };
+    const std::string prefix = "model.layers." + std::to_string(l) + ".";
+    auto t = [&](const std::string& name) { return st_tensor(f, prefix + name + ".weight"); };
+    auto bias = [&](const std::string& name) { return Eigen::VectorXd(st_tensor(f, prefix + name + ".bias").row(0).transpose()); };
     Block b;
     b.attn_norm = t("input_layernorm").row(0).transpose();
     b.kv_norm = t("self_attn.kv_a_layernorm").row(0).transpose();
     b.ffn_norm = t("post_attention_layernorm").row(0).transpose();
-    b.q = t("self_attn.q_proj");
+    if (q_lora) {
+      b.q_a = t("self_attn.q_a_proj");
+      b.q_a_norm = t("self_attn.q_a_layernorm").row(0).transpose();
+      b.q_b = t("self_attn.q_b_proj");
+      b.q_a_bias = biased ? bias("self_attn.q_a_proj") : Eigen::VectorXd::Zero(b.q_a.rows());
+    } else {
+      b.q = t("self_attn.q_proj");
+    }
+    if (biased) {
+      b.kv_a_bias = bias("self_attn.kv_a_proj_with_mqa");
+      b.o_bias = bias("self_attn.o_proj");
+    }
     b.kv_a = t("self_attn.kv_a_proj_with_mqa");
     b.kv_b = t("self_attn.kv_b_proj");
     b.o = t("self_attn.o_proj");
@@ -157,8 +171,16 @@ Eigen::MatrixXd MlaReference::logits(const std::vector<std::int32_t>& tokens) co
   const int qk = nope + rot;
   for (const Block& b : blocks) {
     const Dense x = rms(h, b.attn_norm, eps);
-    const Dense q = x * b.q.transpose();         // [T, H·(nope+rot)]
-    const Dense kv = x * b.kv_a.transpose();     // [T, rank + rot]
+    Dense q;                                     // [T, H·(nope+rot)]
+    if (b.q_b.size()) {
+      // DeepseekV3RMSNorm(q_lora_rank): its default epsilon, as the latent's.
+      const Dense q_a = (x * b.q_a.transpose()).rowwise() + b.q_a_bias.transpose();
+      q = rms(q_a, b.q_a_norm, 1e-6) * b.q_b.transpose();
+    } else {
+      q = x * b.q.transpose();
+    }
+    Dense kv = x * b.kv_a.transpose();           // [T, rank + rot]
+    if (b.kv_a_bias.size()) kv.rowwise() += b.kv_a_bias.transpose();
     const Dense c = rms(kv.leftCols(rank), b.kv_norm, kv_norm_eps);
     Dense k_pe = kv.rightCols(rot);
     for (Eigen::Index t = 0; t < T; ++t) rope_pairs(k_pe, t, frequencies);
@@ -179,6 +201,7 @@ Eigen::MatrixXd MlaReference::logits(const std::vector<std::int32_t>& tokens) co
       }
     }
     h += attn * b.o.transpose();
+    if (b.o_bias.size()) h.rowwise() += b.o_bias.transpose();
     const Dense y = rms(h, b.ffn_norm, eps);
     const Dense gate = y * b.gate.transpose(), upm = y * b.up.transpose();
     const Dense act = (gate.array() / (1.0 + (-gate.array()).exp())) * upm.array();

@@ -25,6 +25,10 @@ struct MlaReference {
   struct Block {
     Eigen::VectorXd attn_norm, kv_norm, ffn_norm;
     Eigen::MatrixXd q, kv_a, kv_b, o, gate, up, down;  // kv_b per head [k_nope; v], HF layout
+    // The low-rank query path (q_lora_rank set; q empty then): q = q_b · RMSNorm(q_a x + q_a_bias).
+    Eigen::MatrixXd q_a, q_b;
+    Eigen::VectorXd q_a_bias, q_a_norm;
+    Eigen::VectorXd kv_a_bias, o_bias;  // empty without attention biases
   };
   std::vector<Block> blocks;
 };

@@ -261,3 +261,59 @@ TEST_F(EngineExport, SelectionsTheFormatCannotHoldAreRefused) {
 
 }  // namespace
 }  // namespace ekv
+
+namespace ekv {
+namespace {
+
+// A qwen2 model (q/k/v biases, docs/method.md §10): DeepseekV3 holds its biases exactly, the
+// query bias through the low-rank query path; deepseek2 has none and the GGUF is refused.
+TEST(EngineExportBiases, DeepseekV3HoldsThemAndTheGgufIsRefused) {
+  test::TinyPipeline pipeline("engine-biases", 31, /*biased=*/true);
+  auto path = [&](const std::string& name) { return pipeline.path(name); };
+  SelectRopeOptions select;
+  select.model = path("tiny.gguf");
+  select.calib = path("calib.h5");
+  select.r_max = 1;
+  select.layout = "transformers";
+  select.output = path("rope-tf.h5");
+  run_select_rope(select);
+  JlrdOptions j;
+  j.model = path("tiny.gguf");
+  j.rope = path("rope-tf.h5");
+  j.calib = path("calib.h5");
+  j.r = 1;
+  j.svd = "whitened";
+  j.ranks = {5};
+  j.output = path("jlrd.h5");
+  run_jlrd(j);
+  ExportOptions e;
+  e.model = path("tiny.gguf");
+  e.rope = path("rope-tf.h5");
+  e.jlrd = path("jlrd.h5");
+  e.pack_positions = 64;
+  e.output = path("elitekv");
+  run_export(e);
+  ExportOptions engine = e;
+  engine.format = "hf-deepseek";
+  engine.output = path("deepseek");
+  run_export(engine);
+  const auto model = ModelSource::open(path("elitekv"));
+  Forward forward(*model);
+  install_compressed_attention(forward);
+  const std::vector<std::int32_t> tokens(pipeline.stream.begin() + 30, pipeline.stream.begin() + 80);
+  const Eigen::MatrixXd ours = forward.logits(forward.hidden_states(tokens, 1, 50), 0, 50).cast<double>();
+  const test::MlaReference theirs = test::MlaReference::from_deepseek_v3(path("deepseek"));
+  ASSERT_TRUE(theirs.blocks[0].q_b.size() && theirs.blocks[0].o_bias.size()) << "the biased path was not written";
+  const Eigen::MatrixXd logits = theirs.logits(tokens);
+  EXPECT_LE((logits - ours).cwiseAbs().maxCoeff() / ours.cwiseAbs().maxCoeff(), 1e-5);
+  // Dropping the written biases changes the logits: they are not decoration.
+  test::MlaReference unbiased = theirs;
+  for (auto& block : unbiased.blocks) block.o_bias.setZero(), block.kv_a_bias.setZero();
+  EXPECT_GT((unbiased.logits(tokens) - ours).cwiseAbs().maxCoeff() / ours.cwiseAbs().maxCoeff(), 1e-3);
+  engine.format = "gguf";
+  engine.output = path("qwen.gguf");
+  EXPECT_EKV_ERROR(run_export(engine), "biases", "deepseek2", "hf-deepseek");
+}
+
+}  // namespace
+}  // namespace ekv

@@ -45,6 +45,31 @@ void rope_config(const ModelConfig& c, const SlotPlan& plan, nlohmann::json& con
 
 std::vector<float> values(const Matrix& m) { return {m.data(), m.data() + m.size()}; }
 std::vector<float> values(const Vector& v) { return {v.data(), v.data() + v.size()}; }
+
+// DeepseekV3 has no query bias, but its low-rank query path has one (q_a_proj's, with attention
+// bias on): q_a = s·[x; 1], made linear through q_a_layernorm as the latent is (latent_norm),
+// and q_b = [W_q | b_q] / κ gives W_q x + b_q exactly (docs/method.md §11).
+struct BiasedQuery {
+  Matrix q_a;         // [d + 1, d]
+  Vector q_a_bias;    // [d + 1]
+  Vector q_a_norm;    // [d + 1]
+  Matrix q_b;         // [rows, d + 1]
+};
+
+BiasedQuery biased_query(const MlaLayer& m, const Vector& attn_norm, double eps) {
+  const Eigen::Index d = m.q.cols();
+  const LatentNorm norm = linear_rms_norm(input_with_one_bound(attn_norm), eps);
+  BiasedQuery out;
+  out.q_a = Matrix::Zero(d + 1, d);
+  out.q_a.topRows(d).diagonal().setConstant(float(norm.scale));
+  out.q_a_bias = Vector::Zero(d + 1);
+  out.q_a_bias[d] = float(norm.scale);
+  out.q_a_norm = Vector::Constant(d + 1, float(norm.weight));
+  out.q_b.resize(m.q.rows(), d + 1);
+  out.q_b.leftCols(d) = (m.q.cast<double>() * norm.up_scale).cast<float>();
+  out.q_b.col(d) = (m.q_bias.cast<double>() * norm.up_scale).cast<float>();
+  return out;
+}
 }  // namespace
 
 EngineExportSummary write_hf_deepseek_model(const EngineInput& input, const fs::path& folder, DType dtype) {
@@ -75,7 +100,7 @@ EngineExportSummary write_hf_deepseek_model(const EngineInput& input, const fs::
       {"n_group", 1},
       {"topk_group", 1},
       {"num_nextn_predict_layers", 0},
-      {"q_lora_rank", nullptr},  // a plain query projection
+      {"q_lora_rank", c.attention_bias ? nlohmann::json(d + 1) : nlohmann::json(nullptr)},  // see BiasedQuery
       {"kv_lora_rank", rank},
       {"qk_rope_head_dim", rot},
       {"qk_nope_head_dim", nope},
@@ -85,7 +110,7 @@ EngineExportSummary write_hf_deepseek_model(const EngineInput& input, const fs::
       {"max_position_embeddings", c.context},
       {"rms_norm_eps", summary.norm_eps},
       {"tie_word_embeddings", c.tied_embeddings},
-      {"attention_bias", false},
+      {"attention_bias", c.attention_bias},  // q_a_proj, kv_a_proj_with_mqa and o_proj biases
       {"attention_dropout", 0.0},
       {"use_cache", true},
   };
@@ -101,11 +126,20 @@ EngineExportSummary write_hf_deepseek_model(const EngineInput& input, const fs::
   for (int l = 0; l < c.layers; ++l) {
     auto name = [l](const std::string& suffix) { return layer_tensor_name(l, suffix); };
     contents.tensors.push_back({name("input_layernorm"), {d}});
-    contents.tensors.push_back({name("self_attn.q_proj"), {std::int64_t(H) * (nope + rot), d}});
+    if (c.attention_bias) {
+      contents.tensors.push_back({name("self_attn.q_a_proj"), {d + 1, d}});
+      contents.tensors.push_back({layer_bias_name(l, "self_attn.q_a_proj"), {d + 1}});
+      contents.tensors.push_back({name("self_attn.q_a_layernorm"), {d + 1}});
+      contents.tensors.push_back({name("self_attn.q_b_proj"), {std::int64_t(H) * (nope + rot), d + 1}});
+    } else {
+      contents.tensors.push_back({name("self_attn.q_proj"), {std::int64_t(H) * (nope + rot), d}});
+    }
     contents.tensors.push_back({name("self_attn.kv_a_proj_with_mqa"), {rank + rot, d}});
+    if (c.attention_bias) contents.tensors.push_back({layer_bias_name(l, "self_attn.kv_a_proj_with_mqa"), {rank + rot}});
     contents.tensors.push_back({name("self_attn.kv_a_layernorm"), {rank}});
     contents.tensors.push_back({name("self_attn.kv_b_proj"), {std::int64_t(H) * (nope + dh), rank}});
     contents.tensors.push_back({name("self_attn.o_proj"), {d, std::int64_t(H) * dh}});
+    if (c.attention_bias) contents.tensors.push_back({layer_bias_name(l, "self_attn.o_proj"), {d}});
     contents.tensors.push_back({name("post_attention_layernorm"), {d}});
     contents.tensors.push_back({name("mlp.gate_proj"), {c.ffn, d}});
     contents.tensors.push_back({name("mlp.up_proj"), {c.ffn, d}});
@@ -115,13 +149,26 @@ EngineExportSummary write_hf_deepseek_model(const EngineInput& input, const fs::
   if (!c.tied_embeddings) contents.tensors.push_back({kOutputName, {c.vocab, d}});
 
   const std::string prefix = "model.layers.";
+  BiasedQuery query;
+  int query_layer = -1;
   contents.load = [&](const ExpectedTensor& tensor) -> std::vector<float> {
     if (tensor.name == kEmbeddingName) return model.embedding();
     if (tensor.name == kFinalNormName) return model.final_norm();
     if (tensor.name == kOutputName) return model.output();
     const std::size_t dot = tensor.name.find('.', prefix.size());
-    const MlaModel::Layer& layer = model.layer(std::stoi(tensor.name.substr(prefix.size(), dot - prefix.size())));
-    const std::string suffix = tensor.name.substr(dot + 1, tensor.name.size() - dot - 1 - std::string(".weight").size());
+    const int l = std::stoi(tensor.name.substr(prefix.size(), dot - prefix.size()));
+    const MlaModel::Layer& layer = model.layer(l);
+    const bool bias = tensor.name.ends_with(".bias");
+    const std::string suffix =
+        tensor.name.substr(dot + 1, tensor.name.size() - dot - 1 - std::string(bias ? ".bias" : ".weight").size());
+    if (suffix.rfind("self_attn.q_", 0) == 0 && suffix != "self_attn.q_proj") {
+      if (query_layer != l) query = biased_query(layer.attention, layer.original.attn_norm, summary.norm_eps), query_layer = l;
+      if (suffix == "self_attn.q_a_proj") return bias ? values(query.q_a_bias) : values(query.q_a);
+      if (suffix == "self_attn.q_a_layernorm") return values(query.q_a_norm);
+      if (suffix == "self_attn.q_b_proj") return values(query.q_b);
+    }
+    if (bias && suffix == "self_attn.kv_a_proj_with_mqa") return values(layer.attention.kv_a_bias);
+    if (bias && suffix == "self_attn.o_proj") return values(layer.attention.o_bias);
     if (suffix == "input_layernorm") return values(layer.original.attn_norm);
     if (suffix == "post_attention_layernorm") return values(layer.original.ffn_norm);
     if (suffix == "self_attn.q_proj") return values(layer.attention.q);

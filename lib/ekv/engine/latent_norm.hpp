@@ -24,10 +24,18 @@ struct LatentNorm {
   double max_relative_error = 0;  // bound · s² / (2 eps): the norm's largest departure from κ c
 };
 
+inline constexpr double kLinearNormTolerance = 1.0 / (1 << 30);
+
+// The scales for any vector whose mean square is at most `bound`: mean((s v)²) ≤ tolerance · eps.
+LatentNorm linear_rms_norm(double bound, double eps, double tolerance = kLinearNormTolerance);
+
 // `a` [d_kv, d], `attn_norm` [d] the layer's input RMSNorm weight, `kv_lora_rank` ≥ d_kv the
-// latent's width in the engine (padded with zeros), `eps` the norm's epsilon in the engine;
-// mean((s c)²) ≤ tolerance · eps.
+// latent's width in the engine (padded with zeros), `eps` the norm's epsilon in the engine.
 LatentNorm linear_latent_norm(const Matrix& a, const Vector& attn_norm, int kv_lora_rank, double eps,
-                              double tolerance = 1.0 / (1 << 30));
+                              double tolerance = kLinearNormTolerance);
+
+// A bound on mean(x²) over the d + 1 values [x; 1] of an attention input x = RMSNorm(h) ⊙ w:
+// the query's low-rank path that carries a query bias through an engine (hf_deepseek_export).
+double input_with_one_bound(const Vector& attn_norm);
 
 }  // namespace ekv

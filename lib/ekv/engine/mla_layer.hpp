@@ -25,9 +25,13 @@ struct MlaLayer {
   Vector kv_norm;  // kv_a_layernorm
   Matrix kv_b;     // kv_b_proj
   Matrix o;        // o_proj
+  // With attention biases (Qwen2; empty otherwise, docs/method.md §10): the query bias in
+  // q_proj's row layout (times query_scale), the elite key bias on kv_a's slot rows (zero on the
+  // latent's: A has none), and W_o [b_v of each head's group], which the value bias amounts to.
+  Vector q_bias, kv_a_bias, o_bias;
 };
 
-// `w` an EliteKV layer (k_rope_proj, kv_a_proj, k_b_proj, v_b_proj; no biases) of `config`.
+// `w` an EliteKV layer (k_rope_proj, kv_a_proj, k_b_proj, v_b_proj, and their biases) of `config`.
 MlaLayer mla_layer(const LayerWeights& w, const ModelConfig& config, const SlotPlan& plan, int layer,
                    const LatentNorm& norm, double query_scale);
 

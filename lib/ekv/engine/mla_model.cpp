@@ -49,6 +49,7 @@ const MlaModel::Layer& MlaModel::layer(int l) {
   const float stream = float(summary_.stream_scale);
   if (stream != 1.0f) {
     layer_.attention.o *= stream;
+    if (layer_.attention.o_bias.size()) layer_.attention.o_bias *= stream;
     w.w_down *= stream;
   }
   w.wq.resize(0, 0), w.wo.resize(0, 0), w.wk_rope.resize(0, 0), w.kv_a.resize(0, 0), w.k_b.resize(0, 0),

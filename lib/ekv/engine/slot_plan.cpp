@@ -95,10 +95,9 @@ void plan_multiset(const ModelConfig& c, SlotPlan& plan) {
 SlotPlan plan_slots(const ModelConfig& c, EngineFormat format) {
   EKV_CHECK(c.elitekv.enabled(), "engine export: ", c.name, " is not an EliteKV model (make one with ekv-export)");
   EKV_CHECK(c.elitekv.r >= 1, "engine export: r = ", c.elitekv.r, ": an MLA format needs at least one rotary slot");
-  EKV_CHECK(!c.attention_bias, engine_format_name(format), ": this model has attention biases (", c.architecture,
-            "); ", format == EngineFormat::gguf ? "llama.cpp's deepseek2 has none, so its query, elite-key and value "
-                                                  "biases cannot be written"
-                                                : "writing them into DeepseekV3 is not implemented yet");
+  EKV_CHECK(format == EngineFormat::hf_deepseek || !c.attention_bias,
+            "gguf: this model has attention biases (", c.architecture, "); llama.cpp's deepseek2 has none, so its "
+            "query, elite-key and value biases cannot be written (--format hf-deepseek holds them)");
   SlotPlan plan;
   plan.kv_lora_rank = *std::max_element(c.elitekv.kv_rank.begin(), c.elitekv.kv_rank.end());
   plan.nope_dim = std::max(1, c.head_dim - 2 * c.elitekv.r);
