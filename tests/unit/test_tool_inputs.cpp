@@ -12,6 +12,7 @@
 #include "ekv/core/atomic_output.hpp"
 #include "ekv/core/output_path.hpp"
 #include "ekv/tools/calibrate.hpp"
+#include "ekv/tools/convert.hpp"
 #include "ekv/tools/jlrd.hpp"
 #include "ekv/tools/select_rope.hpp"
 #include "expect_error.hpp"
@@ -61,6 +62,63 @@ TEST(OutputPath, AnInputIsNeverAnOutput) {
   fs::create_symlink(input, dir / "link.h5");
   EXPECT_EKV_ERROR(require_output_path(dir / "link.h5", {input}), "would overwrite the input");
   EXPECT_NO_THROW(require_output_path(dir / "rope.h5", {input}));
+  fs::remove_all(dir);
+}
+
+// Issue 33's data loss: an output folder replaced by exchange took every file in it, the inputs
+// among them (ekv-export -o DIR with DIR/rope.h5, -o ., ekv-convert -o .., -o HF/..).
+TEST(OutputPath, AFolderThatHoldsAnInputIsNeverTheOutput) {
+  const fs::path dir = temp_dir("output-holds-input");
+  fs::create_directories(dir / "work" / "hf");
+  std::ofstream(dir / "work" / "rope.h5") << "x";
+  std::ofstream(dir / "work" / "hf" / "config.json") << "{}";
+  EXPECT_EKV_ERROR(require_output_path(dir / "work", {dir / "work" / "rope.h5"}), "holds the input", "rope.h5");
+  EXPECT_EKV_ERROR(require_output_path(dir / "work" / "hf" / "..", {dir / "work" / "hf"}), "holds the input");
+  EXPECT_EKV_ERROR(require_output_path(dir, {dir / "work" / "rope.h5"}), "holds the input");
+  const fs::path here = fs::current_path();
+  fs::current_path(dir / "work");
+  EXPECT_EKV_ERROR(require_output_path(".", {"rope.h5"}), "holds the input", "rope.h5");
+  fs::current_path(here);
+  EXPECT_NO_THROW(require_output_path(dir / "work" / "out", {dir / "work" / "rope.h5"}));
+  ConvertOptions convert;
+  convert.model = (dir / "work" / "hf").string();
+  convert.output = (dir / "work").string();
+  EXPECT_EKV_ERROR(convert.check(), "holds the input");
+  fs::remove_all(dir);
+}
+
+TEST(OutputPath, OnlyAnEkvFolderIsReplacedAndOnlyWithNothingForeignInIt) {
+  const fs::path dir = temp_dir("output-folder-kind");
+  const fs::path user = dir / "user";
+  fs::create_directory(user);
+  std::ofstream(user / "notes.txt") << "mine";
+  EXPECT_EKV_ERROR(AtomicOutput{user}, "user", "not a folder an ekv tool wrote");
+  ConvertOptions convert;
+  convert.model = (dir / "m.gguf").string();
+  convert.output = user.string();
+  EXPECT_EKV_ERROR(convert.check(), "not a folder an ekv tool wrote");
+  // A previous output of ekv, where someone left a file: the new output is written, then refused
+  // at the exchange, and the folder keeps everything.
+  const fs::path ours = dir / "export";
+  fs::create_directory(ours);
+  std::ofstream(ours / "config.json") << R"({"ekv_source": {"path": "m.gguf"}})";
+  std::ofstream(ours / "notes.txt") << "mine";
+  {
+    AtomicOutput output(ours);
+    fs::create_directory(output.temp_path());
+    std::ofstream(output.temp_path() / "config.json") << R"({"ekv_source": {}})";
+    EXPECT_EKV_ERROR(output.commit(), "export", "holds notes.txt");
+  }
+  EXPECT_TRUE(fs::exists(ours / "notes.txt"));
+  EXPECT_FALSE(fs::exists(dir / "export.tmp"));
+  // Without the foreign file it is replaced.
+  fs::remove(ours / "notes.txt");
+  AtomicOutput output(ours);
+  fs::create_directory(output.temp_path());
+  std::ofstream(output.temp_path() / "config.json") << R"({"ekv_source": {"new": 1}})";
+  output.commit();
+  std::ifstream in(ours / "config.json");
+  EXPECT_NE(std::string(std::istreambuf_iterator<char>(in), {}).find("new"), std::string::npos);
   fs::remove_all(dir);
 }
 

@@ -31,6 +31,7 @@ void fsync_path(const fs::path& path) {
 
 AtomicOutput::AtomicOutput(fs::path path) : final_(std::move(path)) {
   require_output_path(final_);
+  require_replaceable_folder(final_);
   temp_ = final_;
   temp_ += ".tmp";
   std::error_code ignored;
@@ -68,6 +69,14 @@ void AtomicOutput::commit() {
   std::error_code error;
   bool exchanged = false;
   if (fs::is_directory(final_) && fs::is_directory(temp_)) {
+    // The folder replaced may hold only what the new one has (and ekv's digest caches): anything
+    // else is someone's file, which the exchange would delete.
+    for (const auto& entry : fs::directory_iterator(final_)) {
+      const fs::path name = entry.path().filename();
+      EKV_CHECK(fs::exists(temp_ / name) || name.extension() == ".ekv-sha256", final_.string(), ": holds ",
+                name.string(), ", which this output does not: refusing to replace the folder (move ", name.string(),
+                " out of it, or write elsewhere)");
+    }
     // A folder cannot be renamed over a non-empty one. Swapping the two in one step keeps a
     // complete folder under the final name at every instant (removing the old one first would
     // leave a half-deleted folder there if killed); the old one then goes as a leftover .tmp.

@@ -1,5 +1,8 @@
 #include "ekv/core/output_path.hpp"
 
+#include <algorithm>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <system_error>
 
 #include "ekv/core/error.hpp"
@@ -25,7 +28,25 @@ void require_output_path(const fs::path& output, const std::vector<fs::path>& in
     const bool same = fs::weakly_canonical(fs::absolute(input), ignored) == resolved ||
                       (fs::exists(status) && fs::exists(input, ignored) && fs::equivalent(input, output, ignored));
     EKV_CHECK(!same, output.string(), ": output would overwrite the input ", input.string());
+    // An input inside the output folder (or below it) would go with the folder it replaces.
+    const fs::path within = fs::weakly_canonical(fs::absolute(input), ignored);
+    const auto [end, at] = std::mismatch(resolved.begin(), resolved.end(), within.begin(), within.end());
+    EKV_CHECK(end != resolved.end() || at == within.end(), output.string(), ": the output folder holds the input ",
+              input.string(), "; replacing the folder would delete it (write the output elsewhere)");
   }
+}
+
+void require_replaceable_folder(const fs::path& folder) {
+  std::error_code error;
+  if (!fs::is_directory(folder, error) || fs::is_empty(folder, error)) return;
+  bool ours = false;
+  std::ifstream in(folder / "config.json");
+  if (in) {
+    const nlohmann::json config = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+    ours = config.is_object() && config.contains("ekv_source");
+  }
+  EKV_CHECK(ours, folder.string(), ": exists and is not a folder an ekv tool wrote (no config.json with ekv_source): "
+            "refusing to replace it and everything in it (remove it yourself, or write elsewhere)");
 }
 
 }  // namespace ekv

@@ -20,6 +20,7 @@ void ConvertOptions::register_with(CLI::App& app) {
 
 void ConvertOptions::check() const {
   require_output_path(output, {model});
+  require_replaceable_folder(output);
 }
 
 void run_convert(const ConvertOptions& options) {

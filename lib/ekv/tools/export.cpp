@@ -73,6 +73,7 @@ void ExportOptions::check() const {
   for (const std::string& input : {rope, jlrd, compressed})
     if (!input.empty()) inputs.push_back(input);
   require_output_path(output, inputs);
+  if (format != "gguf") require_replaceable_folder(output);
 }
 
 namespace {

@@ -1,6 +1,7 @@
 """ekv-uptrain command line: python -m elitekv.uptrain (the build puts an ekv-uptrain wrapper
 beside the C++ tools)."""
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -89,11 +90,33 @@ def parse_args(argv):
             p.error(f"--{name.replace('_', '-')} must be positive")
     if not args.tools:
         p.error("--tools: where are the ekv tools? (the ekv-uptrain wrapper in the build sets $EKV_TOOLS)")
-    if Path(args.output).resolve() == Path(args.export).resolve():
-        p.error(f"--output {args.output}: would overwrite the input export")
     if not Path(args.text).is_file():
         p.error(f"--text {args.text}: no such file")
     args.checkpoint = args.checkpoint or str(args.output) + ".ckpt"
+    # The output folder is replaced and the checkpoint folder removed at the end: neither may be
+    # or hold an input, and an existing output must be a folder an ekv tool wrote.
+    inputs = {"--export": args.export, "--text": args.text, "--model": args.model}
+    for option, folder in (("--output", args.output), ("--checkpoint", args.checkpoint)):
+        resolved = Path(folder).resolve()
+        for name, path in inputs.items():
+            if resolved == Path(path).resolve() or resolved in Path(path).resolve().parents:
+                p.error(f"{option} {folder}: holds the input {name} {path}; replacing or removing it would "
+                        f"delete the input (write elsewhere)")
+    output = Path(args.output)
+    if output.is_dir() and any(output.iterdir()):
+        try:
+            ours = "ekv_source" in json.loads((output / "config.json").read_text())
+        except (OSError, ValueError):
+            ours = False
+        if not ours:
+            p.error(f"--output {args.output}: exists and is not a folder an ekv tool wrote (no config.json with "
+                    f"ekv_source): refusing to replace it and everything in it")
+        written = set(os.listdir(args.export)) if Path(args.export).is_dir() else set()
+        written |= {"config.json", "model.safetensors", "decode-pack.h5"}
+        foreign = sorted(e.name for e in output.iterdir() if e.name not in written and not e.name.endswith(".ekv-sha256"))
+        if foreign:
+            p.error(f"--output {args.output}: holds {foreign[0]}, which ekv-uptrain does not write: refusing to "
+                    f"replace the folder (move it out, or write elsewhere)")
     return args
 
 
