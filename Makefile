@@ -12,7 +12,9 @@
 #                          [compare-recovery] budget (scripts/compare-recovery.sh, ~45 min)
 #   make recover           the full CPU recovery of the main job's export (ekv-uptrain, [recover] of the
 #                          preset, about an hour on 2 cores) and its fidelity (out/fidelity-recovered.json)
-#   make OUT=dir R=8 BUDGET=0.5    another folder or setting (an option change re-runs its step)
+#   make OUT=dir R=8 CACHE=0.5     another folder or setting (an option change re-runs its step): R=
+#                          the elite chunks per KV head, CACHE= the cache ratio (the preset's kind:
+#                          one latent rank for all layers, or BUDGET= per-layer ranks)
 #   make -j2 SHARDS=4 ROPE_SHARDS=2  calibration in 4 slices of the sample and the RoPE search in 2
 #                          layer ranges, each its own target (run side by side with -j), merged
 #                          (scripts/slurm-shards.sh runs the same shards as Slurm array jobs)
@@ -52,6 +54,7 @@ ENGINE_TARGETS := $(if $(filter gguf,$(ENGINE_FORMATS)),$(OUT)/model-uptrained.g
                   $(if $(filter hf-deepseek,$(ENGINE_FORMATS)),$(OUT)/model-uptrained-deepseek/config.json)
 
 R ?=
+CACHE ?=
 BUDGET ?=
 SHARDS ?= 1
 ROPE_SHARDS ?= 1
@@ -60,8 +63,14 @@ PPL_WINDOWS ?=
 FIDELITY_WINDOWS ?=
 
 CALIB_ARGS := --config $(PRESET)
-ROPE_ARGS := --config $(PRESET)
-JLRD_ARGS := --config $(PRESET) $(if $(R),--r $(R)) $(if $(BUDGET),--budget $(BUDGET))
+PRESET_LAYOUT := $(shell sed -n '/^\[select-rope\]/,/^\[/{s/^layout *= *"\(.*\)"/\1/p;}' $(PRESET))
+ROPE_ARGS := --config $(PRESET) $(if $(and $(R),$(filter-out free,$(or $(PRESET_LAYOUT),free))),--r-max $(R))
+# CACHE= overrides the preset's cache ratio in the preset's own kind (--cache-ratio, one rank for every
+# layer, or --budget, ranks per layer); BUDGET= asks for --budget. An engine layout's selection is
+# made for its r: R= re-runs the selection too.
+PRESET_BUDGET := $(shell sed -n '/^\[jlrd\]/,/^\[/{s/^budget *= *//p;}' $(PRESET))
+JLRD_ARGS := --config $(PRESET) $(if $(R),--r $(R)) \
+  $(if $(CACHE),$(if $(PRESET_BUDGET),--budget $(CACHE),--cache-ratio $(CACHE))) $(if $(BUDGET),--budget $(BUDGET))
 
 # A step's options live in $(OUT)/.make/NAME.args, rewritten only when they change, so a new
 # option re-runs that step (and what depends on it) and nothing else. They are written when

@@ -80,3 +80,18 @@ def perplexity_vs_transformers(bin_dir, model, corpus, reference, ids, window, c
         failures.append(f"scored tokens {scored} != {n}")
     if not gap <= 1e-3:
         failures.append(f"perplexity gap {gap:.2e} > 1e-3")
+
+
+def decode_from_cache(model, input_ids, prompt, steps):
+    """A transformers model decoding from its own cache: the first `prompt` tokens of row 0 in one
+    call, then one token per call. Returns the `steps` next-token logits ([steps, vocab]) and the
+    cache, for comparing with the full forward's logits at positions prompt-1 ... prompt+steps-2."""
+    import torch
+    with torch.no_grad():
+        out = model(input_ids[:1, :prompt], use_cache=True)
+        cache, decoded = out.past_key_values, [out.logits[0, -1]]
+        for k in range(steps - 1):
+            out = model(input_ids[:1, prompt + k:prompt + k + 1], past_key_values=cache, use_cache=True)
+            cache = out.past_key_values
+            decoded.append(out.logits[0, -1])
+    return torch.stack(decoded), cache

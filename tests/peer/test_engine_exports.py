@@ -24,14 +24,14 @@ import contextlib
 import json
 import os
 import re
-import sys
+import subprocess
 import tempfile
 
 import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
 
-from peer_common import env_path, report, run, workdir
+from peer_common import decode_from_cache, env_path, report, run, workdir
 
 model = env_path("EKV_DEFAULT_MODEL")
 second = env_path("EKV_SECOND_MODEL")
@@ -77,7 +77,7 @@ for layout in ("llama.cpp", "transformers"):
 summary = ekv("export", "--model", model, "--compressed", path("elitekv-llamacpp"), "--format", "gguf",
               "-o", path("model.gguf")).stdout
 lines.append("gguf export: " + summary.strip().splitlines()[-1])
-refused = __import__("subprocess").run(
+refused = subprocess.run(
     [os.path.join(bin_dir, "ekv-export"), "--model", model, "--compressed", path("elitekv-transformers"),
      "--format", "gguf", "-o", path("refused.gguf"), "--quiet"], capture_output=True, text=True)
 shared = re.search(r"layer \d+: KV heads \d+ and \d+ both rotate chunk \d+", refused.stderr)
@@ -193,14 +193,8 @@ for tag in ("llamacpp", "transformers"):
     with torch.no_grad():
         theirs = theirs_model(input_ids).logits.double().numpy()
     check(f"{tag} layout: transformers vs ekv, logits {windows}x{length}", relative(theirs, ours[tag]), BOUND)
-    with torch.no_grad():
-        out = theirs_model(input_ids[:1, :prompt], use_cache=True)
-        cache, decoded = out.past_key_values, [out.logits[0, -1]]
-        for k in range(steps - 1):
-            out = theirs_model(input_ids[:1, prompt + k:prompt + k + 1], past_key_values=cache, use_cache=True)
-            cache = out.past_key_values
-            decoded.append(out.logits[0, -1])
-    decoded = torch.stack(decoded).double().numpy()
+    decoded, cache = decode_from_cache(theirs_model, input_ids, prompt, steps)
+    decoded = decoded.double().numpy()
     check(f"{tag} layout: transformers decoding {steps} tokens from its cache vs its full forward",
           relative(decoded, theirs[0, prompt - 1:prompt + steps - 1]), 1e-4)
     total = prompt + steps - 1
@@ -225,7 +219,7 @@ ekv("jlrd", "--model", second, "--rope", path("qwen-rope.h5"), "--calib", path("
 ekv("export", "--model", second, "--rope", path("qwen-rope.h5"), "--jlrd", path("qwen-jlrd.h5"), "--pack-positions", 512,
     "-o", path("qwen-elitekv"))
 ekv("export", "--model", second, "--compressed", path("qwen-elitekv"), "--format", "hf-deepseek", "-o", path("qwen-deepseek"))
-refused = __import__("subprocess").run(
+refused = subprocess.run(
     [os.path.join(bin_dir, "ekv-export"), "--model", second, "--compressed", path("qwen-elitekv"), "--format", "gguf",
      "-o", path("qwen.gguf"), "--quiet"], capture_output=True, text=True)
 lines.append(f"qwen2 as GGUF: exit {refused.returncode}: {refused.stderr.strip().splitlines()[-1][:160] if refused.stderr else ''}")

@@ -17,7 +17,7 @@ import torch
 from safetensors.numpy import load_file, save_file
 from transformers import AutoModelForCausalLM
 
-from peer_common import env_path, report, run, workdir
+from peer_common import decode_from_cache, env_path, report, run, workdir
 
 model = env_path("EKV_DEFAULT_MODEL")
 corpus = env_path("EKV_EVAL_TEXT")  # held out: only compared on, never calibrated on
@@ -84,14 +84,7 @@ if not agreement >= 0.999:
 
 # Decoding from the module's own compressed cache: the prompt, then one token per step.
 prompt, steps = 96, 32
-with torch.no_grad():
-    out = theirs_model(input_ids[:1, :prompt], use_cache=True)
-    cache, decoded = out.past_key_values, [out.logits[0, -1]]
-    for k in range(steps - 1):
-        out = theirs_model(input_ids[:1, prompt + k:prompt + k + 1], past_key_values=cache, use_cache=True)
-        cache = out.past_key_values
-        decoded.append(out.logits[0, -1])
-decoded = torch.stack(decoded)
+decoded, cache = decode_from_cache(theirs_model, input_ids, prompt, steps)
 full = theirs[0, prompt - 1:prompt + steps - 1]
 decode_relative = float((decoded - full).abs().max() / full.abs().max())
 lines.append(f"transformers decode vs its full forward, {steps} steps: {decode_relative:.3e} (bound 1e-4)")

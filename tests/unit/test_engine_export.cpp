@@ -106,34 +106,40 @@ TEST(SlotPlan, SharedChunksAreRefusedForLlamaCppAndHeldByTransformers) {
   EXPECT_EKV_ERROR(plan_slots(biased, EngineFormat::gguf), "biases", "deepseek2");
 }
 
+// The tiny model through a chain whose selection fits `layout`, at r = 1 (2 slots among 4
+// chunks: a llama.cpp progression need not start at chunk 0) and one latent rank of 5, into the
+// EliteKV folder `folder`; returns the export options (rope-NAME.h5, jlrd-NAME.h5).
+ExportOptions layout_chain(const test::TinyPipeline& pipeline, const std::string& layout, const std::string& folder) {
+  SelectRopeOptions select;
+  select.model = pipeline.path("tiny.gguf");
+  select.calib = pipeline.path("calib.h5");
+  select.r_max = 1;
+  select.layout = layout;
+  select.output = pipeline.path("rope-" + folder + ".h5");
+  run_select_rope(select);
+  JlrdOptions j;
+  j.model = select.model;
+  j.rope = select.output;
+  j.calib = select.calib;
+  j.r = 1;
+  j.svd = "whitened";
+  j.ranks = {5};
+  j.output = pipeline.path("jlrd-" + folder + ".h5");
+  run_jlrd(j);
+  ExportOptions e;
+  e.model = select.model;
+  e.rope = j.rope;
+  e.jlrd = j.output;
+  e.pack_positions = 64;
+  e.output = pipeline.path(folder);
+  run_export(e);
+  return e;
+}
+
 // The tiny model through a layout-constrained chain, then written in both engine formats.
 class EngineExport : public ::testing::Test {
  protected:
-  void SetUp() override {
-    SelectRopeOptions select;
-    select.model = path("tiny.gguf");
-    select.calib = path("calib.h5");
-    select.r_max = 1;  // 2 slots among 4 chunks: a progression that need not start at chunk 0
-    select.layout = "llama.cpp";
-    select.output = path("rope-llama.h5");
-    run_select_rope(select);
-    JlrdOptions j;
-    j.model = path("tiny.gguf");
-    j.rope = path("rope-llama.h5");
-    j.calib = path("calib.h5");
-    j.r = 1;
-    j.svd = "whitened";
-    j.ranks = {5};
-    j.output = path("jlrd-llama.h5");
-    run_jlrd(j);
-    ExportOptions e;
-    e.model = path("tiny.gguf");
-    e.rope = path("rope-llama.h5");
-    e.jlrd = path("jlrd-llama.h5");
-    e.pack_positions = 64;
-    e.output = path("elitekv");
-    run_export(e);
-  }
+  void SetUp() override { chain_ = layout_chain(pipeline_, "llama.cpp", "elitekv"); }
 
   std::string path(const std::string& name) const { return pipeline_.path(name); }
 
@@ -142,10 +148,10 @@ class EngineExport : public ::testing::Test {
     e.model = path("tiny.gguf");
     e.format = format;
     if (from_folder) {
-      e.compressed = path("elitekv");
+      e.compressed = chain_.output;
     } else {
-      e.rope = path("rope-llama.h5");
-      e.jlrd = path("jlrd-llama.h5");
+      e.rope = chain_.rope;
+      e.jlrd = chain_.jlrd;
     }
     e.output = path(output);
     return e;
@@ -164,6 +170,7 @@ class EngineExport : public ::testing::Test {
   }
 
   test::TinyPipeline pipeline_{"engine-export", 31, false, /*tokenizer=*/true};
+  ExportOptions chain_;
 };
 
 TEST_F(EngineExport, BothFormatsComputeTheCompressedModel) {
@@ -270,30 +277,7 @@ namespace {
 TEST(EngineExportBiases, DeepseekV3HoldsThemAndTheGgufIsRefused) {
   test::TinyPipeline pipeline("engine-biases", 31, /*biased=*/true);
   auto path = [&](const std::string& name) { return pipeline.path(name); };
-  SelectRopeOptions select;
-  select.model = path("tiny.gguf");
-  select.calib = path("calib.h5");
-  select.r_max = 1;
-  select.layout = "transformers";
-  select.output = path("rope-tf.h5");
-  run_select_rope(select);
-  JlrdOptions j;
-  j.model = path("tiny.gguf");
-  j.rope = path("rope-tf.h5");
-  j.calib = path("calib.h5");
-  j.r = 1;
-  j.svd = "whitened";
-  j.ranks = {5};
-  j.output = path("jlrd.h5");
-  run_jlrd(j);
-  ExportOptions e;
-  e.model = path("tiny.gguf");
-  e.rope = path("rope-tf.h5");
-  e.jlrd = path("jlrd.h5");
-  e.pack_positions = 64;
-  e.output = path("elitekv");
-  run_export(e);
-  ExportOptions engine = e;
+  ExportOptions engine = layout_chain(pipeline, "transformers", "elitekv");
   engine.format = "hf-deepseek";
   engine.output = path("deepseek");
   run_export(engine);

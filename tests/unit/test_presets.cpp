@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <regex>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -117,9 +119,29 @@ TEST(Presets, SubcommandsReadTheirOwnTables) {
   fs::remove_all(dir);
 }
 
+// The cache a preset's file name promises ("-25" is 25 %), and the engine formats its comment line
+// asks the main job to write ("# engine-formats: gguf hf-deepseek", read by the Makefile).
+double cache_in_name(const fs::path& file) {
+  static const std::regex pattern(R"(-(12\.5|25|50)(-|\.toml$))");
+  const std::string name = file.filename().string();
+  std::smatch match;
+  return std::regex_search(name, match, pattern) ? std::stod(match[1].str()) / 100 : 0;
+}
+std::vector<std::string> engine_formats(const fs::path& file) {
+  std::ifstream in(file);
+  std::vector<std::string> formats;
+  for (std::string line; std::getline(in, line);) {
+    const std::string key = "# engine-formats:";
+    if (line.rfind(key, 0) != 0) continue;
+    std::istringstream words(line.substr(key.size()));
+    for (std::string word; words >> word;) formats.push_back(word);
+  }
+  return formats;
+}
+
 TEST(Presets, ShippedPresetsParseWithEveryTool) {
   const auto files = presets();
-  ASSERT_EQ(files.size(), 5u) << EKV_CONFIGS_DIR;
+  ASSERT_EQ(files.size(), 7u) << EKV_CONFIGS_DIR;
   for (const auto& file : files) {
     // The SmolLM2 and Qwen2.5 presets (d_h 64) hold what docs/results.md measured; the 7B-shaped scale
     // preset (d_h 128) keeps fewer sequences (8 MiB of X per sequence and layer).
@@ -133,8 +155,25 @@ TEST(Presets, ShippedPresetsParseWithEveryTool) {
     EXPECT_TRUE(jlrd.refit_output) << file;
     EXPECT_LT(jlrd.refit_heldout, calibrate.keep_seqs) << file;
     EXPECT_EQ(jlrd.chunk_map, "auto") << file;
-    // r gives the elite dims 3/8 of the cache: 2rG = 3/8 · budget · 2G·d_h.
-    EXPECT_DOUBLE_EQ(jlrd.r, jlrd.budget * head_dim * 3 / 8) << file;
+    // The cache the name promises, as a whole-model budget or one ratio for every layer; the elite
+    // dims (2r per KV head) take part of it and leave the latent the rest.
+    const double cache = jlrd.budget > 0 ? jlrd.budget : (jlrd.cache_ratios.empty() ? 0 : jlrd.cache_ratios[0]);
+    EXPECT_DOUBLE_EQ(cache, cache_in_name(file)) << file;
+    EXPECT_EQ(jlrd.budget > 0, jlrd.cache_ratios.empty()) << file;
+    EXPECT_GT(jlrd.r, 0) << file;
+    EXPECT_LT(jlrd.r, cache * head_dim) << file;
+    // An engine layout keeps every layer's r elite keys per head within its slots (r_max · G), and
+    // an engine's single latent rank needs one ratio for all layers.
+    if (rope.layout != "free") {
+      EXPECT_EQ(rope.r_max, jlrd.r) << file;
+      EXPECT_FALSE(jlrd.cache_ratios.empty()) << file;
+    }
+    // The formats the main job writes hold the layout: GGUF only llama.cpp's, DeepseekV3 both.
+    for (const auto& format : engine_formats(file)) {
+      if (format == "gguf") EXPECT_EQ(rope.layout, "llama.cpp") << file;
+      else if (format == "hf-deepseek") EXPECT_NE(rope.layout, "free") << file;
+      else ADD_FAILURE() << file << ": unknown engine format " << format;
+    }
   }
 }
 

@@ -93,6 +93,14 @@ void AtomicOutput::commit() {
   if (exchanged) fs::remove_all(temp_, error);  // the previous folder
 }
 
+void close_and_commit(std::FILE*& file, AtomicOutput& output) {
+  const bool ok = std::fflush(file) == 0;
+  const bool closed = std::fclose(file) == 0;
+  file = nullptr;
+  EKV_CHECK(ok && closed, output.temp_path().string(), ": write failed (disk full?): ", std::strerror(errno));
+  output.commit();
+}
+
 void write_text_atomically(const fs::path& path, const std::string& text) {
   AtomicOutput output(path);
   write_text_file(output.temp_path(), text);

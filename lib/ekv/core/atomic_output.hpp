@@ -2,6 +2,7 @@
 // commit(), after fsync. A crash or a thrown error leaves no file that a consumer would open.
 #pragma once
 
+#include <cstdio>
 #include <filesystem>
 
 namespace ekv {
@@ -26,6 +27,10 @@ class AtomicOutput {
   std::filesystem::path temp_;
   bool committed_ = false;
 };
+
+// Flushes and closes `file` (the output's temporary, written with stdio), then commits: a failed
+// flush or close (a full disk) is an error naming the temporary, and nothing is renamed.
+void close_and_commit(std::FILE*& file, AtomicOutput& output);
 
 // A small text output (a JSON report) written whole under the temporary name, then committed.
 void write_text_atomically(const std::filesystem::path& path, const std::string& text);

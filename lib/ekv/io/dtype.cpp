@@ -5,6 +5,7 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "ekv/core/error.hpp"
 
@@ -351,6 +352,18 @@ void dequantize(DType dtype, std::span<const std::byte> src, std::span<float> ds
   }
   const std::size_t blocks = n / info.block_elements;
   for (std::size_t b = 0; b < blocks; ++b) decode(p + b * info.block_bytes, out + b * info.block_elements);
+}
+
+void encode_in_slices(DType dtype, std::span<const float> values,
+                      const std::function<void(std::span<const std::byte>)>& sink) {
+  constexpr std::size_t kSlice = std::size_t(1) << 20;
+  std::vector<std::byte> encoded;
+  for (std::size_t first = 0; first < values.size(); first += kSlice) {
+    const std::span<const float> slice = values.subspan(first, std::min(kSlice, values.size() - first));
+    encoded.resize(storage_bytes(dtype, slice.size()));
+    encode_float(dtype, slice, encoded);
+    sink(encoded);
+  }
 }
 
 void encode_float(DType dtype, std::span<const float> src, std::span<std::byte> dst) {

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -46,6 +47,12 @@ std::size_t storage_bytes(DType dtype, std::uint64_t elements);
 
 // Decodes src (storage_bytes(dtype, dst.size()) bytes) into dst.
 void dequantize(DType dtype, std::span<const std::byte> src, std::span<float> dst);
+
+// Encodes `values` into `dtype` 2^20 values at a time (a whole number of blocks of every type),
+// handing each slice's bytes to `sink`: a writer never holds a second copy of a large tensor (a
+// 7B embedding is 500 MB in f32).
+void encode_in_slices(DType dtype, std::span<const float> values,
+                      const std::function<void(std::span<const std::byte>)>& sink);
 
 // Encodes fp32 into a plain float type (f32, f16, bf16; round to nearest even) or Q8_0 (as
 // llama.cpp's reference quantizer).

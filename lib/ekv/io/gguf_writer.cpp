@@ -166,15 +166,7 @@ void GgufWriter::write(const std::string& name, std::span<const float> values) {
             values.size(), " values for its declared shape");
   const std::vector<char> padding(tensor.offset - data_bytes_, 0);
   append(padding.data(), padding.size());
-  // Encoded a slice at a time (2^20 values: whole blocks of every type), as SafetensorsWriter does.
-  constexpr std::size_t kSlice = std::size_t(1) << 20;
-  std::vector<std::byte> encoded;
-  for (std::size_t first = 0; first < values.size(); first += kSlice) {
-    const std::span<const float> slice = values.subspan(first, std::min(kSlice, values.size() - first));
-    encoded.resize(storage_bytes(tensor.dtype, slice.size()));
-    encode_float(tensor.dtype, slice, encoded);
-    append(encoded.data(), encoded.size());
-  }
+  encode_in_slices(tensor.dtype, values, [&](std::span<const std::byte> bytes) { append(bytes.data(), bytes.size()); });
   data_bytes_ = tensor.offset + tensor.bytes;
   failpoint("write");
 }
@@ -183,11 +175,7 @@ void GgufWriter::commit() {
   if (!file_) write_header();
   EKV_CHECK(next_ == tensors_.size(), output_.final_path().string(), ": ", tensors_.size() - next_,
             " declared tensors were never written");
-  const bool ok = std::fflush(file_) == 0;
-  const bool closed = std::fclose(file_) == 0;
-  file_ = nullptr;
-  EKV_CHECK(ok && closed, output_.temp_path().string(), ": write failed (disk full?): ", std::strerror(errno));
-  output_.commit();
+  close_and_commit(file_, output_);
 }
 
 }  // namespace ekv

@@ -181,16 +181,7 @@ void SafetensorsWriter::write_floats(const std::string& name, std::span<const fl
   EKV_CHECK(next_ < declared_.size(), output_.final_path().string(), ": tensor ", name, " was not declared");
   const DType dtype = declared_[next_].dtype;
   start_tensor(name, storage_bytes(dtype, values.size()));
-  // Encoded a slice at a time, so no second copy of a tensor (a 7B embedding is 500 MB in f32)
-  // is ever held; 2^20 elements is a whole number of blocks of every quantized format.
-  constexpr std::size_t kSlice = std::size_t(1) << 20;
-  std::vector<std::byte> encoded;
-  for (std::size_t first = 0; first < values.size(); first += kSlice) {
-    const std::span<const float> slice = values.subspan(first, std::min(kSlice, values.size() - first));
-    encoded.resize(storage_bytes(dtype, slice.size()));
-    encode_float(dtype, slice, encoded);
-    append(encoded);
-  }
+  encode_in_slices(dtype, values, [&](std::span<const std::byte> bytes) { append(bytes); });
   failpoint("write");
 }
 
@@ -198,11 +189,7 @@ void SafetensorsWriter::commit() {
   if (!file_) write_header();
   EKV_CHECK(next_ == declared_.size(), output_.final_path().string(), ": ", declared_.size() - next_,
             " declared tensors were never written");
-  const bool ok = std::fflush(file_) == 0;
-  const bool closed = std::fclose(file_) == 0;
-  file_ = nullptr;
-  EKV_CHECK(ok && closed, output_.temp_path().string(), ": write failed (disk full?): ", std::strerror(errno));
-  output_.commit();
+  close_and_commit(file_, output_);
 }
 
 }  // namespace ekv
