@@ -14,7 +14,7 @@
 #                          preset, about an hour on 2 cores) and its fidelity (out/fidelity-recovered.json)
 #   make OUT=dir R=8 CACHE=0.5     another folder or setting (an option change re-runs its step): R=
 #                          the elite chunks per KV head, CACHE= the cache ratio (the preset's kind:
-#                          one latent rank for all layers, or BUDGET= per-layer ranks)
+#                          one latent rank for all layers, or per-layer ranks for a budget preset)
 #   make -j2 SHARDS=4 ROPE_SHARDS=2  calibration in 4 slices of the sample and the RoPE search in 2
 #                          layer ranges, each its own target (run side by side with -j), merged
 #                          (scripts/slurm-shards.sh runs the same shards as Slurm array jobs)
@@ -32,7 +32,7 @@ OUT ?= out
 BUILD ?= build
 BIN := $(BUILD)/apps
 # The main job's settings: a preset (configs/) that every tool reads with --config; R= and
-# BUDGET= override its [jlrd] values (empty: the preset's).
+# CACHE= override its [jlrd] values (empty: the preset's).
 PRESET ?= configs/smollm2-135m-25.toml
 ifeq ($(wildcard $(PRESET)),)
 $(error PRESET=$(PRESET): no such preset file (see configs/))
@@ -66,11 +66,18 @@ CALIB_ARGS := --config $(PRESET)
 PRESET_LAYOUT := $(shell sed -n '/^\[select-rope\]/,/^\[/{s/^layout *= *"\(.*\)"/\1/p;}' $(PRESET))
 ROPE_ARGS := --config $(PRESET) $(if $(and $(R),$(filter-out free,$(or $(PRESET_LAYOUT),free))),--r-max $(R))
 # CACHE= overrides the preset's cache ratio in the preset's own kind (--cache-ratio, one rank for every
-# layer, or --budget, ranks per layer); BUDGET= asks for --budget. An engine layout's selection is
-# made for its r: R= re-runs the selection too.
+# layer, or --budget, ranks per layer); BUDGET= is CACHE= for a budget preset (ekv-jlrd takes one
+# kind: a preset's --cache-ratio cannot be swapped for a --budget on the command line). An engine
+# layout's selection is made for its r: R= re-runs the selection too.
 PRESET_BUDGET := $(shell sed -n '/^\[jlrd\]/,/^\[/{s/^budget *= *//p;}' $(PRESET))
-JLRD_ARGS := --config $(PRESET) $(if $(R),--r $(R)) \
-  $(if $(CACHE),$(if $(PRESET_BUDGET),--budget $(CACHE),--cache-ratio $(CACHE))) $(if $(BUDGET),--budget $(BUDGET))
+ifneq ($(BUDGET),)
+ifeq ($(PRESET_BUDGET),)
+$(error BUDGET=$(BUDGET): $(PRESET) sets one cache ratio for every layer (cache-ratio), not a budget; use CACHE=$(BUDGET))
+endif
+CACHE := $(BUDGET)
+endif
+JLRD_ARGS := $(strip --config $(PRESET) $(if $(R),--r $(R)) \
+  $(if $(CACHE),$(if $(PRESET_BUDGET),--budget $(CACHE),--cache-ratio $(CACHE))))
 
 # A step's options live in $(OUT)/.make/NAME.args, rewritten only when they change, so a new
 # option re-runs that step (and what depends on it) and nothing else. They are written when

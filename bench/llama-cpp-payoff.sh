@@ -3,14 +3,15 @@
 # the original model and the main job's recovered model, both as f16 GGUFs, side by side:
 #   - KV cache bytes per token, as llama.cpp reports them (llama_kv_cache: size = ...);
 #   - decode tokens/s at context depth 0, 2K and 8K (llama-bench -d), one sequence;
-#   - prompt and decode speed with 1 and 8 parallel sequences at 8K context each
-#     (llama-batched-bench);
+#   - decode speed of 1 and 8 parallel sequences, each at 8K depth (llama-batched-bench; the 8K
+#     prompt is shared, -pps, so it is computed once: the decode steps still attend over all of it);
 #   - the largest context (tokens, all sequences together) whose KV cache fits a memory cap.
 #     bench/llama-cpp-payoff.sh [OUT]   (OUT: the pipeline's folder with model-uptrained/; default out)
 # llama.cpp's benchmark tools are built from the source distribution of llama-cpp-python
 # 0.3.36 (the llama.cpp the engine test uses) into $EKV_CACHE/llama.cpp-0.3.36, once. Timings
 # depend on the machine and its load: state both with the numbers.
-# EKV_THREADS (default 2), EKV_DEPTHS (default "0,2048,8192"), EKV_KV_CAP_MIB (default 1024).
+# EKV_THREADS (default 2), EKV_DEPTHS (default "0,2048,8192"), EKV_REPEATS (llama-bench -r, default 1),
+# EKV_KV_CAP_MIB (default 1024).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT="${1:-$ROOT/out}"
@@ -58,14 +59,14 @@ mkdir -p "$WORK"
   echo "### Decode at depth (llama-bench, one sequence)"
   echo
   "$TOOLS/llama-bench" -m "$WORK/original-f16.gguf" -m "$WORK/compressed-f16.gguf" -p 0 -n 32 -d "$DEPTHS" \
-    -t "$THREADS" -r 2 -o md 2>/dev/null
+    -t "$THREADS" -r "${EKV_REPEATS:-1}" -o md 2>/dev/null
   echo
-  echo "### 1 and 8 parallel sequences of 8192 tokens (llama-batched-bench)"
+  echo "### 1 and 8 parallel sequences at 8192 tokens of depth (llama-batched-bench, shared prompt)"
   echo
   for name in original compressed; do
     echo "$name:"
     echo
-    "$TOOLS/llama-batched-bench" -m "$WORK/$name-f16.gguf" -c 65600 -b 2048 -ub 512 -npp 8192 -ntg 32 -npl 1,8 \
+    "$TOOLS/llama-batched-bench" -m "$WORK/$name-f16.gguf" -c 8704 -b 2048 -ub 512 -npp 8192 -ntg 32 -npl 1,8 -pps \
       -t "$THREADS" 2>/dev/null | grep "^|"
     echo
   done

@@ -10,8 +10,11 @@
 #   scripts/compare-layouts.sh [OUT]   (OUT defaults to out/; needs calib.h5 and rope-elite-l1.h5)
 # EKV_COMPARE_WINDOWS (default 16) windows of 512 tokens; EKV_COMPARE_RATIOS (default "0.5 0.25
 # 0.125"); EKV_COMPARE_LAYOUTS (default: all four, by key: budget uniform llama.cpp transformers);
-# EKV_MODEL_NAME the model (scripts/fetch-model.sh --list; OUT must have been made from it).
-# r: 3/8 of the cache (r = 3F·d_h/8), as the default preset; llama.cpp holds at most
+# EKV_COMPARE_OBJECTIVE (default attention) the objective of the uniform and engine selections
+# (the budget row keeps OUT's l1 selection); EKV_MODEL_NAME the model (scripts/fetch-model.sh
+# --list; OUT must have been made from it).
+# r per ratio: EKV_COMPARE_R (default "0.5:12 0.25:7 0.125:3", the values measured best on
+# SmolLM2-135M); other ratios take 3/8 of the cache (r = 3F·d_h/8). llama.cpp holds at most
 # chunks / KV heads elite chunks per head (distinct frequencies), so r is capped there.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -38,16 +41,20 @@ LAYOUTS=("free, budget|budget" "free, uniform|uniform" "llama.cpp|llama.cpp" "tr
     for entry in "${LAYOUTS[@]}"; do
       IFS='|' read -r label key <<<"$entry"
       if [ -n "${EKV_COMPARE_LAYOUTS:-}" ] && [[ " $EKV_COMPARE_LAYOUTS " != *" $key "* ]]; then continue; fi
-      r=$(awk "BEGIN{print int($f * 3 * $head_dim / 8 + 0.5)}")
+      r=$(tr ' ' '\n' <<<"${EKV_COMPARE_R:-0.5:12 0.25:7 0.125:3}" | awk -F: -v f="$f" '$1 == f {print $2}')
+      [ -n "$r" ] || r=$(awk "BEGIN{print int($f * 3 * $head_dim / 8 + 0.5)}")
       if [ "$key" = llama.cpp ] && [ "$r" -gt $((head_dim / 2 / kv_heads)) ]; then r=$((head_dim / 2 / kv_heads)); fi
       name="$(tr -d . <<<"$key")-$f"
       echo "+ $label at $f (r = $r)" >&2
       rope="$OUT/rope-elite-l1.h5"
       slots="-"
-      if [ "$key" = llama.cpp ] || [ "$key" = transformers ]; then
+      if [ "$key" != budget ]; then
         rope="$WORK/rope-$name.h5"
-        slots=$("$BIN/ekv-select-rope" --model "$MODEL" --calib "$OUT/calib.h5" --r-max "$r" --layout "$key" \
-          -o "$rope" --quiet | field slots)
+        layout=$key
+        [ "$key" = uniform ] && layout=free
+        slots=$("$BIN/ekv-select-rope" --model "$MODEL" --calib "$OUT/calib.h5" --r-max "$r" --layout "$layout" \
+          --objective "${EKV_COMPARE_OBJECTIVE:-attention}" -o "$rope" --quiet | field slots)
+        [ -n "$slots" ] || slots="-"
       fi
       ranks="--cache-ratio $f"
       [ "$key" = budget ] && ranks="--budget $f"

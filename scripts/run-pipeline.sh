@@ -22,7 +22,7 @@ while (($#)); do
       echo "  the report (DIR/report.md: tables, figures, the commands)."
       echo "  --compare   also the RoPE-method and J-LRD-variant comparison tables (make compare, ~10 min)"
       echo "  --ablation  also the fidelity ablation at 50/25/12.5% cache (make ablation, about an hour)"
-      echo "  Re-running does only what changed; make -C $ROOT OUT=DIR [R=.. BUDGET=..] runs the steps alone."
+      echo "  Re-running does only what changed; make -C $ROOT OUT=DIR [R=.. CACHE=..] runs the steps alone."
       exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac

@@ -86,9 +86,16 @@ def test_makefile():
     jlrd = next(line for line in text.splitlines() if "/apps/ekv-jlrd" in line)
     check("--config configs/smollm2-135m-25.toml" in jlrd and "--r" not in jlrd.split("--config")[1].split("-o")[0],
           f"the preset alone drives ekv-jlrd: {jlrd}")
-    code, text = make_dry_run("R=8", "BUDGET=0.5", "PRESET=configs/smollm2-135m-50.toml")
+    code, text = make_dry_run("R=8", "CACHE=0.4", "PRESET=configs/smollm2-135m-50.toml")
     jlrd = next(line for line in text.splitlines() if "/apps/ekv-jlrd" in line)
-    check("--config configs/smollm2-135m-50.toml --r 8 --budget 0.5" in jlrd, f"overrides follow the preset: {jlrd}")
+    check("--config configs/smollm2-135m-50.toml --r 8 --cache-ratio 0.4" in jlrd, f"overrides follow the preset: {jlrd}")
+    code, text = make_dry_run("CACHE=0.4", "PRESET=configs/llama2-7b-shape-25.toml")
+    jlrd = next(line for line in text.splitlines() if "/apps/ekv-jlrd" in line)
+    check("--config configs/llama2-7b-shape-25.toml --budget 0.4" in jlrd, f"a budget preset's CACHE= is a budget: {jlrd}")
+    # ekv-jlrd takes one kind of target: BUDGET= on a preset with one ratio for every layer is refused
+    # by make before any step runs, naming what to use instead.
+    code, text = make_dry_run("BUDGET=0.4", "PRESET=configs/smollm2-135m-50.toml")
+    check(code != 0 and "use CACHE=0.4" in text, f"BUDGET= on a cache-ratio preset: exit {code}: {text[-300:]}")
     code, text = make_dry_run("PRESET=configs/none.toml")
     check(code != 0 and "no such preset" in text, f"a missing preset must stop make: {text}")
 
