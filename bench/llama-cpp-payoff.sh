@@ -48,8 +48,9 @@ mkdir -p "$WORK"
   echo
   for name in original compressed; do
     m="$WORK/$name-f16.gguf"
-    line=$("$TOOLS/llama-batched-bench" -m "$m" -c 4096 -b 512 -ub 512 -npp 128 -ntg 1 -npl 1 -t "$THREADS" 2>&1 \
-      | grep -m1 "llama_kv_cache: size" || true)
+    line=$("$TOOLS/llama-batched-bench" -m "$m" -c 4096 -b 512 -ub 512 -npp 128 -ntg 1 -npl 1 -t "$THREADS" -lv 4 2>&1 \
+      | grep -m1 "llama_kv_cache: size" | sed "s/^.*llama_kv_cache/llama_kv_cache/" || true)  # -lv 4: llama.cpp's info log holds the cache size
+    [ -n "$line" ] || { echo "llama.cpp reported no KV cache size for $m" >&2; exit 1; }
     mib=$(sed -n 's/.*size = *\([0-9.]*\) MiB.*/\1/p' <<<"$line")
     per_token=$(awk "BEGIN{printf \"%.0f\", $mib * 1048576 / 4096}")
     fits=$(awk "BEGIN{printf \"%.0f\", $CAP_MIB * 1048576 / $per_token}")
@@ -58,16 +59,20 @@ mkdir -p "$WORK"
   echo
   echo "### Decode at depth (llama-bench, one sequence)"
   echo
+  # Flash attention off and on: llama.cpp's default (auto) turns it on, and which is faster differs
+  # between the two attentions (the latent one reads a 96-wide key and a 54-wide value view of it).
   "$TOOLS/llama-bench" -m "$WORK/original-f16.gguf" -m "$WORK/compressed-f16.gguf" -p 0 -n 32 -d "$DEPTHS" \
-    -t "$THREADS" -r "${EKV_REPEATS:-1}" -o md 2>/dev/null
+    -fa 0,1 -t "$THREADS" -r "${EKV_REPEATS:-1}" -o md 2>/dev/null
   echo
   echo "### 1 and 8 parallel sequences at 8192 tokens of depth (llama-batched-bench, shared prompt)"
   echo
   for name in original compressed; do
-    echo "$name:"
-    echo
-    "$TOOLS/llama-batched-bench" -m "$WORK/$name-f16.gguf" -c 8704 -b 2048 -ub 512 -npp 8192 -ntg 32 -npl 1,8 -pps \
-      -t "$THREADS" 2>/dev/null | grep "^|"
-    echo
+    for fa in off on; do
+      echo "$name, flash attention $fa:"
+      echo
+      "$TOOLS/llama-batched-bench" -m "$WORK/$name-f16.gguf" -c 8704 -b 2048 -ub 512 -npp 8192 -ntg 32 -npl 1,8 -pps -kvu \
+        -fa "$fa" -t "$THREADS" 2>/dev/null | grep "^|"
+      echo
+    done
   done
 } | tee "$WORK/payoff.md"

@@ -141,7 +141,7 @@ std::vector<std::string> engine_formats(const fs::path& file) {
 
 TEST(Presets, ShippedPresetsParseWithEveryTool) {
   const auto files = presets();
-  ASSERT_EQ(files.size(), 7u) << EKV_CONFIGS_DIR;
+  ASSERT_EQ(files.size(), 8u) << EKV_CONFIGS_DIR;
   for (const auto& file : files) {
     // The SmolLM2 and Qwen2.5 presets (d_h 64) hold what docs/results.md measured; the 7B-shaped scale
     // preset (d_h 128) keeps fewer sequences (8 MiB of X per sequence and layer).
