@@ -36,47 +36,38 @@ else
   log "Debian packages: all ${#PACKAGES[@]} present"
 fi
 
-# The venv must be built on Debian's python3, whose site-packages hold python3-torch.
-VENV="$ROOT/.venv"
-REQUIREMENTS="$ROOT/scripts/requirements-peer.txt"
-STAMP="$VENV/.ekv-requirements.sha256"
-want=$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)
-if [ ! -x "$VENV/bin/python" ]; then
-  log "creating $VENV"
-  /usr/bin/python3 -m venv --system-site-packages "$VENV"
-fi
-if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
-  log "installing peer packages into $VENV"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REQUIREMENTS"
-  "$VENV/bin/python" -c "import torch, transformers, gguf, safetensors, tokenizers, numpy" \
-    || { echo "[setup] the venv's peer packages do not import" >&2; exit 1; }
-  echo "$want" >"$STAMP"
-else
-  log "venv: peer packages present"
-fi
+# ensure_venv DIR REQUIREMENTS IMPORTS WHAT [venv options]: a venv at DIR holding REQUIREMENTS
+# (reinstalled when that file changes: its sha256 is stamped in DIR), checked by importing IMPORTS.
+ensure_venv() {
+  local dir=$1 requirements=$2 imports=$3 what=$4
+  shift 4
+  local stamp="$dir/.ekv-requirements.sha256" want start
+  want=$(sha256sum "$requirements" | cut -d' ' -f1)
+  if [ ! -x "$dir/bin/python" ]; then
+    log "creating $dir"
+    /usr/bin/python3 -m venv "$@" "$dir"
+  fi
+  if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    log "$dir: $what present"
+    return
+  fi
+  log "installing $what into $dir"
+  start=$(date +%s)
+  "$dir/bin/python" -m pip install -q --disable-pip-version-check -r "$requirements"
+  "$dir/bin/python" -c "import $imports" || { echo "[setup] $dir: the $what do not import" >&2; exit 1; }
+  echo "$want" >"$stamp"
+  log "$what installed in $(($(date +%s) - start)) s"
+}
+
+# The peer venv must be built on Debian's python3, whose site-packages hold python3-torch.
+ensure_venv "$ROOT/.venv" "$ROOT/scripts/requirements-peer.txt" "torch, transformers, gguf, safetensors, tokenizers, numpy" \
+  "peer packages" --system-site-packages
 
 # The engine peers (.venv-engines, scripts/requirements-engines.txt): transformers' DeepseekV3 on
 # PyPI's torch, and llama-cpp-python built from its source distribution (the llama.cpp it
-# vendors; CPU only, its multimodal library left out). pip caches the built wheel, so a second
-# set-up does not compile llama.cpp again.
+# vendors; CPU only, its multimodal library left out; first time: a 2.8 GB torch download and a
+# llama.cpp build). pip caches the built wheel, so a second set-up does not compile llama.cpp again.
 [ "$ENGINE_PEERS" = 1 ] || exit 0
-ENGINES="$ROOT/.venv-engines"
-ENGINES_REQUIREMENTS="$ROOT/scripts/requirements-engines.txt"
-ENGINES_STAMP="$ENGINES/.ekv-requirements.sha256"
-want=$(sha256sum "$ENGINES_REQUIREMENTS" | cut -d' ' -f1)
-if [ ! -x "$ENGINES/bin/python" ]; then
-  log "creating $ENGINES"
-  /usr/bin/python3 -m venv "$ENGINES"
-fi
-if [ "$(cat "$ENGINES_STAMP" 2>/dev/null)" != "$want" ]; then
-  log "installing the engine peers into $ENGINES (first time: a 2.8 GB torch download and a llama.cpp build)"
-  start=$(date +%s)
-  CMAKE_ARGS="-DLLAVA_BUILD=OFF" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
-    "$ENGINES/bin/python" -m pip install -q --disable-pip-version-check -r "$ENGINES_REQUIREMENTS"
-  "$ENGINES/bin/python" -c "import torch, transformers, llama_cpp, safetensors, numpy" \
-    || { echo "[setup] the engine peers do not import" >&2; exit 1; }
-  echo "$want" >"$ENGINES_STAMP"
-  log "engine peers installed in $(($(date +%s) - start)) s"
-else
-  log "engine venv: peers present"
-fi
+CMAKE_ARGS="-DLLAVA_BUILD=OFF" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
+  ensure_venv "$ROOT/.venv-engines" "$ROOT/scripts/requirements-engines.txt" "torch, transformers, llama_cpp, safetensors, numpy" \
+  "engine peers"
