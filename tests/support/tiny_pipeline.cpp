@@ -37,26 +37,26 @@ void TinyPipeline::calibrate(const std::string& name, int seq_len, int num_seqs,
 }
 
 std::string TinyPipeline::make_export(const std::string& name, int r, std::vector<int> ranks, const std::string& calib,
-                                      bool refit) const {
+                                      bool refit, const std::string& rope) const {
   JlrdOptions j;
   j.refit_output = refit;
   j.model = path("tiny.gguf");
-  j.rope = path("rope.h5");
+  j.rope = path(rope);
   j.calib = path(calib);
   j.r = r;
   j.svd = "whitened";
   j.ranks = std::move(ranks);
   j.output = path(name + ".h5");
   run_jlrd(j);
-  const ExportOptions e = export_options(name);
+  const ExportOptions e = export_options(name, rope);
   run_export(e);
   return e.output;
 }
 
-ExportOptions TinyPipeline::export_options(const std::string& name) const {
+ExportOptions TinyPipeline::export_options(const std::string& name, const std::string& rope) const {
   ExportOptions e;
   e.model = path("tiny.gguf");
-  e.rope = path("rope.h5");
+  e.rope = path(rope);
   e.jlrd = path(name + ".h5");
   e.pack_positions = 200;
   e.output = path(name);

@@ -21,10 +21,12 @@ struct TinyPipeline {
   // Another calibration of the token stream into `name` (the stream holds 600 tokens).
   void calibrate(const std::string& name, int seq_len, int num_seqs, int keep_seqs) const;
   // ekv-jlrd at r with the given ranks (whitened, joint) into name.h5, then ekv-export into the
-  // folder `name` (decode pack of 200 positions); returns the folder.
+  // folder `name` (decode pack of 200 positions); returns the folder. `rope`: the selection used.
   std::string make_export(const std::string& name, int r, std::vector<int> ranks,
-                          const std::string& calib = "calib.h5", bool refit = false) const;
-  ExportOptions export_options(const std::string& name) const;  // the options make_export uses
+                          const std::string& calib = "calib.h5", bool refit = false,
+                          const std::string& rope = "rope.h5") const;
+  // The options make_export uses.
+  ExportOptions export_options(const std::string& name, const std::string& rope = "rope.h5") const;
 
   std::filesystem::path dir;
   TinyModel tiny;

@@ -108,7 +108,7 @@ TEST(SlotPlan, SharedChunksAreRefusedForLlamaCppAndHeldByTransformers) {
 
 // The tiny model through a chain whose selection fits `layout`, at r = 1 (2 slots among 4
 // chunks: a llama.cpp progression need not start at chunk 0) and one latent rank of 5, into the
-// EliteKV folder `folder`; returns the export options (rope-NAME.h5, jlrd-NAME.h5).
+// EliteKV folder `folder` (rope-FOLDER.h5, FOLDER.h5); returns the export's options.
 ExportOptions layout_chain(const test::TinyPipeline& pipeline, const std::string& layout, const std::string& folder) {
   SelectRopeOptions select;
   select.model = pipeline.path("tiny.gguf");
@@ -117,23 +117,8 @@ ExportOptions layout_chain(const test::TinyPipeline& pipeline, const std::string
   select.layout = layout;
   select.output = pipeline.path("rope-" + folder + ".h5");
   run_select_rope(select);
-  JlrdOptions j;
-  j.model = select.model;
-  j.rope = select.output;
-  j.calib = select.calib;
-  j.r = 1;
-  j.svd = "whitened";
-  j.ranks = {5};
-  j.output = pipeline.path("jlrd-" + folder + ".h5");
-  run_jlrd(j);
-  ExportOptions e;
-  e.model = select.model;
-  e.rope = j.rope;
-  e.jlrd = j.output;
-  e.pack_positions = 64;
-  e.output = pipeline.path(folder);
-  run_export(e);
-  return e;
+  pipeline.make_export(folder, 1, {5}, "calib.h5", false, "rope-" + folder + ".h5");
+  return pipeline.export_options(folder, "rope-" + folder + ".h5");
 }
 
 // The tiny model through a layout-constrained chain, then written in both engine formats.
@@ -226,15 +211,7 @@ TEST_F(EngineExport, GgufKeysAndTensorTypesAreWhatLlamaCppLoads) {
 
 TEST_F(EngineExport, SelectionsTheFormatCannotHoldAreRefused) {
   // The free selection at r = 2 of this model: its two KV heads share a chunk in some layer.
-  JlrdOptions j;
-  j.model = path("tiny.gguf");
-  j.rope = path("rope.h5");
-  j.calib = path("calib.h5");
-  j.r = 2;
-  j.svd = "whitened";
-  j.ranks = {4};
-  j.output = path("jlrd-free.h5");
-  run_jlrd(j);
+  const std::string free_folder = pipeline_.make_export("free-elitekv", 2, {4});
   const RopeData free = read_rope(path("rope.h5"));
   bool shared = false;
   for (int l = 0; l < 2; ++l) {
@@ -244,21 +221,14 @@ TEST_F(EngineExport, SelectionsTheFormatCannotHoldAreRefused) {
   ASSERT_TRUE(shared) << "the planted model's free selection should share a chunk";
   ExportOptions e = engine("gguf", "free.gguf", false);
   e.rope = path("rope.h5");
-  e.jlrd = path("jlrd-free.h5");
+  e.jlrd = path("free-elitekv.h5");
   EXPECT_EKV_ERROR(run_export(e), "layer", "KV heads 0 and 1", "--layout llama.cpp");
   EXPECT_FALSE(fs::exists(path("free.gguf")));
   // transformers holds any multiset: the same selection is written, and exact.
   e.format = "hf-deepseek";
   e.output = path("free-deepseek");
   run_export(e);
-  ExportOptions folder;
-  folder.model = path("tiny.gguf");
-  folder.rope = path("rope.h5");
-  folder.jlrd = path("jlrd-free.h5");
-  folder.pack_positions = 64;
-  folder.output = path("free-elitekv");
-  run_export(folder);
-  const auto model = ModelSource::open(path("free-elitekv"));
+  const auto model = ModelSource::open(free_folder);
   Forward forward(*model);
   install_compressed_attention(forward);
   const std::vector<std::int32_t> tokens(pipeline_.stream.begin(), pipeline_.stream.begin() + 40);
