@@ -11,7 +11,8 @@
 #                          configuration and KV-Latent-style, each recovered with the preset's
 #                          [compare-recovery] budget (scripts/compare-recovery.sh, ~45 min)
 #   make recover           the full CPU recovery of the main job's export (ekv-uptrain, [recover] of the
-#                          preset, about an hour on 2 cores) and its fidelity (out/fidelity-recovered.json)
+#                          preset, about 45 minutes on 2 cores) and its fidelity (out/fidelity-recovered.json)
+#   make TRAIN_TEXT=FILE   recover on another training text (default: the corpora's train.txt)
 #   make OUT=dir R=8 CACHE=0.5     another folder or setting (an option change re-runs its step): R=
 #                          the elite chunks per KV head, CACHE= the cache ratio (the preset's kind:
 #                          one latent rank for all layers, or per-layer ranks for a budget preset)
@@ -42,6 +43,8 @@ endif
 MODEL_NAME ?= $(or $(shell sed -n 's/^# fetch-model: *//p' $(PRESET)),smollm2-135m)
 MODEL := $(shell scripts/fetch-model.sh $(MODEL_NAME) 2>/dev/null)
 CORPORA := $(shell scripts/make-corpora.sh 2>/dev/null)
+# The recovery's training text (ekv-uptrain --text): never the calibration or evaluation text.
+TRAIN_TEXT ?= $(CORPORA)/train.txt
 ifeq ($(MODEL),)
 $(error scripts/fetch-model.sh $(MODEL_NAME) printed no model path; run it by hand to see why)
 endif
@@ -168,15 +171,15 @@ $(OUT)/fidelity.json: $(BIN)/ekv-check $(OUT)/model-elitekv/config.json $(CORPOR
 # job runs the preset's short [uptrain] stage; `make recover` the full CPU one ([recover]).
 UPTRAIN := $(BIN)/ekv-uptrain $(wildcard python/elitekv/uptrain/*.py) python/elitekv/modeling_elitekv.py
 
-$(OUT)/model-uptrained/config.json: $(UPTRAIN) $(OUT)/model-elitekv/config.json $(CORPORA)/train.txt \
+$(OUT)/model-uptrained/config.json: $(UPTRAIN) $(OUT)/model-elitekv/config.json $(TRAIN_TEXT) \
                                     $(UPTRAIN_OPTIONS) | $(OUT)/logs
 	$(BIN)/ekv-uptrain --config $(PRESET) --export $(OUT)/model-elitekv --model $(MODEL) \
-	  --text $(CORPORA)/train.txt -o $(OUT)/model-uptrained $(call LOG,uptrain)
+	  --text $(TRAIN_TEXT) -o $(OUT)/model-uptrained $(call LOG,uptrain)
 
-$(OUT)/model-recovered/config.json: $(UPTRAIN) $(OUT)/model-elitekv/config.json $(CORPORA)/train.txt \
+$(OUT)/model-recovered/config.json: $(UPTRAIN) $(OUT)/model-elitekv/config.json $(TRAIN_TEXT) \
                                     $(RECOVER_OPTIONS) | $(OUT)/logs
 	$(BIN)/ekv-uptrain --config $(PRESET) --config-section recover --export $(OUT)/model-elitekv --model $(MODEL) \
-	  --text $(CORPORA)/train.txt -o $(OUT)/model-recovered $(call LOG,recover)
+	  --text $(TRAIN_TEXT) -o $(OUT)/model-recovered $(call LOG,recover)
 
 $(OUT)/decode-%.txt: $(BIN)/ekv-check $(OUT)/model-%/config.json $(CHECK_OPTIONS) | $(OUT)/logs
 	$(BIN)/ekv-check decode --compressed $(OUT)/model-$* --model $(MODEL) --text $(CORPORA)/eval.txt \

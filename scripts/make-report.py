@@ -89,6 +89,9 @@ def main():
 
     elements, bytes_fp16 = fidelity["cache_elements_per_token"], fidelity["cache_bytes_per_token_fp16"]
     recovered = [(title, json.loads((out / name).read_text())) for name, title in RECOVERED if (out / name).exists()]
+    # The training text each recovered model was distilled on, as ekv-uptrain recorded it.
+    configs = [out / pathlib.Path(r["compressed"]).name / "config.json" for _, r in recovered]
+    texts = sorted({json.loads(c.read_text())["ekv_uptrain"]["summary"]["training_text"] for c in configs if c.exists()})
     extra_head = "".join(f" {title} |" for title, _ in recovered)
     extra_rule = "---|" * len(recovered)
 
@@ -102,7 +105,7 @@ def main():
         f"`{args.preset}`. Held-out text `{fidelity['text']}`: {fidelity['windows']} windows × "
         f"{fidelity['window']} tokens ({fidelity['scored_tokens']} scored positions). The compressed "
         "column is training-free; recovered columns are the same export after ekv-uptrain (distilled on "
-        "the training corpus, never on this text).",
+        f"{', '.join(f'`{t}`' for t in texts) or 'the training corpus'}, never on this text).",
         "",
         "| | original | compressed |" + extra_head,
         "|---|---|---|" + extra_rule,

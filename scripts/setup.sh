@@ -16,7 +16,7 @@ PACKAGES=(
   libgtest-dev libbenchmark-dev libssl-dev libpcre2-dev libicu-dev
   clang-14 libclang-rt-14-dev libomp-14-dev
   python3 python3-venv python3-pip python3-numpy python3-torch python3-h5py python3-matplotlib
-  jargon-text dict-devil dict-gcide
+  jargon-text dict-devil dict-gcide python3.11-doc git-doc gnu-standards
   slurmctld slurmd slurm-client munge
 )
 

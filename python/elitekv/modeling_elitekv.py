@@ -11,6 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+import transformers
 from transformers import PreTrainedModel
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_outputs import CausalLMOutputWithPast
@@ -21,8 +22,12 @@ from .configuration_elitekv import EliteKVConfig
 def rope_frequencies(config):
     """ω_c = θ^(-2c/d_h) after the config's scaling rule (none, linear, llama3), in float64."""
     head_dim = config.head_dim
-    inv_freq = 1.0 / config.rope_theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
-    scaling = config.rope_scaling or {}
+    # transformers >= 5 keeps θ and the scaling rule in one dict, rope_parameters; 4.x has
+    # rope_theta and rope_scaling.
+    parameters = getattr(config, "rope_parameters", None)
+    theta = parameters["rope_theta"] if parameters else config.rope_theta
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    scaling = parameters or config.rope_scaling or {}
     kind = scaling.get("rope_type", scaling.get("type", "default"))
     if kind == "linear":
         inv_freq = inv_freq / scaling["factor"]
@@ -97,27 +102,39 @@ class EliteKVAttention(nn.Module):
             elite_dims.append(dims)
             rest_dims.append([i for i in range(dh) if i not in set(dims)])
         group_of_head = [h // group for h in range(H)]
-        # Index buffers (not saved; rebuilt from the config) that pick each query head's dims.
-        self.register_buffer("group_of_head", torch.tensor(group_of_head, dtype=torch.long), persistent=False)
-        self.register_buffer("q_elite_index", torch.tensor([elite_dims[j] for j in group_of_head], dtype=torch.long).reshape(H, 2 * r), persistent=False)
-        self.register_buffer("q_rest_index", torch.tensor([rest_dims[j] for j in group_of_head], dtype=torch.long).reshape(H, dh - 2 * r), persistent=False)
-        # Angles m·ω_c in float64 (kept off the module's buffers so .to(dtype) cannot lower them).
-        self._elite_frequencies = rope_frequencies(config)[torch.tensor(elite, dtype=torch.long).reshape(G, r)]
+        # What picks each query head's dims, and the elite frequencies, as lists: the tensors are
+        # built from them on first use on a device (_tables). Not buffers: transformers >= 5 builds
+        # the module on the meta device and leaves buffers that are not in the checkpoint unset.
+        self._index_lists = (group_of_head, [elite_dims[j] for j in group_of_head],
+                             [rest_dims[j] for j in group_of_head])
+        self._elite_chunks, self._rope_config = [list(e) for e in elite], config
+        self._tables_on = None
+
+    def _tables(self, device):
+        """(group_of_head [H], q_elite_index [H, 2r], q_rest_index [H, d_h - 2r], elite frequencies
+        [G, r] in float64, so that .to(dtype) cannot lower the angles m·ω_c) on `device`."""
+        if self._tables_on is None or self._tables_on[0] != device:
+            indices = [torch.tensor(values, dtype=torch.long, device=device) for values in self._index_lists]
+            chunks = torch.tensor(self._elite_chunks, dtype=torch.long)
+            frequencies = rope_frequencies(self._rope_config)[chunks].to(device)
+            self._tables_on = (device, *indices, frequencies)
+        return self._tables_on[1:]
 
     def forward(self, hidden_states, position_ids, past_key_value=None, attention_mask=None):
         B, T, _ = hidden_states.shape
         H, G, dh, r = self.heads, self.kv_heads, self.head_dim, self.r
         q = self.q_proj(hidden_states).view(B, T, H, dh)
+        group_of_head, q_elite_index, q_rest_index, elite_frequencies = self._tables(q.device)
         heads = torch.arange(H, device=q.device)[:, None]
-        q_elite = q[:, :, heads, self.q_elite_index]  # [B, T, H, 2r]
-        q_rest = q[:, :, heads, self.q_rest_index]    # [B, T, H, d_h - 2r]
+        q_elite = q[:, :, heads, q_elite_index]  # [B, T, H, 2r]
+        q_rest = q[:, :, heads, q_rest_index]    # [B, T, H, d_h - 2r]
         k_elite = self.k_rope_proj(hidden_states).view(B, T, G, 2 * r)
         latent = self.kv_a_proj(hidden_states)         # [B, T, d_kv]
 
-        angles = position_ids.to(torch.float64)[:, :, None, None] * self._elite_frequencies.to(q.device)  # [B, T, G, r]
+        angles = position_ids.to(torch.float64)[:, :, None, None] * elite_frequencies  # [B, T, G, r]
         cos, sin = angles.cos().to(q.dtype), angles.sin().to(q.dtype)
         k_elite = rotate_elite(k_elite, cos, sin)
-        q_elite = rotate_elite(q_elite, cos[:, :, self.group_of_head], sin[:, :, self.group_of_head])
+        q_elite = rotate_elite(q_elite, cos[:, :, group_of_head], sin[:, :, group_of_head])
 
         # The cache holds k_e [B, G, S, 2r] and the latent [B, 1, S, d_kv]: nothing else.
         k_elite, latent = k_elite.transpose(1, 2), latent[:, None]
@@ -126,7 +143,7 @@ class EliteKVAttention(nn.Module):
         S = k_elite.shape[2]
         k_rest = self.k_b_proj(latent[:, 0]).view(B, S, G, dh - 2 * r).transpose(1, 2)
         values = self.v_b_proj(latent[:, 0]).view(B, S, G, dh).transpose(1, 2)
-        k_elite, k_rest, values = (t[:, self.group_of_head] for t in (k_elite, k_rest, values))
+        k_elite, k_rest, values = (t[:, group_of_head] for t in (k_elite, k_rest, values))
 
         scale = 1.0 / math.sqrt(dh)
         scores = (q_elite.transpose(1, 2) @ k_elite.transpose(2, 3) + q_rest.transpose(1, 2) @ k_rest.transpose(2, 3)) * scale
@@ -197,7 +214,9 @@ class EliteKVModel(EliteKVPreTrainedModel):
 
 
 class EliteKVForCausalLM(EliteKVPreTrainedModel):
-    _tied_weights_keys = ["lm_head.weight"]
+    # transformers >= 5 names what a tied weight is tied to; 4.x lists the tied weights.
+    _tied_weights_keys = ({"lm_head.weight": "model.embed_tokens.weight"}
+                          if int(transformers.__version__.split(".")[0]) >= 5 else ["lm_head.weight"])
 
     def __init__(self, config):
         super().__init__(config)

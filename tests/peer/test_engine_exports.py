@@ -19,7 +19,10 @@ held-out text (the evaluation corpus):
   naming the layer, while hf-deepseek writes it;
 - the second family (Qwen2.5-Coder-0.5B: q/k/v biases) through the same chain: transformers'
   DeepseekV3 gives ekv's logits (<= 1e-5) with the biases carried exactly (the query bias
-  through the low-rank query path), and the GGUF is refused (deepseek2 has no biases)."""
+  through the low-rank query path), and the GGUF is refused (deepseek2 has no biases);
+- ekv's own EliteKV folder (trust_remote_code) runs on this transformers as on the peer venv's
+  4.46: its logits equal ekv's (<= 1e-5) and decoding from its compressed cache equals its full
+  forward (<= 1e-4)."""
 import contextlib
 import json
 import os
@@ -209,6 +212,19 @@ for tag in ("llamacpp", "transformers"):
     with torch.no_grad():
         again = reloaded(input_ids).logits.double().numpy()
     check(f"{tag} layout: after save_pretrained and a reload", relative(again, theirs), 1e-7)
+
+# ekv's own folder (trust_remote_code: modeling_elitekv.py) on this transformers too: the same
+# logits as ekv's forward, and decoding from its compressed cache equal to its full forward.
+elitekv_model = AutoModelForCausalLM.from_pretrained(path("elitekv-llamacpp"), trust_remote_code=True,
+                                                     dtype=torch.float32).eval()
+input_ids = torch.from_numpy(batch.astype(np.int64))
+with torch.no_grad():
+    remote = elitekv_model(input_ids).logits.double().numpy()
+check(f"EliteKV folder (remote code) in transformers {transformers.__version__} vs ekv, logits {windows}x{length}",
+      relative(remote, ours["llamacpp"]), BOUND)
+decoded, _ = decode_from_cache(elitekv_model, input_ids, prompt, steps)
+check(f"EliteKV folder (remote code): decoding {steps} tokens from its cache vs its full forward",
+      relative(decoded.double().numpy(), remote[0, prompt - 1:prompt + steps - 1]), 1e-4)
 
 # The second family: biases -------------------------------------------------------------------
 ekv("calibrate", "--model", second, "--text", calib_text, "-S", 256, "-N", 4, "--keep-seqs", 4, "-o", path("qwen-calib.h5"))

@@ -147,7 +147,8 @@ export, output, tools = sys.argv[1:4]
 student = models.load_student(export)
 with torch.no_grad():
     student.model.layers[0].self_attn.o_proj.weight.mul_(0.5)  # a recovered model differs from the export
-export_writer.write_export(export, output, student, {"test": True}, tools)
+export_writer.write_export(export, output, models.trainable_attention(student, models.ATTENTION_PARTS),
+                           {"test": True}, tools)
 """
 
 UPTRAIN_CHECKPOINT = """

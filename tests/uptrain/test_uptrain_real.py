@@ -1,6 +1,7 @@
 """ekv-uptrain on the default model (25 % cache export made here from a small calibration):
 - a short end-to-end run lowers KL on held-out evaluation text (ekv-check compare) below the
   training-free export's, and its output passes ekv-check decode (decode pack rewritten);
+- the same run under torchrun with 2 CPU processes (gloo, DDP) equals it (bounds below);
 - a run killed after a checkpoint and resumed ends with the same loss, bit for bit, as an
   uninterrupted one;
 - a diverging run (learning rate far too high) keeps the export's weights and says so;
@@ -55,7 +56,7 @@ run(tool("ekv-export"), "--model", model, "--rope", path("rope.h5"), "--jlrd", p
     path("export"), "--quiet")
 
 SHORT = ["--text", train_text, "--cache", path("cache"), "--window", "128", "--val-windows", "2", "--layer-steps", "0",
-         "--windows", "16", "--batch", "2", "--accum", "1", "--lr", "1e-4", "--warmup", "1", "--eval-every", "4",
+         "--windows", "16", "--batch", "1", "--accum", "2", "--lr", "1e-4", "--warmup", "1", "--eval-every", "4",
          "--threads", "2"]
 
 
@@ -106,7 +107,31 @@ if result.returncode == 0:
     relative = float(np.max(np.abs(ours - theirs)) / np.max(np.abs(theirs)))
     check(relative <= 1e-4, f"transformers vs ekv logits of the recovered export: {relative:.2e} (bound 1e-4)")
 
-    # 2. Kill after the first checkpoint, resume: the same final loss as the uninterrupted run.
+    # 2. torchrun, 2 processes on the CPU (gloo, DDP; one micro-batch each, one thread each): the
+    # same run as one process: losses and gradient norms within 1e-4, weights within 1e-3 of what
+    # training moved them.
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               *(["--redirects", "1", "--tee", "1"] if torch.__version__ < "2" else []), "--no_python",
+               tool("ekv-uptrain"), "--export", path("export"), "--model", model, "-o", path("ddp"), *SHORT,
+               "--threads", "1", "--steps", "4", "--checkpoint-every", "2"]
+    ddp = subprocess.run(command, capture_output=True, text=True)
+    check(ddp.returncode == 0 and "2 processes on cpu" in ddp.stderr,
+          f"ekv-uptrain under torchrun --nproc_per_node 2 exits 0 ({ddp.stderr[-600:] if ddp.returncode else 'ok'})")
+    if ddp.returncode == 0:
+        one, two = (json.load(open(os.path.join(folder, "config.json")))["ekv_uptrain"]["summary"]
+                    for folder in (path("short"), path("ddp")))
+        worst = max(abs(a[key] - b[key]) / abs(a[key]) for a, b in zip(one["stage2"]["history"][1:],
+                                                                      two["stage2"]["history"][1:])
+                    for key in ("loss", "gradient_norm"))
+        given, ours, theirs = (load_file(path(f"{name}/model.safetensors")) for name in ("export", "short", "ddp"))
+        trained = [name for name in ours if "self_attn" in name]
+        moved = max(float(np.abs(ours[name] - given[name]).max()) for name in trained)
+        weights = max(float(np.abs(ours[name] - theirs[name]).max()) for name in trained)
+        check(two["processes"] == 2 and worst <= 1e-4 and 0 < moved and weights <= 1e-3 * moved,
+              f"2 processes vs 1: losses and gradient norms within {worst:.1e} (bound 1e-4), weights within "
+              f"{weights:.1e} while training moved them by up to {moved:.1e} (bound 1e-3 of that)")
+
+    # 3. Kill after the first checkpoint, resume: the same final loss as the uninterrupted run.
     command = [tool("ekv-uptrain"), "--export", path("export"), "--model", model, "-o", path("killed"), *SHORT,
                "--steps", "4", "--checkpoint-every", "2"]
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -126,7 +151,7 @@ if result.returncode == 0:
         check(final_loss(path("killed")) == final_loss(path("short")),
               f"resumed final loss {final_loss(path('killed'))!r} == uninterrupted {final_loss(path('short'))!r}")
 
-# 3. A learning rate far too high raises the held-out KL: the output keeps the export's weights
+# 4. A learning rate far too high raises the held-out KL: the output keeps the export's weights
 # (it is never worse on held-out text than what was given) and says so.
 diverged = uptrain(path("diverged"), "--steps", "2", "--lr", "0.05")
 final = [line for line in diverged.stdout.splitlines() if line.startswith("final:")]
@@ -140,7 +165,7 @@ if diverged.returncode == 0:
     check(summary["trained"]["kl"] > summary["before"]["kl"] == summary["after"]["kl"],
           f"the summary keeps the trained KL ({summary['trained']['kl']:.3f}) beside the kept one")
 
-# 4. Refusals.
+# 5. Refusals.
 os.makedirs(path("other"))
 config = json.load(open(path("export/config.json")))
 config["ekv_source"]["fingerprint"] = "0" * 64

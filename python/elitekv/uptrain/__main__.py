@@ -8,12 +8,17 @@ import sys
 import time
 from pathlib import Path
 
-import torch
+# OpenMP threads that spin-wait between parallel regions halve the step when another process
+# shares the cores (docs/results.md, "Recovery speed"); libgomp reads this when torch loads it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from . import checkpoint, corpus, distill, export_writer, layer_local, models, provenance
-from .metrics import heldout_fidelity
-from .preset import preset_defaults
-from .progress import format_seconds, log
+import torch  # noqa: E402
+
+from . import allocator, checkpoint, corpus, distill, distributed, export_writer, layer_local, models, precision, \
+    progress, provenance  # noqa: E402
+from .metrics import heldout_fidelity  # noqa: E402
+from .preset import preset_defaults  # noqa: E402
+from .progress import format_seconds, log  # noqa: E402
 
 DESCRIPTION = """\
 Recovers an ekv-export model by distillation from the original it was made from (the fourth
@@ -24,13 +29,16 @@ compressed) on next-token distributions, compressed attention parameters only, A
 warm-up + cosine, checkpoints and --resume. The output is an export of the same format
 (decode-pack.h5 rewritten), so ekv-check compare/decode and transformers read it unchanged.
 Text: --text is the training corpus (never the evaluation text); its first windows in a seeded
-order are held out for validation."""
+order are held out for validation. Several processes: start it with torchrun (data-parallel,
+DDP; gloo on CPUs, NCCL on GPUs), e.g. torchrun --nproc_per_node 2 -m elitekv.uptrain ..."""
 
 EXAMPLE = """\
 example:
   ekv-uptrain --export out/model-elitekv --model model.gguf --text train.txt \\
       --layer-steps 200 --steps 300 -o out/model-uptrained
   ekv-check compare --model model.gguf --compressed out/model-uptrained --text eval.txt -o fidelity.json
+  EKV_TOOLS=build/apps PYTHONPATH=python torchrun --standalone --nproc_per_node 2 -m elitekv.uptrain \
+      --export out/model-elitekv --model model.gguf --text train.txt --steps 300 -o out/model-uptrained
 see also: ekv-export (makes the export), ekv-check compare|decode (verifies the output)"""
 
 
@@ -50,8 +58,13 @@ def parse_args(argv):
     p.add_argument("--window", type=int, default=512, help="tokens per training window (default 512)")
     p.add_argument("--val-windows", type=int, default=4, help="held-out windows of --text (default 4)")
     p.add_argument("--seed", type=int, default=0, help="seed of the window order and sampling (default 0)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: one per core)")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to train (default cpu)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads per process (0: the cores divided among torchrun's local processes)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="where to train (default auto: a GPU when torch sees one)")
+    p.add_argument("--precision", default="auto", choices=precision.CHOICES,
+                   help="frozen weights and matrix products in bf16 or fp32 (default auto: bf16 where the GPU or "
+                        "CPU has it natively, AVX-512 BF16 or AMX); trained weights and the loss stay fp32")
     p.add_argument("--train", default=",".join(p_.removesuffix("_proj") for p_ in models.ATTENTION_PARTS),
                    help="attention parts that train: any of q,k_rope,kv_a,k_b,v_b,o (default all)")
     s1 = p.add_argument_group("stage 1 (layer-local)")
@@ -122,7 +135,7 @@ def parse_args(argv):
 
 def settings_of(args):
     """What the result depends on: a resumed run must match these."""
-    keys = ("window", "val_windows", "seed", "train", "layer_windows", "layer_steps", "layer_batch", "layer_lr",
+    keys = ("window", "val_windows", "seed", "train", "precision", "layer_windows", "layer_steps", "layer_batch", "layer_lr",
             "layer_eval_every", "steps", "windows", "batch", "accum", "lr", "warmup", "eval_every")
     return {k: getattr(args, k) for k in keys}
 
@@ -130,18 +143,32 @@ def settings_of(args):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    # First line, as every ekv tool: version, git sha, the command (the report quotes it).
-    print(f"ekv-uptrain {os.environ.get('EKV_VERSION', 'dev')} (git {provenance.git_sha()[:12]}): "
-          f"{' '.join(['ekv-uptrain', *argv])}", file=sys.stderr, flush=True)
     start = time.monotonic()
-    torch.manual_seed(args.seed)
-    torch.set_num_threads(args.threads or os.cpu_count() or 1)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
+    allocator.keep_freed_memory()
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("ekv-uptrain: --device cuda, but torch sees no CUDA device")
+    world, device = distributed.join(torch.device(args.device))
+    if not world.main:
+        progress.silence()
+    # First line, as every ekv tool: version, git sha, the command (the report quotes it).
+    log_line = f"ekv-uptrain {os.environ.get('EKV_VERSION', 'dev')} (git {provenance.git_sha()[:12]}): " \
+               f"{' '.join(['ekv-uptrain', *argv])}"
+    if world.main:
+        print(log_line, file=sys.stderr, flush=True)
+    torch.manual_seed(args.seed)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // world.local_size)
+    torch.set_num_threads(threads)
+    args.precision = precision.resolve(args.precision, device)
     settings = settings_of(args)
+    log(f"{world.size} process{'es' if world.size > 1 else ''} on {device.type}, {threads} thread"
+        f"{'s' if threads > 1 else ''} each, precision {args.precision}")
 
     fingerprint = models.require_chain(args.tools, args.export, args.model)
+    if world.main:  # the others wait for its conversion of a GGUF original
+        models.teacher_folder(args.tools, args.model, fingerprint, args.cache)
+    world.barrier()
     teacher = models.load_teacher(models.teacher_folder(args.tools, args.model, fingerprint, args.cache)).to(device)
     student = models.load_student(args.export).to(device)
     train_count = max(args.layer_windows if args.layer_steps else 0, args.windows if args.steps else 0, 1)
@@ -150,8 +177,14 @@ def main(argv=None):
     log(f"corpus {args.text}: {train_ids.shape[0]} training + {val_ids.shape[0]} held-out windows of {args.window}")
     attention = models.trainable_attention(student, models.ATTENTION_PARTS)
     trainable = models.trainable_attention(student, args.parts)
-    summary = {"training_text": str(args.text), "heldout_windows": val_ids.shape[0], "window": args.window}
-    summary["before"] = heldout_fidelity(teacher, student, val_ids.to(device))
+    precision.lower_frozen(teacher, args.precision)
+    precision.lower_frozen(student, args.precision, attention)
+    fidelity = lambda: heldout_fidelity(teacher, student, val_ids.to(device), args.batch,  # noqa: E731
+                                        lambda: precision.autocast(device, args.precision), world)
+    summary = {"training_text": str(args.text), "heldout_windows": val_ids.shape[0], "window": args.window,
+               "processes": world.size, "device": device.type, "threads_per_process": threads,
+               "precision": args.precision, "torch": torch.__version__}
+    summary["before"] = fidelity()
     log(f"held-out before: KL {summary['before']['kl']:.4f} top-1 {summary['before']['top1']:.3f}")
     # The weights each stage starts from, with their held-out KL: a stage that raised it is undone
     # at the end (a learning rate too high for the model diverges; the output is never worse than
@@ -171,30 +204,37 @@ def main(argv=None):
         if partial is not None:
             checkpoint.restore_params(attention, saved["params"])
         options = layer_local.LayerLocalOptions(args.layer_steps, args.layer_batch, args.layer_lr,
-                                                max(1, args.layer_steps // 10), args.layer_eval_every, args.parts)
+                                                max(1, args.layer_steps // 10), args.layer_eval_every, args.parts,
+                                                args.precision)
+
+        def layer_done(state):
+            if world.main:
+                checkpoint.save(args.checkpoint, 0, attention, None, settings, [], {"stage1_partial": state})
+
         records = layer_local.recover_layers(
             student, teacher, train_ids[:args.layer_windows].to(device), val_ids.to(device), options, args.seed,
-            resume=partial, on_layer_done=lambda state: checkpoint.save(
-                args.checkpoint, 0, attention, None, settings, [], {"stage1_partial": state}))
+            resume=partial, on_layer_done=layer_done, world=world)
         seconds = time.monotonic() - t
         tokens = args.layer_steps * args.layer_batch * args.window
         summary["stage1"] = {"layers": records, "seconds": seconds, "tokens_per_layer": tokens,
-                             "heldout": heldout_fidelity(teacher, student, val_ids.to(device))}
+                             "heldout": fidelity()}
         log(f"stage 1: {format_seconds(seconds)}, held-out KL {summary['before']['kl']:.4f} -> "
             f"{summary['stage1']['heldout']['kl']:.4f}")
         if args.steps > 0:
             starts.append(("stage 1", summary["stage1"]["heldout"], checkpoint.snapshot(attention)))
     if args.steps > 0:
         if not resuming:  # the stage-1 result is the checkpoint a resume starts from
-            checkpoint.save(args.checkpoint, 0, attention, None, settings, [], {"stage1": summary.get("stage1")})
+            if world.main:
+                checkpoint.save(args.checkpoint, 0, attention, None, settings, [], {"stage1": summary.get("stage1")})
         t = time.monotonic()
         options = distill.DistillOptions(args.steps, args.batch, args.accum, args.lr, args.warmup, args.eval_every,
-                                         args.checkpoint_every)
+                                         args.checkpoint_every, precision=args.precision)
         current = (summary.get("stage1") or {}).get("heldout", summary["before"])  # the model stage 2 starts from
         history = distill.distill(student, teacher, train_ids[:args.windows].to(device), val_ids, trainable, attention,
-                                  options, args.seed, device, args.checkpoint, settings, resuming,
-                                  {"stage1": summary.get("stage1")}, None if resuming else current["kl"])
-        final = heldout_fidelity(teacher, student, val_ids.to(device))
+                                  options, seed=args.seed, device=device, folder=args.checkpoint, settings=settings,
+                                  resume=resuming, extra={"stage1": summary.get("stage1")},
+                                  initial_kl=None if resuming else current["kl"], world=world)
+        final = fidelity()
         history[-1]["heldout_kl"] = final["kl"]  # distill leaves the last step's to this pass
         summary["stage2"] = {"history": history, "seconds": time.monotonic() - t,
                              "tokens": args.steps * args.batch * args.accum * args.window, "heldout": final}
@@ -208,11 +248,15 @@ def main(argv=None):
         summary["trained"], summary["kept"], latest = latest, best_label, best
     summary["after"] = latest
     summary["seconds"] = time.monotonic() - start
-    record = provenance.record(args.export, args.model, args.text, fingerprint, settings)
-    record["summary"] = summary
-    export_writer.write_export(args.export, args.output, student.cpu(), record, args.tools)
-    # The output holds the result now; the checkpoint was for a kill before this line.
-    shutil.rmtree(args.checkpoint, ignore_errors=True)
+    if world.main:
+        record = provenance.record(args.export, args.model, args.text, fingerprint, settings)
+        record["summary"] = summary
+        export_writer.write_export(args.export, args.output, attention, record, args.tools)
+        # The output holds the result now; the checkpoint was for a kill before this line.
+        shutil.rmtree(args.checkpoint, ignore_errors=True)
+    distributed.leave(world)
+    if not world.main:
+        return 0
     after = summary["after"]
     print(f"final: export={args.output} heldout_kl_before={summary['before']['kl']:.5f} "
           f"heldout_kl_after={after['kl']:.5f} top1_after={after['top1']:.4f} "

@@ -2,11 +2,14 @@
 
 The teacher's logits are computed on the fly; only the compressed attention parameters train
 (the rest of the student is frozen). AdamW, warm-up + cosine, gradient accumulation, gradient
-clipping, bf16 autocast on CUDA. The order of the training windows is a function of the seed
-and the step, so a run resumed from a checkpoint continues exactly as an uninterrupted one."""
+clipping, forwards in the run's precision (precision.py). The order of the training windows is a
+function of the seed and the step, so a run resumed from a checkpoint continues exactly as an
+uninterrupted one. Under torchrun each process takes every world.size-th micro-batch of a step
+(distributed.py)."""
 import torch
 
-from . import checkpoint
+from . import checkpoint, precision
+from .distributed import SINGLE, no_sync
 from .metrics import heldout_fidelity, token_kl
 from .progress import Progress, log
 from .schedule import warmup_cosine
@@ -14,10 +17,10 @@ from .schedule import warmup_cosine
 
 class DistillOptions:
     def __init__(self, steps=0, batch=2, accum=4, lr=5e-5, warmup=20, eval_every=50, checkpoint_every=50,
-                 weight_decay=0.0, clip=1.0):
+                 weight_decay=0.0, clip=1.0, precision="fp32"):
         self.steps, self.batch, self.accum, self.lr, self.warmup = steps, batch, accum, lr, warmup
         self.eval_every, self.checkpoint_every = eval_every, checkpoint_every
-        self.weight_decay, self.clip = weight_decay, clip
+        self.weight_decay, self.clip, self.precision = weight_decay, clip, precision
 
 
 def window_indices(step, micro, options, windows, seed):
@@ -29,25 +32,25 @@ def window_indices(step, micro, options, windows, seed):
     return order[slot * options.batch:(slot + 1) * options.batch]
 
 
-def heldout_kl(teacher, student, windows, device, batch):
-    return heldout_fidelity(teacher, student, windows, batch, lambda: _autocast(device))["kl"]
+def heldout_kl(teacher, student, windows, device, options, world=SINGLE):
+    return heldout_fidelity(teacher, student, windows, options.batch,
+                            lambda: precision.autocast(device, options.precision), world)["kl"]
 
 
-def _autocast(device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
-
-
-def distill(student, teacher, train_ids, val_ids, params, saved, options, seed, device, folder, settings, resume,
-            extra, initial_kl=None):
-    """Trains `params` (named) in place; checkpoints hold `saved` (named, a superset) and returns the history (a dict per step). The final step
-    is kept (the schedule ends low); the history's held-out KL shows whether it was the best."""
+def distill(student, teacher, train_ids, val_ids, params, saved, options, *, seed, device, folder, settings,
+            resume=False, extra=None, initial_kl=None, world=SINGLE):
+    """Trains `params` (named) in place; checkpoints hold `saved` (named, a superset) and returns the
+    history (a dict per step). The final step is kept (the schedule ends low); the history's
+    held-out KL shows whether it was the best."""
+    if options.accum % world.size:
+        raise ValueError(f"--accum {options.accum}: the micro-batches of a step must divide among the "
+                         f"{world.size} processes")
     tensors = [p for _, p in params]
     for p in student.parameters():
         p.requires_grad_(False)
     for p in tensors:
         p.requires_grad_(True)
+    model = world.wrap(student, device)
     optimizer = torch.optim.AdamW(tensors, lr=options.lr, weight_decay=options.weight_decay)
     start, history = 0, []
     if resume:
@@ -59,7 +62,7 @@ def distill(student, teacher, train_ids, val_ids, params, saved, options, seed, 
         log(f"stage 2: resumed at step {start}/{options.steps} from {folder}")
     else:
         if initial_kl is None:
-            initial_kl = heldout_kl(teacher, student, val_ids, device, options.batch)
+            initial_kl = heldout_kl(teacher, student, val_ids, device, options, world)
         history.append({"step": 0, "tokens": 0, "heldout_kl": initial_kl})
         log(f"stage 2: held-out KL before {history[0]['heldout_kl']:.4f}")
     n = train_ids.shape[0] - train_ids.shape[0] % options.batch
@@ -71,28 +74,32 @@ def distill(student, teacher, train_ids, val_ids, params, saved, options, seed, 
             group["lr"] = warmup_cosine(step, options.steps, options.lr, options.warmup)
         optimizer.zero_grad(set_to_none=True)
         loss_sum = 0.0
-        for micro in range(options.accum):
+        mine = world.shard(range(options.accum))
+        for micro in mine:
             ids = train_ids[window_indices(step, micro, options, n, seed)].to(device)
-            with torch.no_grad(), _autocast(device):
+            with torch.no_grad(), precision.autocast(device, options.precision):
                 target = teacher(input_ids=ids, use_cache=False).logits
-            with _autocast(device):
-                loss = token_kl(target, student(input_ids=ids, use_cache=False).logits) / options.accum
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"stage 2, step {step}: the loss is {float(loss)}; the last good checkpoint ({folder}, step "
-                    f"{last_checkpoint}) is kept: lower --lr and --resume, or start over")
-            loss.backward()
+            # DDP averages the processes' gradients: each scales its share by world.size.
+            with no_sync(model, micro == mine[-1]), precision.autocast(device, options.precision):
+                loss = token_kl(target, model(input_ids=ids, use_cache=False).logits) / options.accum
+                if world.sum([float(not torch.isfinite(loss))])[0]:  # every process stops, or none
+                    raise FloatingPointError(
+                        f"stage 2, step {step}: the loss is {float(loss)}; the last good checkpoint ({folder}, "
+                        f"step {last_checkpoint}) is kept: lower --lr and --resume, or start over")
+                (loss * world.size).backward()
             loss_sum += float(loss)
-        torch.nn.utils.clip_grad_norm_(tensors, options.clip)
+        loss_sum = world.sum([loss_sum])[0]
+        norm = torch.nn.utils.clip_grad_norm_(tensors, options.clip)
         optimizer.step()
         record = {"step": step + 1, "loss": loss_sum, "lr": optimizer.param_groups[0]["lr"],
-                  "tokens": (step + 1) * tokens_per_step}
+                  "gradient_norm": float(norm), "tokens": (step + 1) * tokens_per_step}
         # The last step's held-out KL comes from the caller's final fidelity pass (one pass, not two).
         if (step + 1) % options.eval_every == 0 and step + 1 < options.steps:
-            record["heldout_kl"] = heldout_kl(teacher, student, val_ids, device, options.batch)
+            record["heldout_kl"] = heldout_kl(teacher, student, val_ids, device, options, world)
         history.append(record)
         if (step + 1) % options.checkpoint_every == 0 or step + 1 == options.steps:
-            checkpoint.save(folder, step + 1, saved, optimizer, settings, history, extra)
+            if world.main:
+                checkpoint.save(folder, step + 1, saved, optimizer, settings, history, extra)
             last_checkpoint = step + 1
         progress.advance(1, f"KL {loss_sum:.4f}" + (f", held-out KL {record['heldout_kl']:.4f}"
                                                       if "heldout_kl" in record else ""))

@@ -1,6 +1,7 @@
 """Writes the recovered model as an ekv-export folder of exactly the input's format: the same
-files, tensor names, dtypes and safetensors metadata, config.json with an ekv_uptrain
-provenance block, and decode-pack.h5 rewritten by `ekv-export pack` from the new weights.
+files, tensor names, dtypes and safetensors metadata, the trained tensors from the student and
+every other one copied from the input (the student may hold frozen weights in bf16), config.json
+with an ekv_uptrain provenance block, and decode-pack.h5 rewritten by `ekv-export pack` from the new weights.
 The folder is built as OUTPUT.partial (which ekv's readers refuse) and renamed into place: a
 crash leaves either the previous OUTPUT, complete, or none (then OUTPUT.old holds the previous)."""
 import json
@@ -25,7 +26,8 @@ def staging_path(output):
     return Path(str(output) + ".partial")
 
 
-def write_export(source, output, student, provenance, tools_dir):
+def write_export(source, output, trained, provenance, tools_dir):
+    """`trained`: the student's parameters that training changed, named as in the export."""
     source, output = Path(source), Path(output)
     staging = staging_path(output)
     old = Path(str(output) + ".old")
@@ -35,14 +37,15 @@ def write_export(source, output, student, provenance, tools_dir):
         shutil.rmtree(old)
     try:
         shutil.copytree(source, staging, ignore=shutil.ignore_patterns(WEIGHTS, PACK, "*.ekv-sha256", "*.tmp"))
-        state = student.state_dict()
+        trained = dict(trained)
         with safe_open(source / WEIGHTS, "pt") as f:
             metadata = f.metadata()
             names = list(f.keys())
             tensors = {}
             for name in names:
-                dtype = f.get_slice(name).get_dtype()
-                tensors[name] = state[name].detach().to(getattr(torch, _DTYPES[dtype])).contiguous()
+                dtype = getattr(torch, _DTYPES[f.get_slice(name).get_dtype()])
+                tensor = trained[name].detach().cpu() if name in trained else f.get_tensor(name)
+                tensors[name] = tensor.to(dtype).contiguous()
         save_file(tensors, str(staging / WEIGHTS), metadata=metadata)
         failpoint("uptrain-write")
         config = json.loads((source / "config.json").read_text())

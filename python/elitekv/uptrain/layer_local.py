@@ -6,21 +6,23 @@ its target is the original attention block applied to those same inputs. Its com
 attention parameters are fitted by Adam on the normalized MSE with a warm-up + cosine
 schedule, judged on held-out sequences, and the best held-out step is kept: a layer never
 leaves stage 1 worse on held-out data than it entered. Memory: the hidden states, inputs and
-targets of the sequences, [N, T, d] each, and one layer's gradients."""
+targets of the sequences, [N, T, d] each, and one layer's gradients. Under torchrun every process
+holds all of them and takes every world.size-th window of a step's batch (distributed.py)."""
 import copy
 
 import torch
 
-from .metrics import normalized_mse
+from . import precision
+from .distributed import SINGLE
 from .models import trainable_attention
 from .progress import Progress, log
 from .schedule import warmup_cosine
 
 
 class LayerLocalOptions:
-    def __init__(self, steps=200, batch=4, lr=3e-4, warmup=10, eval_every=25, parts=None):
+    def __init__(self, steps=200, batch=4, lr=3e-4, warmup=10, eval_every=25, parts=None, precision="fp32"):
         self.steps, self.batch, self.lr, self.warmup, self.eval_every = steps, batch, lr, warmup, eval_every
-        self.parts = parts
+        self.parts, self.precision = parts, precision
 
 
 def _teacher_attention(layer, rotary, x, positions):
@@ -50,12 +52,19 @@ def _heldout_error(attention, x, y, positions, batch):
     return num / max(den, 1e-30)
 
 
-def recover_layers(student, teacher, train_ids, val_ids, options, seed, resume=None, on_layer_done=None):
+def recover_layers(student, teacher, train_ids, val_ids, options, seed, resume=None, on_layer_done=None,
+                   world=SINGLE):
     """Trains every layer's compressed attention in place; returns per-layer records.
 
     After each layer, on_layer_done(state) receives what a resumed run needs besides the
     parameters (the next layer, the records, the sampler's state); `resume` is such a state,
     with the student's parameters already restored: the run continues bit for bit."""
+    device = train_ids.device
+    with precision.autocast(device, options.precision):
+        return _recover_layers(student, teacher, train_ids, val_ids, options, seed, resume, on_layer_done, world)
+
+
+def _recover_layers(student, teacher, train_ids, val_ids, options, seed, resume, on_layer_done, world):
     generator = torch.Generator().manual_seed(seed)
     s_model, t_model = student.model, teacher.model
     rotary = t_model.rotary_emb
@@ -87,6 +96,7 @@ def recover_layers(student, teacher, train_ids, val_ids, options, seed, resume=N
             p.requires_grad_(True)
         before = _heldout_error(attention, x_val, y_val, p_val, 8)
         best, best_step, best_state = before, 0, copy.deepcopy(attention.state_dict())
+        model = world.wrap(attention, train_ids.device)
         optimizer = torch.optim.Adam(params, lr=options.lr)
         n = x_train.shape[0]
         order = torch.randperm(n, generator=generator)
@@ -98,22 +108,30 @@ def recover_layers(student, teacher, train_ids, val_ids, options, seed, resume=N
                 order, cursor = torch.randperm(n, generator=generator), 0
             index = order[cursor:cursor + options.batch]
             cursor += options.batch
-            loss = normalized_mse(attention(x_train[index], p_train[index]), y_train[index])
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"stage 1, layer {l}, step {step}: the loss is {float(loss)}")
+            # The normalized MSE of the whole batch: each process its windows' share of the
+            # numerator, scaled by world.size because DDP averages the gradients.
+            mine = world.shard(index)
+            error = (model(x_train[mine], p_train[mine]) - y_train[mine]).pow(2).sum()
+            scale = y_train[index].pow(2).sum().clamp_min(1e-30)
+            loss = world.sum([float(error)])[0] / float(scale)
+            if not torch.isfinite(torch.tensor(loss)):
+                raise FloatingPointError(f"stage 1, layer {l}, step {step}: the loss is {loss}")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (error * world.size / scale).backward()
+            if step == 0:  # the gradient's size at the start: a learning rate's yardstick
+                first_norm = float(torch.norm(torch.stack([p.grad.norm() for p in params])))
             optimizer.step()
             if (step + 1) % options.eval_every == 0 or step + 1 == options.steps:
                 error = _heldout_error(attention, x_val, y_val, p_val, 8)
                 if error < best:
                     best, best_step, best_state = error, step + 1, copy.deepcopy(attention.state_dict())
-            progress.advance(1, f"layer {l} loss {float(loss):.4f} held-out best {best:.4f}")
+            progress.advance(1, f"layer {l} loss {loss:.4f} held-out best {best:.4f}")
         attention.load_state_dict(best_state)
         for p in params:
             p.requires_grad_(False)
         log(f"layer {l}: held-out error {before:.4f} -> {best:.4f} (best step {best_step}/{options.steps})")
-        records.append({"layer": l, "heldout_error_before": before, "heldout_error_after": best, "best_step": best_step})
+        records.append({"layer": l, "heldout_error_before": before, "heldout_error_after": best, "best_step": best_step,
+                        "first_gradient_norm": first_norm})
         with torch.no_grad():
             h_train = _batched(lambda h: s_layer(h, p_train[:h.shape[0]], None, None), h_train, 8)
             h_val = _batched(lambda h: s_layer(h, p_val[:h.shape[0]], None, None), h_val, 8)

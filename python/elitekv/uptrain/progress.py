@@ -2,8 +2,18 @@
 import sys
 import time
 
+_quiet = False
+
+
+def silence():
+    """No more lines from this process (a torchrun process other than the first)."""
+    global _quiet
+    _quiet = True
+
 
 def log(message):
+    if _quiet:
+        return
     print(f"[uptrain] {message}", file=sys.stderr, flush=True)
 
 
@@ -16,7 +26,7 @@ class Progress:
     def advance(self, count=1, note=""):
         self.done += count
         now = time.monotonic()
-        if now - self.last < self.every and self.done < self.total:
+        if _quiet or (now - self.last < self.every and self.done < self.total):
             return
         self.last = now
         rate = self.done / max(now - self.start, 1e-9)
