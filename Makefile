@@ -90,7 +90,9 @@ $(shell mkdir -p $(OUT)/.make && f=$(OUT)/.make/$(1).args && \
   { [ -f $$f ] && [ "$$(cat $$f)" = "$(strip $(2))" ] || echo "$(strip $(2))" > $$f; } && echo $$f)
 endef
 # A digest of one [section] of the preset: editing [jlrd] re-runs J-LRD, not the calibration.
-section = $(shell sed -n '/^\[$(1)\]/,/^\[/{/^[^#[]/p;}' $(PRESET) | sha256sum | cut -c1-16)
+# Headers as TOML allows them: "[ jlrd ]", a trailing comment, a byte-order mark before the first.
+section = $(shell sed -n '/^\(\xef\xbb\xbf\)\?[[:space:]]*\[[[:space:]]*$(1)[[:space:]]*\]/,/^[[:space:]]*\[/{/^[[:space:]]*[^#[[:space:]]/p;}' \
+  $(PRESET) | sha256sum | cut -c1-16)
 CALIB_OPTIONS := $(call options,calib,$(CALIB_ARGS) $(call section,calibrate) shards=$(SHARDS))
 ROPE_OPTIONS := $(call options,rope,$(ROPE_ARGS) $(call section,select-rope) shards=$(ROPE_SHARDS))
 JLRD_OPTIONS := $(call options,jlrd,$(JLRD_ARGS) $(call section,jlrd))

@@ -119,6 +119,23 @@ TEST(Presets, SubcommandsReadTheirOwnTables) {
   fs::remove_all(dir);
 }
 
+// Table headers as TOML writes them: a byte-order mark before the first, spaces inside the
+// brackets and around the dots, a trailing comment. Each of these was read as no section before,
+// so the tool ran on its defaults without a word.
+TEST(Presets, HeadersAreReadAsTomlWritesThem) {
+  const fs::path dir = temp_dir("presets-headers");
+  const fs::path file = dir / "p.toml";
+  std::ofstream(file) << "\xEF\xBB\xBF[calibrate]\nnum-seqs = 7\n";
+  EXPECT_EQ(parse_as<CalibrateOptions>("ekv-calibrate", {"--config", file.string()}).num_seqs, 7);
+  std::ofstream(file) << "[ calibrate ]   # the calibration\nnum-seqs = 5\n[[calibrate.extra]]\nnum-seqs = 9\n";
+  EXPECT_EQ(parse_as<CalibrateOptions>("ekv-calibrate", {"--config", file.string()}).num_seqs, 5);
+  std::ofstream(file) << "[ check . compare ]\nmax-windows = 4\n";
+  EXPECT_EQ(parse_check({"compare", "-m", "m", "-c", "c", "-t", "t", "-o", "o", "--config", file.string()})
+                .compare.max_windows,
+            4);
+  fs::remove_all(dir);
+}
+
 // The cache a preset's file name promises ("-25" is 25 %), and the engine formats its comment line
 // asks the main job to write ("# engine-formats: gguf hf-deepseek", read by the Makefile).
 double cache_in_name(const fs::path& file) {

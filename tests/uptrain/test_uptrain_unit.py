@@ -14,7 +14,7 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 from tiny_models import make_pair  # noqa: E402
 
-from elitekv.uptrain import checkpoint, distill, layer_local, models  # noqa: E402
+from elitekv.uptrain import checkpoint, distill, layer_local, models, teacher_text  # noqa: E402
 from elitekv.uptrain.__main__ import parse_args  # noqa: E402
 from elitekv.uptrain.metrics import heldout_fidelity, token_kl  # noqa: E402
 
@@ -204,6 +204,26 @@ class DataParallel(unittest.TestCase):
         self.assertTrue(trained, "stage 2 lowered the loss: the comparison is of a run that trained")
 
 
+class TeacherText(unittest.TestCase):
+    """The original writing its own training text: seeded, and sampled from its own distribution."""
+
+    def test_continuations_are_seeded_and_follow_the_teacher(self):
+        teacher, _ = make_pair()
+        prompts = tokens(4, 6, 41)
+        first = teacher_text.continue_prompts(teacher, prompts, 5, torch.Generator().manual_seed(1))
+        again = teacher_text.continue_prompts(teacher, prompts, 5, torch.Generator().manual_seed(1))
+        self.assertEqual(first.shape, (4, 5))
+        self.assertTrue(torch.equal(first, again))
+        # 4,000 samples of the first token after one prompt against the teacher's distribution.
+        prompt = prompts[:1].expand(4000, -1)
+        sampled = teacher_text.continue_prompts(teacher, prompt, 1, torch.Generator().manual_seed(2))[:, 0]
+        with torch.no_grad():
+            expected = torch.softmax(teacher(input_ids=prompts[:1]).logits[0, -1], dim=-1)
+        observed = torch.bincount(sampled, minlength=expected.shape[0]).float() / sampled.shape[0]
+        self.assertLess(float((observed - expected).abs().sum() / 2), 0.05)  # total variation
+        self.assertGreater(float(expected.max()), 1.5 / expected.shape[0])  # not a uniform teacher
+
+
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
 
 
@@ -219,6 +239,13 @@ class Presets(unittest.TestCase):
         self.assertGreater(full.steps, short.steps)
         self.assertEqual(full.lr, 1.5e-5)
         self.assertEqual(self.args(preset, "uptrain", "--steps", "3").steps, 3)
+
+    def test_a_byte_order_mark_and_spaced_headers_are_read(self):
+        with tempfile.TemporaryDirectory() as folder:
+            preset = os.path.join(folder, "p.toml")
+            with open(preset, "wb") as f:
+                f.write(b"\xef\xbb\xbf[ uptrain ]  # short\nsteps = 3\n")
+            self.assertEqual(self.args(preset).steps, 3)
 
     def test_an_unknown_key_or_section_is_an_error(self):
         with tempfile.TemporaryDirectory() as folder:

@@ -14,9 +14,27 @@ namespace ekv {
 
 namespace {
 
+// The table a TOML header line names, as TOML reads it: "[ check . compare ]  # note" is
+// "check.compare" (spaces around the name and its dots, a trailing comment); "[[" for an array of
+// tables (none of ekv's sections: its keys are nobody's); "" when the line is not a header.
+std::string table_header(const std::string& line) {
+  const std::string text = CLI::detail::trim_copy(line);
+  if (text.size() < 2 || text.front() != '[') return "";
+  if (text[1] == '[') return "[[";
+  const auto close = text.find(']');
+  if (close == std::string::npos) return "";
+  const std::string rest = CLI::detail::trim_copy(text.substr(close + 1));
+  if (!rest.empty() && rest.front() != '#') return "";
+  std::string name;
+  std::istringstream parts(text.substr(1, close - 1));
+  for (std::string part; std::getline(parts, part, '.');) name += (name.empty() ? "" : ".") + CLI::detail::trim_copy(part);
+  return name;
+}
+
 // Reads one [section] of a TOML preset as if its keys stood at the top, and its [section.sub]
 // tables as the options of subcommand `sub` (ekv-check's [check.compare]). (CLI11 2.1's own
 // section() keeps only the first key of a section: the later ones are taken for a subcommand's.)
+// A UTF-8 byte-order mark before the first line is skipped, as TOML readers do.
 class PresetSection : public CLI::ConfigBase {
  public:
   explicit PresetSection(std::string section) : section_(std::move(section)) {}
@@ -24,10 +42,11 @@ class PresetSection : public CLI::ConfigBase {
     std::stringstream top, subcommands;  // the top keys first: after a [sub] header they would be its
     std::stringstream* inside = nullptr;
     const std::string prefix = section_ + ".";
-    for (std::string line; std::getline(input, line);) {
-      const std::string trimmed = CLI::detail::trim_copy(line);
-      if (!trimmed.empty() && trimmed.front() == '[' && trimmed.back() == ']') {
-        const std::string name = trimmed.substr(1, trimmed.size() - 2);
+    bool first = true;
+    for (std::string line; std::getline(input, line); first = false) {
+      if (first && line.rfind("\xEF\xBB\xBF", 0) == 0) line.erase(0, 3);
+      const std::string name = table_header(line);
+      if (!name.empty()) {
         inside = nullptr;
         if (name == section_) {
           inside = &top;

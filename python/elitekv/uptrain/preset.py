@@ -16,10 +16,12 @@ def preset_defaults(parser, argv):
         return {}
     try:
         with open(known.config, "rb") as f:
-            document = tomllib.load(f)
+            data = f.read()
+        # A UTF-8 byte-order mark is skipped, as the C++ tools skip it.
+        document = tomllib.loads(data.removeprefix(b"\xef\xbb\xbf").decode("utf-8"))
     except OSError as error:
         parser.error(f"--config {known.config}: {error.strerror}")
-    except tomllib.TOMLDecodeError as error:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         parser.error(f"--config {known.config}: not TOML: {error}")
     if known.config_section not in document:
         parser.error(f"--config {known.config}: no [{known.config_section}] section")
