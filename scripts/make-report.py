@@ -91,7 +91,8 @@ def main():
     recovered = [(title, json.loads((out / name).read_text())) for name, title in RECOVERED if (out / name).exists()]
     # The training text each recovered model was distilled on, as ekv-uptrain recorded it.
     configs = [out / pathlib.Path(r["compressed"]).name / "config.json" for _, r in recovered]
-    texts = sorted({json.loads(c.read_text())["ekv_uptrain"]["summary"]["training_text"] for c in configs if c.exists()})
+    texts = sorted({json.loads(c.read_text())["ekv_uptrain"]["summary"]["training_text"]
+                    for c in configs if c.exists()})
     extra_head = "".join(f" {title} |" for title, _ in recovered)
     extra_rule = "---|" * len(recovered)
 

@@ -1,9 +1,9 @@
 """The corpora are different texts: neither recovery corpus (train.txt, GCIDE; train-broad.txt,
 documentation, code and GCIDE) shares a document with the evaluation corpus (eval.txt, The
-Devil's Dictionary) nor with the calibration corpus (calib.txt, The Jargon File). Measured as 13-word shingles (lower-cased words): two
-documents overlap where they share a run of words, not where both quote the same famous line,
-so the test bounds the shared fraction of the held-out text's shingles and the longest shared
-run of words."""
+Devil's Dictionary) nor with the calibration corpus (calib.txt, The Jargon File). Measured as
+13-word shingles (lower-cased words): two documents overlap where they share a run of words, not
+where both quote the same famous line, so the test bounds the shared fraction of the held-out
+text's shingles and the longest shared run of words."""
 import re
 import sys
 

@@ -29,15 +29,15 @@ compressed) on next-token distributions, compressed attention parameters only, A
 warm-up + cosine, checkpoints and --resume. The output is an export of the same format
 (decode-pack.h5 rewritten), so ekv-check compare/decode and transformers read it unchanged.
 Text: --text is the training corpus (never the evaluation text); its first windows in a seeded
-order are held out for validation. Several processes: start it with torchrun (data-parallel,
-DDP; gloo on CPUs, NCCL on GPUs), e.g. torchrun --nproc_per_node 2 -m elitekv.uptrain ..."""
+order are held out for validation. Several processes (CPUs or GPUs, one machine or many): start it
+under torchrun, data-parallel with DDP (gloo on CPUs, NCCL on GPUs); see docs/uptrain.md."""
 
 EXAMPLE = """\
 example:
   ekv-uptrain --export out/model-elitekv --model model.gguf --text train.txt \\
       --layer-steps 200 --steps 300 -o out/model-uptrained
   ekv-check compare --model model.gguf --compressed out/model-uptrained --text eval.txt -o fidelity.json
-  EKV_TOOLS=build/apps PYTHONPATH=python torchrun --standalone --nproc_per_node 2 -m elitekv.uptrain \
+  torchrun --standalone --nproc_per_node 2 --no_python build/apps/ekv-uptrain \
       --export out/model-elitekv --model model.gguf --text train.txt --steps 300 -o out/model-uptrained
 see also: ekv-export (makes the export), ekv-check compare|decode (verifies the output)"""
 
@@ -135,8 +135,8 @@ def parse_args(argv):
 
 def settings_of(args):
     """What the result depends on: a resumed run must match these."""
-    keys = ("window", "val_windows", "seed", "train", "precision", "layer_windows", "layer_steps", "layer_batch", "layer_lr",
-            "layer_eval_every", "steps", "windows", "batch", "accum", "lr", "warmup", "eval_every")
+    keys = ("window", "val_windows", "seed", "train", "precision", "layer_windows", "layer_steps", "layer_batch",
+            "layer_lr", "layer_eval_every", "steps", "windows", "batch", "accum", "lr", "warmup", "eval_every")
     return {k: getattr(args, k) for k in keys}
 
 
@@ -153,10 +153,9 @@ def main(argv=None):
     if not world.main:
         progress.silence()
     # First line, as every ekv tool: version, git sha, the command (the report quotes it).
-    log_line = f"ekv-uptrain {os.environ.get('EKV_VERSION', 'dev')} (git {provenance.git_sha()[:12]}): " \
-               f"{' '.join(['ekv-uptrain', *argv])}"
     if world.main:
-        print(log_line, file=sys.stderr, flush=True)
+        print(f"ekv-uptrain {os.environ.get('EKV_VERSION', 'dev')} (git {provenance.git_sha()[:12]}): "
+              f"{' '.join(['ekv-uptrain', *argv])}", file=sys.stderr, flush=True)
     torch.manual_seed(args.seed)
     threads = args.threads or max(1, (os.cpu_count() or 1) // world.local_size)
     torch.set_num_threads(threads)
@@ -179,8 +178,11 @@ def main(argv=None):
     trainable = models.trainable_attention(student, args.parts)
     precision.lower_frozen(teacher, args.precision)
     precision.lower_frozen(student, args.precision, attention)
-    fidelity = lambda: heldout_fidelity(teacher, student, val_ids.to(device), args.batch,  # noqa: E731
-                                        lambda: precision.autocast(device, args.precision), world)
+
+    def fidelity():
+        return heldout_fidelity(teacher, student, val_ids.to(device), args.batch,
+                                lambda: precision.autocast(device, args.precision), world)
+
     summary = {"training_text": str(args.text), "heldout_windows": val_ids.shape[0], "window": args.window,
                "processes": world.size, "device": device.type, "threads_per_process": threads,
                "precision": args.precision, "torch": torch.__version__}

@@ -59,6 +59,9 @@ def recover_layers(student, teacher, train_ids, val_ids, options, seed, resume=N
     After each layer, on_layer_done(state) receives what a resumed run needs besides the
     parameters (the next layer, the records, the sampler's state); `resume` is such a state,
     with the student's parameters already restored: the run continues bit for bit."""
+    if options.batch % world.size:
+        raise ValueError(f"--layer-batch {options.batch}: the windows of a step must divide among the "
+                         f"{world.size} processes")
     device = train_ids.device
     with precision.autocast(device, options.precision):
         return _recover_layers(student, teacher, train_ids, val_ids, options, seed, resume, on_layer_done, world)
@@ -100,7 +103,7 @@ def _recover_layers(student, teacher, train_ids, val_ids, options, seed, resume,
         optimizer = torch.optim.Adam(params, lr=options.lr)
         n = x_train.shape[0]
         order = torch.randperm(n, generator=generator)
-        cursor = 0
+        cursor, first_norm = 0, 0.0
         for step in range(options.steps):
             for group in optimizer.param_groups:
                 group["lr"] = warmup_cosine(step, options.steps, options.lr, options.warmup)
@@ -111,13 +114,13 @@ def _recover_layers(student, teacher, train_ids, val_ids, options, seed, resume,
             # The normalized MSE of the whole batch: each process its windows' share of the
             # numerator, scaled by world.size because DDP averages the gradients.
             mine = world.shard(index)
-            error = (model(x_train[mine], p_train[mine]) - y_train[mine]).pow(2).sum()
+            squared = (model(x_train[mine], p_train[mine]) - y_train[mine]).pow(2).sum()
             scale = y_train[index].pow(2).sum().clamp_min(1e-30)
-            loss = world.sum([float(error)])[0] / float(scale)
+            loss = world.sum([float(squared)])[0] / float(scale)
             if not torch.isfinite(torch.tensor(loss)):
                 raise FloatingPointError(f"stage 1, layer {l}, step {step}: the loss is {loss}")
             optimizer.zero_grad(set_to_none=True)
-            (error * world.size / scale).backward()
+            (squared * world.size / scale).backward()
             if step == 0:  # the gradient's size at the start: a learning rate's yardstick
                 first_norm = float(torch.norm(torch.stack([p.grad.norm() for p in params])))
             optimizer.step()
