@@ -26,6 +26,9 @@ import time
 
 import torch
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python"))
+from elitekv.uptrain import distributed  # noqa: E402
+
 # label, processes, options, environment
 VARIANTS = [
     ("fp32, 1 process x 2 threads", 1, ["--precision", "fp32", "--threads", "2"], {}),
@@ -54,9 +57,7 @@ def run(args, label, processes, options, env, base, folder):
     else:
         command = [os.path.join(args.bin, "ekv-uptrain"), *common, *options]
     if processes > 1:
-        streams = ["--redirects", "1", "--tee", "1"] if torch.__version__ < "2" else []
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-                   str(processes), *streams, "--no_python", *command]
+        command = [*distributed.torchrun(processes), "--no_python", *command]
     result = subprocess.run(command, capture_output=True, text=True, env=environment)
     if result.returncode != 0:
         raise SystemExit(f"{label}: exited {result.returncode}\n{result.stderr[-2000:]}")

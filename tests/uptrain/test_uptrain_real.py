@@ -23,6 +23,8 @@ from transformers import AutoModelForCausalLM
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "peer"))
 from peer_common import env_path, report, run, workdir  # noqa: E402
 
+from elitekv.uptrain import distributed  # noqa: E402
+
 model = env_path("EKV_DEFAULT_MODEL")
 eval_text = env_path("EKV_EVAL_TEXT")
 train_text = env_path("EKV_TRAIN_TEXT")
@@ -110,9 +112,7 @@ if result.returncode == 0:
     # 2. torchrun, 2 processes on the CPU (gloo, DDP; one micro-batch each, one thread each): the
     # same run as one process: losses and gradient norms within 1e-4, weights within 1e-3 of what
     # training moved them.
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               *(["--redirects", "1", "--tee", "1"] if torch.__version__ < "2" else []), "--no_python",
-               tool("ekv-uptrain"), "--export", path("export"), "--model", model, "-o", path("ddp"), *SHORT,
+    command = [*distributed.torchrun(2), "--no_python", tool("ekv-uptrain"), "--export", path("export"), "--model", model, "-o", path("ddp"), *SHORT,
                "--threads", "1", "--steps", "4", "--checkpoint-every", "2"]
     ddp = subprocess.run(command, capture_output=True, text=True)
     check(ddp.returncode == 0 and "2 processes on cpu" in ddp.stderr,

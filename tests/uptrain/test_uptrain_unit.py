@@ -14,14 +14,11 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 from tiny_models import make_pair  # noqa: E402
 
-from elitekv.uptrain import checkpoint, distill, layer_local, models, teacher_text  # noqa: E402
+from elitekv.uptrain import checkpoint, distill, distributed, layer_local, models, teacher_text  # noqa: E402
 from elitekv.uptrain.__main__ import parse_args  # noqa: E402
 from elitekv.uptrain.metrics import heldout_fidelity, token_kl  # noqa: E402
 
 torch.set_num_threads(1)
-# torchrun's default -r/-t values fail to parse with Debian's torch 1.13 on Python 3.11 (fixed in
-# torch 2): ask for stdout teed to the console, which parses.
-TORCHRUN_STREAMS = ["--redirects", "1", "--tee", "1"] if torch.__version__ < "2" else []
 
 
 def tokens(n, t, seed):
@@ -177,8 +174,7 @@ class DataParallel(unittest.TestCase):
     def run_tiny(self, folder, processes):
         output = os.path.join(folder, f"result-{processes}.pt")
         script = os.path.join(os.path.dirname(__file__), "data_parallel_run.py")
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-                    str(processes), *TORCHRUN_STREAMS] if processes > 1 else [sys.executable]
+        launcher = distributed.torchrun(processes) if processes > 1 else [sys.executable]
         result = subprocess.run([*launcher, script, output], capture_output=True, text=True, timeout=600)
         self.assertEqual(result.returncode, 0, result.stderr[-2000:])
         return torch.load(output)

@@ -8,6 +8,7 @@ DDP averages the gradients, so a step equals the one-process step of the same gl
 to the order of floating-point sums. Process 0 alone writes checkpoints, logs and the output."""
 import contextlib
 import os
+import sys
 
 import torch
 import torch.distributed as dist
@@ -73,6 +74,15 @@ def leave(world):
     if world.size > 1:
         dist.barrier()
         dist.destroy_process_group()
+
+
+def torchrun(processes):
+    """The command that starts `processes` copies of what follows on this machine (torchrun as
+    `python -m torch.distributed.run`). Debian's torch 1.13 on Python 3.11 cannot parse its own
+    default --redirects/--tee (fixed in torch 2): there stdout is asked to be teed, which parses."""
+    streams = ["--redirects", "1", "--tee", "1"] if int(torch.__version__.split(".")[0]) < 2 else []
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
+            *streams]
 
 
 def no_sync(module, last):

@@ -43,11 +43,10 @@ def autocast(device, precision):
 
 def lower_frozen(model, precision, trained=()):
     """Stores the decoder layers' Linear weights in bf16, except the parameters in `trained`
-    (named, as models.trainable_attention returns them); returns how many were lowered."""
+    (named, as models.trainable_attention returns them)."""
     if precision != "bf16":
-        return 0
+        return
     keep = {id(p) for _, p in trained}
-    lowered = 0
     with torch.no_grad():
         for layer in model.model.layers:
             for module in layer.modules():
@@ -55,5 +54,3 @@ def lower_frozen(model, precision, trained=()):
                     for name, p in module.named_parameters(recurse=False):
                         if id(p) not in keep:
                             setattr(module, name, torch.nn.Parameter(p.to(torch.bfloat16), requires_grad=False))
-                            lowered += p.numel()
-    return lowered
