@@ -194,11 +194,15 @@ GgufBuilder tiny_model_gguf(const TinyModel& model, bool tokenizer) {
   b.add_u32("tokenizer.ggml.bos_token_id", std::uint32_t(c.bos_token));
   b.add_u32("tokenizer.ggml.eos_token_id", std::uint32_t(c.eos_token));
   if (tokenizer) {
-    std::vector<std::string> tokens;
-    for (int i = 0; i < c.vocab; ++i) tokens.push_back(std::string(1, char('A' + i % 26)) + std::to_string(i / 26));
+    std::vector<std::string> tokens, merges;  // "A0" is the merge of "A" and "0"
+    for (int i = 0; i < c.vocab; ++i) {
+      const std::string letter(1, char('A' + i % 26)), digits = std::to_string(i / 26);
+      tokens.push_back(letter + digits);
+      merges.push_back(letter + " " + digits);
+    }
     b.add_string("tokenizer.ggml.model", "gpt2");
     b.add_string_array("tokenizer.ggml.tokens", tokens);
-    b.add_string_array("tokenizer.ggml.merges", {});
+    b.add_string_array("tokenizer.ggml.merges", merges);
   }
   b.add_f32_tensor("token_embd.weight", ne_of(model.globals.embedding), values_of(model.globals.embedding));
   b.add_f32_tensor("output_norm.weight", {std::uint64_t(c.hidden)}, values_of(model.globals.final_norm));

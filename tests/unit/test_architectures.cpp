@@ -4,6 +4,8 @@
 // frequencies; Mistral's HF config is read as LLaMA unless it asks for a sliding window.
 #include <gtest/gtest.h>
 
+#include <tuple>
+
 #include <functional>
 #include <nlohmann/json.hpp>
 
@@ -93,6 +95,49 @@ TEST_F(Architectures, HfRefusalsNameTheFieldAndTheReason) {
   nlohmann::json yarn = base;
   yarn["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
   EXPECT_EKV_ERROR(config_from_hf(yarn, "y/config.json"), "y/config.json", "yarn", "not supported");
+}
+
+// Issue 33: each of these gave a perplexity computed as if the field were absent.
+TEST_F(Architectures, HfFieldsThatChangeTheComputationAreRefusedByName) {
+  const nlohmann::json base = config_to_hf(tiny_.config);
+  const std::vector<std::tuple<std::string, nlohmann::json, std::string>> refused = {
+      {"hidden_act", "gelu", "SwiGLU"},
+      {"mlp_bias", true, "MLP"},
+      {"use_sliding_window", true, "sliding-window"},
+      {"layer_types", {"full_attention", "sliding_attention"}, "sliding_attention"},
+      {"partial_rotary_factor", 0.5, "partial RoPE"},
+      {"pretraining_tp", 0, "at least 1"},
+      {"rope_scaling", "linear", "not an object"},
+      {"torch_dtype", "int8", "float32, float16, bfloat16"},
+      {"dtype", "int4", "float32, float16, bfloat16"},
+      {"quantization_config", {{"quant_method", "gptq"}}, "quantized"},
+  };
+  for (const std::string type : {"llama", "qwen2"}) {
+    for (const auto& [name, value, reason] : refused) {
+      nlohmann::json config = base;
+      config["model_type"] = type;
+      config[name] = value;
+      EXPECT_EKV_ERROR(config_from_hf(config, "m/config.json"), "m/config.json", name, reason);
+    }
+  }
+  nlohmann::json accepted = base;
+  accepted["hidden_act"] = "silu";
+  accepted["pretraining_tp"] = 2;  // the same products in slices
+  accepted["torch_dtype"] = "bfloat16";
+  accepted["layer_types"] = {"full_attention", "full_attention"};
+  EXPECT_NO_THROW(config_from_hf(accepted, "m/config.json"));
+  nlohmann::json infinite = base;
+  infinite["rope_theta"] = 1e309;  // parses as inf
+  EXPECT_EKV_ERROR(config_from_hf(infinite, "m/config.json"), "m/config.json", "RoPE base", "finite");
+  // transformers >= 5 keeps θ and the scaling rule in rope_parameters.
+  nlohmann::json five = base;
+  five.erase("rope_theta");
+  five.erase("rope_scaling");
+  five["rope_parameters"] = {{"rope_type", "linear"}, {"rope_theta", 500000.0}, {"factor", 2.0}};
+  const ModelConfig read = config_from_hf(five, "m/config.json");
+  EXPECT_EQ(read.rope_theta, 500000.0);
+  EXPECT_EQ(read.rope_scaling.kind, "linear");
+  EXPECT_EQ(read.rope_scaling.factor, 2.0);
 }
 
 // Llama 3.1's rule (factor 8, low 1, high 4, original context 8192) baked into rope_freqs.weight.

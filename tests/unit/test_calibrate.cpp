@@ -49,11 +49,13 @@ using RowMajorD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::R
 
 // Finite but huge weights overflow the activations: calibration stops at the first layer whose
 // statistics are non-finite, naming it, and leaves no calib.h5 behind.
-TEST_F(CalibrateTest, OverflowingActivationsAreNamedByLayer) {
+TEST_F(CalibrateTest, OverflowingWeightsAreRefusedBeforeCalibrating) {
   TinyModel broken = tiny_;
   broken.layers[0].w_up.setConstant(3e38f);  // layer 0's MLP overflows: layer 1's input is not finite
   write_file(dir_ / "tiny.gguf", tiny_model_gguf(broken).build());
-  EXPECT_EKV_ERROR(run_calibrate(options("c.h5")), "layer 1", "non-finite statistics", "c.h5");
+  // Weights past 1e6 are refused as they load (issue 33), before any activation can overflow; the
+  // statistics' own check ("layer 1: non-finite statistics") stays behind it.
+  EXPECT_EKV_ERROR(run_calibrate(options("c.h5")), "tiny.gguf", "blk.0.ffn_up.weight", "past 1e+06");
   EXPECT_FALSE(fs::exists(dir_ / "c.h5"));
   EXPECT_FALSE(fs::exists(dir_ / "c.h5.tmp"));
 }

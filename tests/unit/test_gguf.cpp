@@ -2,6 +2,9 @@
 // naming the file, never a crash or a huge allocation.
 #include <gtest/gtest.h>
 
+#include <limits>
+
+#include "ekv/core/leniency.hpp"
 #include "ekv/io/gguf.hpp"
 #include "ekv/model/model_source.hpp"
 #include "expect_error.hpp"
@@ -264,6 +267,24 @@ TEST_F(GgufTest, MissingTensor) {
   EXPECT_EKV_ERROR(ModelSource::open(path), path, "model.layers.0.mlp.up_proj.weight", "missing");
 }
 
+// Issue 33: a block_count one short ran one layer fewer with only a warning.
+TEST_F(GgufTest, UnusedTensorsAreAnErrorUnlessAllowed) {
+  TinyModel short_count = tiny_;
+  short_count.config.layers = 1;  // the metadata says 1; the file holds both layers' tensors
+  const std::string path = save(tiny_model_gguf(short_count).build());
+  EXPECT_EKV_ERROR(ModelSource::open(path), path, "not used by ekv", "blk.1.attn_q.weight", "--allow-unused-tensors");
+  leniency().unused_tensors = true;
+  EXPECT_EQ(ModelSource::open(path)->config().layers, 1);
+  leniency().unused_tensors = false;
+}
+
+TEST_F(GgufTest, NonFiniteHyperParametersAreRefused) {
+  TinyModel infinite = tiny_;
+  infinite.config.rope_theta = std::numeric_limits<double>::infinity();  // rope.freq_base = inf
+  const std::string path = save(tiny_model_gguf(infinite).build(), "inf-base.gguf");
+  EXPECT_EKV_ERROR(ModelSource::open(path), path, "RoPE base", "finite");
+}
+
 TEST_F(GgufTest, NaNWeightRefusedOnLoad) {
   GgufBuilder b = tiny_model_gguf(tiny_);
   for (auto& t : b.tensors())
@@ -277,9 +298,23 @@ TEST_F(GgufTest, NaNWeightRefusedOnLoad) {
   EXPECT_NO_THROW(model->layer(1));
 }
 
+// Issue 33: output weights of 1e30 (finite) gave a perplexity.
+TEST_F(GgufTest, ImplausiblyLargeWeightRefusedOnLoad) {
+  GgufBuilder b = tiny_model_gguf(tiny_);
+  for (auto& t : b.tensors())
+    if (t.name == "blk.1.ffn_down.weight") {
+      const float huge = 1e30f;
+      std::memcpy(t.data.data() + 8, &huge, 4);
+    }
+  const std::string path = save(b.build());
+  const auto model = ModelSource::open(path);
+  EXPECT_EKV_ERROR(model->layer(1), path, "blk.1.ffn_down.weight", "1e+30", "element 2", "corrupt");
+  EXPECT_NO_THROW(model->layer(0));
+}
+
 TEST_F(GgufTest, NotAFileAtAll) {
   const std::string path = (dir_ / "missing.gguf").string();
-  EXPECT_EKV_ERROR(GgufFile{path}, path, "cannot open");
+  EXPECT_EKV_ERROR(GgufFile{path}, path, "no such file");
   const std::string empty = save({}, "empty.gguf");
   EXPECT_EKV_ERROR(GgufFile{empty}, empty, "too short");
 }

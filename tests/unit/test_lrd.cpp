@@ -181,6 +181,11 @@ TEST(Lrd, WhitenedSvdRefusesZeroAndNonFiniteGrams) {
   gram = Eigen::MatrixXd::Identity(4, 4);
   gram(0, 1) = gram(1, 0) = 1.001;
   EXPECT_EKV_ERROR(Decomposition(w, &gram), "not positive semi-definite", "ridge");
+  // Issue 33: a Gram scaled to 1e-320 (denormal) looped forever: its ridge underflowed to 0.
+  gram = 1e-320 * Eigen::MatrixXd::Identity(4, 4);
+  EXPECT_EKV_ERROR(Decomposition(w, &gram), "below the smallest normal double");
+  gram = 1e-300 * Eigen::MatrixXd::Identity(4, 4);
+  EXPECT_NO_THROW(Decomposition(w, &gram));
   // Singular but PSD (a rank-deficient calibration) is fine.
   const MatrixD x = random_d(4, 2, rng);
   gram = x * x.transpose();

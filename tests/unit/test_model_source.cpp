@@ -1,16 +1,23 @@
 // ModelSource: a planted tiny model read from GGUF comes back in the HF layout, survives
 // the HF writer and reader unchanged, and the HF reader handles sharded folders.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <csignal>
 
 #include <chrono>
 #include <fstream>
 
+#include "ekv/core/atomic_output.hpp"
 #include "ekv/core/log.hpp"
+#include "ekv/core/mapped_file.hpp"
+#include "ekv/core/read_file.hpp"
 #include "ekv/io/gguf.hpp"
 #include "ekv/io/safetensors.hpp"
 #include "ekv/model/hf_writer.hpp"
 #include "ekv/model/model_source.hpp"
 #include "ekv/model/tensor_names.hpp"
+#include "ekv/model/tokenizer.hpp"
 #include "expect_error.hpp"
 #include "gguf_builder.hpp"
 
@@ -106,6 +113,49 @@ TEST_F(ModelSourceTest, UnfinishedOutputsAreRefused) {
   fs::rename(dir_ / "hf.tmp", dir_ / "hf.partial");
   EXPECT_EKV_ERROR(ModelSource::open(dir_ / "hf.partial"), "hf.partial", "unfinished output", "ekv-uptrain");
   EXPECT_EQ(open_hf_model(dir_ / "hf.partial")->config().layers, gguf->config().layers);
+  // Issue 33: the refusal looked at the name given; the resolved path and its folders count too.
+  fs::rename(dir_ / "hf.partial", dir_ / "hf.tmp");
+  EXPECT_EKV_ERROR(ModelSource::open(dir_ / "hf.tmp" / "."), "unfinished output", "hf.tmp");
+  fs::create_directory_symlink(dir_ / "hf.tmp", dir_ / "hf-link");
+  EXPECT_EKV_ERROR(ModelSource::open(dir_ / "hf-link"), "hf-link", "unfinished output", "hf.tmp");
+  EXPECT_EKV_ERROR(require_committed(dir_ / "hf.tmp" / "config.json"), "unfinished output", "hf.tmp");
+  EXPECT_EKV_ERROR(require_committed(dir_ / "hf-link" / "config.json"), "unfinished output", "hf.tmp");
+  EXPECT_NO_THROW(require_committed(dir_ / "tmp" / "model.gguf"));  // a folder named tmp is no temporary
+}
+
+// Issue 33: a GGUF (or safetensors) cut short while a tool had it mapped killed the tool with
+// "Bus error" and no file named. The SIGBUS handler names the file and exits with status 1.
+TEST_F(ModelSourceTest, AFileTruncatedWhileMappedIsNamed) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const fs::path copy = dir_ / "shrinking.gguf";
+  fs::copy_file(gguf_path_, copy);
+  EXPECT_EXIT(
+      {
+        const auto model = ModelSource::open(copy);
+        fs::resize_file(copy, 64);
+        model->layer(model->config().layers - 1);
+      },
+      ::testing::ExitedWithCode(1), "shrinking.gguf: the file shrank while ekv was reading it");
+  // Another fault still dies as a fault.
+  EXPECT_DEATH(::raise(SIGBUS), "");
+}
+
+// Issue 33: a FIFO given as a model, a config.json or a GGUF blocked its reader forever.
+TEST_F(ModelSourceTest, FifosAndDevicesAreRefusedNotWaitedOn) {
+  const fs::path fifo = dir_ / "model.gguf";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_EKV_ERROR(ModelSource::open(fifo), "model.gguf", "a FIFO", "not a file or folder");
+  EXPECT_EKV_ERROR(MappedFile{fifo}, "model.gguf", "a FIFO");
+  EXPECT_EKV_ERROR(read_file(fifo), "model.gguf", "a FIFO");
+  EXPECT_EKV_ERROR(read_file("/dev/zero"), "/dev/zero", "a character device");
+  const auto gguf = ModelSource::open(gguf_path_);
+  write_hf_checkpoint(*gguf, dir_ / "hf", DType::f32);
+  fs::remove(dir_ / "hf" / "config.json");
+  ASSERT_EQ(::mkfifo((dir_ / "hf" / "config.json").c_str(), 0600), 0);
+  EXPECT_EKV_ERROR(ModelSource::open(dir_ / "hf"), "config.json", "a FIFO");
+  fs::remove(dir_ / "hf" / "tokenizer.json");
+  ASSERT_EQ(::mkfifo((dir_ / "hf" / "tokenizer.json").c_str(), 0600), 0);
+  EXPECT_EKV_ERROR(Tokenizer::from_hf_json(dir_ / "hf" / "tokenizer.json"), "tokenizer.json", "a FIFO");
 }
 
 // The fingerprint covered names and shapes only: artifacts of one model passed with an edited

@@ -105,6 +105,20 @@ TEST(Tokenizer, AddedTokenIdPastTheVocabularyIsRefused) {
   std::filesystem::remove_all(dir);
 }
 
+// Issue 33: a tokenizer.json without merges split every word into bytes and gave ppl 272,085.
+TEST(Tokenizer, NoMergesWithSeveralSymbolTokensIsRefused) {
+  auto json = planted(PreTokenizer::gpt2).to_hf_json();
+  json["model"].erase("merges");
+  const auto dir = test::temp_dir("tokenizer-no-merges");
+  std::ofstream(dir / "tokenizer.json") << json.dump();
+  EXPECT_EKV_ERROR(Tokenizer::from_hf_json(dir / "tokenizer.json"), "tokenizer.json", "no merges",
+                   "10 tokens", "several symbols");
+  json["model"]["merges"] = nlohmann::json::array();
+  std::ofstream(dir / "tokenizer.json") << json.dump();
+  EXPECT_EKV_ERROR(Tokenizer::from_hf_json(dir / "tokenizer.json"), "tokenizer.json", "no merges");
+  std::filesystem::remove_all(dir);
+}
+
 // A byte the vocabulary lacks used to be reported against the model only; the error now names
 // the text and the byte offset, which is what a user can act on.
 TEST(Tokenizer, MissingByteNamesTextAndOffset) {

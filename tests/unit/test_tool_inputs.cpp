@@ -10,8 +10,10 @@
 #include <vector>
 
 #include "ekv/core/atomic_output.hpp"
+#include "ekv/core/cli.hpp"
 #include "ekv/core/output_path.hpp"
 #include "ekv/tools/calibrate.hpp"
+#include "ekv/tools/check.hpp"
 #include "ekv/tools/convert.hpp"
 #include "ekv/tools/jlrd.hpp"
 #include "ekv/tools/select_rope.hpp"
@@ -29,6 +31,7 @@ std::string parse_error(std::vector<std::string> args) {
   Options options;
   CLI::App app;
   options.register_with(app);
+  hold_integers_to_decimal(app);  // as tool_main does
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   try {
     app.parse(reversed);
@@ -175,6 +178,26 @@ TEST(NumericOptions, RangesAreCheckedByName) {
   ranks.model = "m", ranks.rope = "r", ranks.output = "out.h5";
   ranks.ranks = {-5};
   EXPECT_EKV_ERROR(ranks.check(), "--rank -5", "at least 1");
+}
+
+// Issue 33: CLI11 alone read "" as 0 (every window), "010" as 8, and seeds past 64 bits saturated.
+TEST(NumericOptions, IntegersAreDecimalDigitsInRange) {
+  auto says = [](const std::string& message, const std::string& option, const std::string& why) {
+    return message.find(option) != std::string::npos && message.find(why) != std::string::npos;
+  };
+  EXPECT_TRUE(says(parse_error<PplOptions>({"--max-windows", ""}), "--max-windows", "not an integer"));
+  EXPECT_TRUE(says(parse_error<PplOptions>({"--max-windows", "010"}), "--max-windows", "leading zero"));
+  EXPECT_TRUE(says(parse_error<PplOptions>({"--max-windows", "0x10"}), "--max-windows", "not an integer"));
+  EXPECT_TRUE(says(parse_error<CalibrateOptions>({"--seed", "99999999999999999999"}), "--seed", "out of range"));
+  EXPECT_TRUE(says(parse_error<SelectRopeOptions>({"--pair-seed", "18446744073709551616"}), "--pair-seed",
+                   "out of range"));
+  EXPECT_TRUE(says(parse_error<JlrdOptions>({"--rank", "64,010"}), "--rank", "leading zero"));
+  EXPECT_EQ(parse_error<CalibrateOptions>({"--seed", "18446744073709551615"}), "");
+  EXPECT_EQ(parse_error<PplOptions>({"-m", "m", "-t", "t", "--max-windows", "0"}), "");
+  EXPECT_EQ(parse_error<PplOptions>({"-m", "m", "-t", "t", "--max-windows", "10"}), "");
+  EXPECT_EQ(decimal_integer_error("-1", true), "-1 is negative");
+  EXPECT_EQ(decimal_integer_error("-9223372036854775808", false), "");
+  EXPECT_NE(decimal_integer_error("9223372036854775808", false), "");
 }
 
 }  // namespace

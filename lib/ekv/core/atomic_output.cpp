@@ -49,12 +49,20 @@ AtomicOutput::~AtomicOutput() {
 }
 
 void require_committed(const fs::path& path) {
-  const fs::path name = path.filename().empty() ? path.parent_path().filename() : path.filename();
-  EKV_CHECK(name.extension() != ".tmp", path.string(), ": an unfinished output (ekv tools write under <name>.tmp and ",
-            "rename it when complete; this one was interrupted): run the tool again");
-  EKV_CHECK(name.extension() != ".partial", path.string(),
-            ": an unfinished output (ekv-uptrain assembles its folder as <name>.partial and renames it when ",
-            "complete; this one was interrupted): run ekv-uptrain again");
+  // The name as given and the path it resolves to, every part of both: "export.tmp/.", a link to
+  // an export.tmp folder and "export.tmp/decode-pack.h5" are all inside an unfinished output.
+  std::error_code ignored;
+  const fs::path resolved = fs::weakly_canonical(fs::absolute(path, ignored), ignored);
+  for (const fs::path& spelling : {fs::absolute(path, ignored).lexically_normal(), resolved}) {
+    for (const fs::path& part : spelling) {
+      EKV_CHECK(part.extension() != ".tmp", path.string(), ": an unfinished output: ", part.string(),
+                " (ekv tools write under <name>.tmp and rename it when complete; this one was interrupted): run "
+                "the tool again");
+      EKV_CHECK(part.extension() != ".partial", path.string(), ": an unfinished output: ", part.string(),
+                " (ekv-uptrain assembles its folder as <name>.partial and renames it when complete; this one was "
+                "interrupted): run ekv-uptrain again");
+    }
+  }
 }
 
 void AtomicOutput::commit() {

@@ -1,11 +1,14 @@
 #include "ekv/core/cli.hpp"
 
+#include <charconv>
+#include <cstdint>
 #include <exception>
 #include <memory>
 #include <sstream>
 
 #include "ekv/core/error.hpp"
 #include "ekv/core/failpoint.hpp"
+#include "ekv/core/leniency.hpp"
 #include "ekv/core/log.hpp"
 #include "ekv/core/run_context.hpp"
 #include "ekv/core/version.hpp"
@@ -68,6 +71,40 @@ class PresetSection : public CLI::ConfigBase {
 
 }  // namespace
 
+std::string decimal_integer_error(const std::string& text, bool is_unsigned) {
+  const std::size_t digits = !text.empty() && text[0] == '-' ? 1 : 0;
+  const bool plain = text.size() > digits && text.find_first_not_of("0123456789", digits) == std::string::npos;
+  if (!plain) return "'" + text + "' is not an integer (decimal digits)";
+  if (text.size() > digits + 1 && text[digits] == '0')
+    return "'" + text + "' has a leading zero (write it without: decimal, not octal)";
+  if (is_unsigned && digits) return text + " is negative";
+  std::errc status{};
+  if (is_unsigned) {
+    std::uint64_t value = 0;
+    status = std::from_chars(text.data(), text.data() + text.size(), value).ec;
+  } else {
+    std::int64_t value = 0;
+    status = std::from_chars(text.data(), text.data() + text.size(), value).ec;
+  }
+  if (status == std::errc::result_out_of_range)
+    return text + " is out of range (at most " +
+           (is_unsigned ? std::to_string(UINT64_MAX) : std::to_string(INT64_MAX)) + ")";
+  return {};
+}
+
+void hold_integers_to_decimal(CLI::App& app) {
+  for (CLI::Option* option : app.get_options()) {
+    const std::string type = option->get_type_name();  // "UINT:NONNEGATIVE" with a check
+    const std::string base = type.substr(0, type.find(':'));
+    if (base == "INT" || base == "UINT") {
+      const bool is_unsigned = base == "UINT";
+      option->check(CLI::Validator(
+          [is_unsigned](std::string& text) { return decimal_integer_error(text, is_unsigned); }, ""));
+    }
+  }
+  for (CLI::App* command : app.get_subcommands({})) hold_integers_to_decimal(*command);
+}
+
 std::string config_section(const std::string& tool_name) {
   return tool_name.rfind("ekv-", 0) == 0 ? tool_name.substr(4) : tool_name;
 }
@@ -82,6 +119,9 @@ int tool_main(int argc, char** argv, const ToolDescription& description,
   app.fallthrough();  // --verbose and --quiet also work after a subcommand
   app.add_flag("-v,--verbose", verbose, "Also print debug messages");
   app.add_flag("-q,--quiet", quiet, "Print only warnings and errors");
+  app.add_flag("--allow-unused-tensors", leniency().unused_tensors,
+               "Read a model that holds tensors ekv does not use (refused otherwise: a GGUF block_count one "
+               "short would silently drop a layer)");
   // A preset (configs/*.toml) holds every tool's options, each tool's under its own [section],
   // so one file drives a whole pipeline; what the command line gives overrides it.
   const std::string section = config_section(description.name);
@@ -92,6 +132,7 @@ int tool_main(int argc, char** argv, const ToolDescription& description,
   app.allow_config_extras(CLI::config_extras_mode::error);  // a misspelt key is an error, not ignored
   try {
     add_options(app);
+    hold_integers_to_decimal(app);
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);

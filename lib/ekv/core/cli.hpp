@@ -28,6 +28,16 @@ std::string config_section(const std::string& tool_name);
 int tool_main(int argc, char** argv, const ToolDescription& description,
               const std::function<void(CLI::App&)>& add_options, const std::function<int()>& body);
 
+// "" when `text` is a plain decimal integer that fits 64 bits (unsigned: and is not negative),
+// else why not. CLI11 reads integers with strtoll(base 0) and takes an empty argument as the
+// type's default: "010" would be 8, "0x10" 16, "" 0, "-1" for an unsigned option 2^64 - 1, and
+// a number past 64 bits saturates.
+std::string decimal_integer_error(const std::string& text, bool is_unsigned);
+
+// Holds every integer option of `app` and its subcommands to decimal_integer_error (tool_main
+// calls it after the tool registers its options; add_list_option holds list items to it).
+void hold_integers_to_decimal(CLI::App& app);
+
 // --threads, as every tool has it: 0 is one per core, negatives are refused by the parser
 // (and counts past 4× the cores by set_compute_threads).
 inline CLI::Option* add_threads_option(CLI::App& app, int& threads) {
@@ -62,6 +72,10 @@ CLI::Option* add_list_option(CLI::App& app, const char* name, std::vector<T>& va
         std::string item;
         while (std::getline(in, item, ',')) {
           T value{};
+          if constexpr (std::is_integral_v<T>) {
+            const std::string why = decimal_integer_error(item, std::is_unsigned_v<T>);
+            if (!why.empty()) throw CLI::ValidationError(option, why + " in '" + text + "'");
+          }
           if (item.empty() || !CLI::detail::lexical_cast(item, value))
             throw CLI::ValidationError(option, "'" + item + "' in '" + text + "' is not " +
                                                    (std::is_integral_v<T> ? "an integer" : "a number"));

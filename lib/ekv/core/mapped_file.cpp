@@ -10,11 +10,15 @@
 #include <cstring>
 
 #include "ekv/core/error.hpp"
+#include "ekv/core/mapping_guard.hpp"
+#include "ekv/core/read_file.hpp"
 
 namespace ekv {
 
 MappedFile::MappedFile(const std::filesystem::path& path) : path_(path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  require_regular_file(path);
+  // O_NONBLOCK: had the path become a FIFO since the check, open would wait for a writer.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   EKV_CHECK(fd >= 0, path.string(), ": cannot open: ", std::strerror(errno));
   struct stat info {};
   if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
@@ -28,6 +32,7 @@ MappedFile::MappedFile(const std::filesystem::path& path) : path_(path) {
     ::close(fd);
     EKV_CHECK(mapped != MAP_FAILED, path.string(), ": cannot map: ", std::strerror(saved));
     data_ = static_cast<const std::byte*>(mapped);
+    guard_slot_ = guard_mapping(data_, size_, path);
   } else {
     ::close(fd);
   }
@@ -41,6 +46,7 @@ void release_pages(std::span<const std::byte> bytes) {
 }
 
 MappedFile::~MappedFile() {
+  unguard_mapping(guard_slot_);
   if (data_) ::munmap(const_cast<std::byte*>(data_), size_);
 }
 

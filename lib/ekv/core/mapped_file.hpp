@@ -24,6 +24,7 @@ class MappedFile {
   std::filesystem::path path_;
   const std::byte* data_ = nullptr;
   std::size_t size_ = 0;
+  int guard_slot_ = -1;  // a SIGBUS here names the file (mapping_guard.hpp)
 };
 
 // Drops the resident pages wholly inside `bytes` from this process's mapping (the data stays

@@ -12,7 +12,35 @@
 
 namespace ekv {
 
+namespace {
+std::string kind_of(std::filesystem::file_type type) {
+  using std::filesystem::file_type;
+  switch (type) {
+    case file_type::fifo: return "a FIFO";
+    case file_type::socket: return "a socket";
+    case file_type::character: return "a character device";
+    case file_type::block: return "a block device";
+    case file_type::directory: return "a folder";
+    default: return "not a regular file";
+  }
+}
+
+void require_kind(const std::filesystem::path& path, bool folder_allowed) {
+  std::error_code error;
+  const auto status = std::filesystem::status(path, error);
+  EKV_CHECK(std::filesystem::exists(status), path.string(), ": no such file", folder_allowed ? " or folder" : "");
+  const bool ok = status.type() == std::filesystem::file_type::regular ||
+                  (folder_allowed && status.type() == std::filesystem::file_type::directory);
+  EKV_CHECK(ok, path.string(), ": ", kind_of(status.type()), ", not a ", folder_allowed ? "file or folder" : "file",
+            " (a FIFO or device would block or never end)");
+}
+}  // namespace
+
+void require_regular_file(const std::filesystem::path& path) { require_kind(path, false); }
+void require_file_or_folder(const std::filesystem::path& path) { require_kind(path, true); }
+
 std::string read_file(const std::filesystem::path& path) {
+  require_regular_file(path);
   std::ifstream in(path, std::ios::binary);
   EKV_CHECK(in, path.string(), ": cannot open");
   std::ostringstream content;
@@ -29,7 +57,7 @@ void write_text_file(const std::filesystem::path& path, const std::string& text)
 }
 
 void require_text_corpus(const std::filesystem::path& path) {
-  EKV_CHECK(std::filesystem::is_regular_file(path), path.string(), ": no such text file");
+  require_regular_file(path);
   std::ifstream in(path, std::ios::binary);
   EKV_CHECK(in, path.string(), ": cannot open");
   std::vector<char> block(1 << 20);

@@ -8,6 +8,11 @@ namespace ekv {
 
 std::string read_file(const std::filesystem::path& path);  // fails naming the file
 
+// Fails unless `path` is (a link to) a regular file, naming what it is instead: a FIFO would block
+// its reader forever and a device (/dev/zero) never end, so inputs are files and folders only.
+void require_regular_file(const std::filesystem::path& path);
+void require_file_or_folder(const std::filesystem::path& path);
+
 // Writes `text` to `path` (replacing it); fails naming the file and the OS reason (disk full?).
 void write_text_file(const std::filesystem::path& path, const std::string& text);
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "ekv/core/error.hpp"
+#include "ekv/core/read_file.hpp"
 
 namespace ekv {
 
@@ -44,6 +45,7 @@ std::string sha256_hex(std::string_view bytes) {
 }
 
 std::string sha256_file_hex(const std::filesystem::path& path) {
+  require_regular_file(path);
   std::ifstream in(path, std::ios::binary);
   EKV_CHECK(in, path.string(), ": cannot open to hash");
   Digest digest;

@@ -12,6 +12,7 @@
 
 #include "ekv/core/atomic_output.hpp"
 #include "ekv/core/error.hpp"
+#include "ekv/core/read_file.hpp"
 #include "ekv/core/failpoint.hpp"
 #include "ekv/core/run_context.hpp"
 #include "ekv/core/sha256.hpp"
@@ -291,8 +292,7 @@ ArtifactReader::ArtifactReader(const fs::path& path, const std::string& expected
     : path_(path), expected_type_(expected_type), max_format_version_(max_format_version) {
   silence_hdf5();
   const std::string file = path.string();
-  EKV_CHECK(fs::exists(path), file, ": no such file");
-  EKV_CHECK(fs::is_regular_file(path), file, ": not a regular file");
+  require_regular_file(path);
   require_committed(path);
   EKV_CHECK(H5Fis_hdf5(file.c_str()) > 0, file, ": not an HDF5 file (no HDF5 signature)");
   file_ = H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);

@@ -4,6 +4,7 @@
 
 #include <Eigen/Cholesky>
 #include <cmath>
+#include <limits>
 #include <type_traits>
 
 #include "ekv/core/error.hpp"
@@ -71,6 +72,10 @@ Decomposition::Decomposition(const MatrixD& weights, const Eigen::MatrixXd* gram
   EKV_CHECK(gram->allFinite(), "whitened SVD: the Gram has non-finite entries");
   EKV_CHECK(scale > 0 && gram->diagonal().minCoeff() >= 0, "whitened SVD: the Gram is not positive semi-definite ",
             "(mean diagonal ", scale, ", smallest ", gram->diagonal().minCoeff(), "): no calibration inputs reached this layer?");
+  // The ridge below is a fraction of the scale: on a denormal scale it underflows to 0 and never
+  // grows (a Gram scaled to 1e-320 ran without end).
+  EKV_CHECK(scale >= std::numeric_limits<double>::min(), "whitened SVD: the Gram's mean diagonal ", scale,
+            " is below the smallest normal double: (nearly) zero calibration inputs at this layer?");
   // A Gram of real inputs is PSD up to rounding, which a ridge of 1e-10 of its scale absorbs;
   // one that needs more than 1e-6 has negative eigenvalues (a corrupt or hand-made file), and
   // a large ridge would silently whiten by something else.

@@ -24,7 +24,8 @@ void ModelConfig::validate(const std::string& source) const {
             " must be even");
   EKV_CHECK(ffn > 0 && ffn <= (1 << 20), source, ": FFN size ", ffn, " is not plausible");
   EKV_CHECK(vocab > 0 && vocab <= (1 << 24), source, ": vocabulary size ", vocab, " is not plausible");
-  EKV_CHECK(rope_theta > 0, source, ": RoPE base ", rope_theta, " must be positive");
+  EKV_CHECK(std::isfinite(rope_theta) && rope_theta > 0, source, ": RoPE base ", rope_theta,
+            " must be positive and finite");
   // -1: none given. Anything else must be a token of the vocabulary (found by fuzzing: -2 was kept).
   EKV_CHECK(bos_token == -1 || (bos_token >= 0 && bos_token < vocab), source, ": bos_token_id ", bos_token,
             " is not a token of the vocabulary of ", vocab);
@@ -40,7 +41,15 @@ void ModelConfig::validate(const std::string& source) const {
     for (double f : rope_scaling.factors)
       EKV_CHECK(std::isfinite(f) && f > 0, source, ": RoPE frequency factor ", f, " must be positive");
   }
-  EKV_CHECK(rope_scaling.factor > 0, source, ": RoPE scaling factor must be positive");
+  EKV_CHECK(std::isfinite(rope_scaling.factor) && rope_scaling.factor > 0, source, ": RoPE scaling factor ",
+            rope_scaling.factor, " must be positive and finite");
+  if (rope_scaling.kind == "llama3")
+    EKV_CHECK(std::isfinite(rope_scaling.low_freq_factor) && std::isfinite(rope_scaling.high_freq_factor) &&
+                  rope_scaling.low_freq_factor > 0 && rope_scaling.high_freq_factor > rope_scaling.low_freq_factor &&
+                  rope_scaling.original_max_position > 0,
+              source, ": llama3 RoPE scaling: low/high frequency factors ", rope_scaling.low_freq_factor, "/",
+              rope_scaling.high_freq_factor, " and original_max_position_embeddings ",
+              rope_scaling.original_max_position, " must be positive, finite and increasing");
   if (!elitekv.enabled()) return;
   EKV_CHECK(elitekv.r >= 0 && elitekv.r <= chunks(), source, ": field elitekv_r: ", elitekv.r, " outside [0, ",
             chunks(), "]");
@@ -278,6 +287,43 @@ T field_or(const json& object, const char* name, T fallback, const std::string& 
   if (!object.contains(name) || object.at(name).is_null()) return fallback;
   return field<T>(object, name, source);
 }
+
+// Fields that change what a model computes and that ekv does not implement: each is refused by
+// name, since computing as if it were absent gives a confident, wrong perplexity. (pretraining_tp
+// is not among them: transformers splits the same products into slices and sums them, the same
+// function up to the order of a sum.)
+void refuse_unimplemented_fields(const json& object, const std::string& architecture, const std::string& source) {
+  const auto given = [&](const char* name) { return object.contains(name) && !object.at(name).is_null(); };
+  const std::string act = field_or<std::string>(object, "hidden_act", "silu", source);
+  EKV_CHECK(act == "silu" || act == "swish", source, ": field hidden_act: ", act,
+            " is not supported (ekv's MLP is SwiGLU: silu)");
+  EKV_CHECK(!field_or<bool>(object, "mlp_bias", false, source), source,
+            ": field mlp_bias: biases on the MLP projections are not supported");
+  // Qwen2 configs name a window and switch it off with use_sliding_window; elsewhere a window is on.
+  const bool sliding = field_or<bool>(object, "use_sliding_window", false, source) ||
+                       (architecture != "qwen2" && given("sliding_window"));
+  EKV_CHECK(!sliding, source, ": fields use_sliding_window/sliding_window: sliding-window attention is not "
+            "implemented by ekv");
+  if (given("layer_types"))
+    for (const json& kind : object.at("layer_types"))
+      EKV_CHECK(kind == "full_attention", source, ": field layer_types: ", kind.dump(),
+                " layers are not supported (full_attention only)");
+  const double partial = field_or<double>(object, "partial_rotary_factor", 1.0, source);
+  EKV_CHECK(partial == 1.0, source, ": field partial_rotary_factor: ", partial,
+            ": partial RoPE is not supported (every dimension rotates)");
+  EKV_CHECK(field_or<std::int64_t>(object, "pretraining_tp", 1, source) >= 1, source,
+            ": field pretraining_tp: must be at least 1");
+  EKV_CHECK(!given("rope_scaling") || object.at("rope_scaling").is_object(), source, ": field rope_scaling: ",
+            object.contains("rope_scaling") ? object.at("rope_scaling").dump() : "",
+            " is not an object ({\"rope_type\": ..., \"factor\": ...})");
+  EKV_CHECK(!given("quantization_config"), source,
+            ": field quantization_config: quantized checkpoints are not supported (give the unquantized model)");
+  for (const char* name : {"torch_dtype", "dtype"}) {
+    const std::string dtype = field_or<std::string>(object, name, "float32", source);
+    EKV_CHECK(dtype == "float32" || dtype == "float16" || dtype == "bfloat16" || dtype == "auto", source,
+              ": field ", name, ": ", dtype, " is not supported (float32, float16, bfloat16)");
+  }
+}
 }  // namespace
 
 ModelConfig config_from_hf(const json& object, const std::string& source) {
@@ -299,10 +345,7 @@ ModelConfig config_from_hf(const json& object, const std::string& source) {
             config.architecture, " is not one of llama, qwen2");
   config.attention_bias = model_type == "qwen2" || (model_type == kEliteKvModelType &&
                                                      field_or<bool>(object, "attention_bias", false, source));
-  const bool sliding = model_type == "qwen2" ? field_or<bool>(object, "use_sliding_window", false, source)
-                                             : object.contains("sliding_window") && !object["sliding_window"].is_null();
-  EKV_CHECK(!sliding, source, ": fields use_sliding_window/sliding_window: sliding-window attention is not "
-            "implemented by ekv");
+  refuse_unimplemented_fields(object, config.architecture, source);
   config.name = field_or<std::string>(object, "_name_or_path", "", source);
   config.layers = field<int>(object, "num_hidden_layers", source);
   config.hidden = field<int>(object, "hidden_size", source);
@@ -312,9 +355,15 @@ ModelConfig config_from_hf(const json& object, const std::string& source) {
   config.ffn = field<int>(object, "intermediate_size", source);
   config.vocab = field<int>(object, "vocab_size", source);
   config.context = field_or<std::int64_t>(object, "max_position_embeddings", 2048, source);
-  config.rope_theta = object.contains("rope_theta") && !object.at("rope_theta").is_null()
-                          ? field<double>(object, "rope_theta", source)
-                          : default_rope_theta(source, "field rope_theta");
+  // transformers >= 5 writes θ and the scaling rule as one object, rope_parameters.
+  const bool has_parameters = object.contains("rope_parameters") && object.at("rope_parameters").is_object();
+  const std::string parameters_source = source + ": rope_parameters";
+  if (object.contains("rope_theta") && !object.at("rope_theta").is_null())
+    config.rope_theta = field<double>(object, "rope_theta", source);
+  else if (has_parameters && object.at("rope_parameters").contains("rope_theta"))
+    config.rope_theta = field<double>(object.at("rope_parameters"), "rope_theta", parameters_source);
+  else
+    config.rope_theta = default_rope_theta(source, "field rope_theta");
   config.norm_eps = field_or<double>(object, "rms_norm_eps", 1e-6, source);
   config.tied_embeddings = field_or<bool>(object, "tie_word_embeddings", false, source);
   config.bos_token = object.contains("bos_token_id") && object["bos_token_id"].is_number_integer()
@@ -325,9 +374,10 @@ ModelConfig config_from_hf(const json& object, const std::string& source) {
             ": field attention_bias: LLaMA's attention_bias also puts a bias on o_proj, which is not supported");
   EKV_CHECK(!object.contains("num_local_experts") && !object.contains("num_experts"), source,
             ": a mixture-of-experts model, which ekv does not implement");
-  if (object.contains("rope_scaling") && !object["rope_scaling"].is_null()) {
-    const json& scaling = object["rope_scaling"];
-    const std::string where = source + ": rope_scaling";
+  const bool has_scaling = object.contains("rope_scaling") && !object["rope_scaling"].is_null();
+  if (has_scaling || has_parameters) {
+    const json& scaling = has_scaling ? object["rope_scaling"] : object["rope_parameters"];
+    const std::string where = has_scaling ? source + ": rope_scaling" : parameters_source;
     std::string kind = field_or<std::string>(scaling, "rope_type", "", where);
     if (kind.empty()) kind = field_or<std::string>(scaling, "type", "none", where);
     if (kind == "default") kind = "none";

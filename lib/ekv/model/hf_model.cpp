@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ekv/core/error.hpp"
+#include "ekv/core/read_file.hpp"
 #include "ekv/io/safetensors.hpp"
 #include "ekv/model/model_source.hpp"
 
@@ -17,6 +18,7 @@ using nlohmann::json;
 namespace {
 
 json read_json(const fs::path& path) {
+  require_regular_file(path);
   std::ifstream in(path);
   EKV_CHECK(in, path.string(), ": cannot open");
   try {

@@ -6,6 +6,8 @@
 
 #include "ekv/core/atomic_output.hpp"
 #include "ekv/core/error.hpp"
+#include "ekv/core/leniency.hpp"
+#include "ekv/core/read_file.hpp"
 #include "ekv/core/file_digest.hpp"
 #include "ekv/core/log.hpp"
 #include "ekv/core/mapped_file.hpp"
@@ -24,6 +26,7 @@ std::uint64_t TensorRecord::elements() const {
 
 std::unique_ptr<ModelSource> ModelSource::open(const fs::path& path) {
   EKV_CHECK(fs::exists(path), path.string(), ": no such file or folder (expected a .gguf file or an HF folder)");
+  require_file_or_folder(path);
   require_committed(path);
   if (fs::is_directory(path)) return open_hf_model(path);
   return open_gguf_model(path);
@@ -52,8 +55,20 @@ void ModelSource::finish_open() {
     EKV_CHECK(dtype_info(record.dtype).dequantizable, record.file, ": tensor ", record.source_name, ": dtype ",
               dtype_name(record.dtype), " cannot hold weights");
   }
-  if (tensors_.size() > expected_count)
-    log::warn(cat(path_.string(), ": ", tensors_.size() - expected_count, " tensors are not used by ekv"));
+  if (tensors_.size() > expected_count) {
+    std::vector<std::string> expected_names;
+    for (const auto& expected : expected_tensors(config_)) expected_names.push_back(expected.name);
+    std::sort(expected_names.begin(), expected_names.end());
+    std::string unused;
+    for (const auto& record : tensors_)
+      if (!std::binary_search(expected_names.begin(), expected_names.end(), record.name) && unused.size() < 200)
+        unused += (unused.empty() ? "" : ", ") + record.source_name;
+    const std::string message = cat(path_.string(), ": ", tensors_.size() - expected_count,
+                                    " tensors are not used by ekv (", unused, ")");
+    EKV_CHECK(leniency().unused_tensors, message, ": a layer count one short, or another architecture? "
+              "(--allow-unused-tensors reads it anyway)");
+    log::warn(message);
+  }
 
   nlohmann::json identity = {{"config", config_to_hf(config_)}, {"tensors", nlohmann::json::array()}};
   for (const auto& record : tensors_)
@@ -90,9 +105,16 @@ void ModelSource::load_into(const std::string& name, std::span<float> out) const
   const std::span<const std::byte> source = raw_bytes(record);
   dequantize(record.dtype, source, out);
   release_pages(source);
-  for (std::size_t i = 0; i < out.size(); ++i)
+  // Trained weights stay within a few hundred (SmolLM2's largest is 9.25); 1e30 in a finite file
+  // is corruption or an edit, and the products it feeds overflow into an inf perplexity or worse.
+  constexpr float kLargestPlausibleWeight = 1e6f;
+  for (std::size_t i = 0; i < out.size(); ++i) {
     EKV_CHECK(std::isfinite(out[i]), record.file, ": tensor ", record.source_name, ": non-finite value ", out[i],
               " at element ", i);
+    EKV_CHECK(std::abs(out[i]) <= kLargestPlausibleWeight, record.file, ": tensor ", record.source_name, ": value ",
+              out[i], " at element ", i, " is past ", kLargestPlausibleWeight,
+              " in magnitude: no trained model's weight is near it (a corrupt or edited file)");
+  }
   to_hf_layout(record, out);
 }
 

@@ -9,6 +9,7 @@
 #include <ostream>
 
 #include "ekv/core/error.hpp"
+#include "ekv/core/read_file.hpp"
 #include "ekv/io/artifact.hpp"
 #include "ekv/io/gguf.hpp"
 #include "ekv/io/safetensors.hpp"
@@ -31,7 +32,7 @@ namespace {
 enum class Kind { gguf, hf_folder, safetensors, artifact };
 
 Kind detect(const fs::path& path) {
-  EKV_CHECK(fs::exists(path), path.string(), ": no such file or folder");
+  require_file_or_folder(path);
   if (fs::is_directory(path)) return Kind::hf_folder;
   std::ifstream in(path, std::ios::binary);
   char head[9] = {};
