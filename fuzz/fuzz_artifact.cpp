@@ -19,6 +19,7 @@
 #include "ekv/compressed/decode_pack.hpp"
 #include "ekv/io/artifact.hpp"
 #include "ekv/lrd/jlrd_file.hpp"
+#include "ekv/model/config.hpp"
 #include "ekv/rope/rope_file.hpp"
 #include "ekv/tools/info.hpp"
 #include "fuzz_input.hpp"
@@ -165,6 +166,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const ekv::RopeData rope = ekv::read_rope(path);
     for (int layer = rope.layer_begin; layer < rope.layer_end && layer < rope.layer_begin + 4; ++layer)
       for (int r = 0; r <= rope.chunks + 1; ++r) (void)ekv::elite_sets(rope, layer, r);
+  });
+  ekv::fuzz::expect_clear_errors([&] {
+    ekv::ModelConfig tiny;
+    tiny.layers = 2, tiny.hidden = kHidden, tiny.heads = kHeads, tiny.kv_heads = kKvHeads, tiny.head_dim = kHeadDim;
+    ekv::require_rope_fits(ekv::read_rope(path), tiny, path.string(), "the tiny model");
   });
   ekv::fuzz::expect_clear_errors([&] {
     const ekv::JlrdFile jlrd(path);

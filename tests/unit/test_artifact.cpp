@@ -184,8 +184,27 @@ TEST_F(ArtifactTest, ShapeMismatchNamesDataset) {
 TEST_F(ArtifactTest, WrongDtype) {
   const fs::path path = make("a.h5");
   ArtifactReader reader(path, "calib", 1);
-  EXPECT_EKV_ERROR(reader.read_i32("/layers/0/gram"), path.string() + ":/layers/0/gram", "expected integer",
+  EXPECT_EKV_ERROR(reader.read_i32("/layers/0/gram"), path.string() + ":/layers/0/gram", "expected int32",
                    "float64");
+  // Issue 33: a Gram rewritten in f32 was read as f64 and used.
+  EXPECT_EKV_ERROR(reader.read_f64("/layers/0/x"), path.string() + ":/layers/0/x", "expected float64", "float32");
+}
+
+// Issue 33: a layer's datasets swapped with another layer's were read as that layer's. Writers
+// stamp "/layers/<l>/..." datasets with their layer.
+TEST_F(ArtifactTest, ADatasetMovedToAnotherLayerIsRefused) {
+  const fs::path path = make("a.h5");
+  EXPECT_EQ(ArtifactReader(path, "calib", 1).int_attribute("/layers/0/gram", "layer"), 0);
+  const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  ASSERT_GE(file, 0);
+  const hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+  H5Pset_create_intermediate_group(lcpl, 1);
+  ASSERT_GE(H5Lmove(file, "/layers/0/gram", file, "/layers/3/gram", lcpl, H5P_DEFAULT), 0);
+  H5Pclose(lcpl);
+  H5Fclose(file);
+  ArtifactReader reader(path, "calib", 1);
+  EXPECT_EKV_ERROR(reader.read_f64("/layers/3/gram", {4, 4}), path.string() + ":/layers/3/gram",
+                   "attribute layer says 0", "moved here");
 }
 
 TEST_F(ArtifactTest, MissingDataset) {

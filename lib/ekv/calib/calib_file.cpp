@@ -1,5 +1,7 @@
 #include "ekv/calib/calib_file.hpp"
 
+#include <cmath>
+
 #include <Eigen/Core>
 #include <algorithm>
 #include <cstring>
@@ -143,10 +145,43 @@ CalibData read_calib_header(const ArtifactReader& reader) {
   data.tokens = reader.read_i32("/tokens", {n, s});
   data.offsets = reader.read_i64("/offsets", {n});
   data.kept = reader.read_i64("/kept_sequences", {data.keep_seqs});
-  for (auto index : data.kept)
-    EKV_CHECK(index >= 0 && index < n, file, ":/kept_sequences: index ", index, " outside [0, ", n, ")");
+  for (std::size_t i = 0; i < data.kept.size(); ++i) {
+    EKV_CHECK(data.kept[i] >= 0 && data.kept[i] < n, file, ":/kept_sequences: index ", data.kept[i], " outside [0, ",
+              n, ")");
+    // The rows of every layer's X follow this list: a repeated or reordered entry mislabels them.
+    EKV_CHECK(i == 0 || data.kept[i] > data.kept[i - 1], file, ":/kept_sequences: entry ", i, " (", data.kept[i],
+              ") does not increase (repeated or reordered sequences)");
+  }
+  for (std::size_t i = 0; i < data.offsets.size(); ++i)
+    EKV_CHECK(data.offsets[i] >= 0, file, ":/offsets: sequence ", i, " starts at ", data.offsets[i],
+              ", before the token stream");
+  for (std::size_t i = 0; i < data.tokens.size(); ++i)
+    EKV_CHECK(data.tokens[i] >= 0, file, ":/tokens: element ", i, " is ", data.tokens[i], ", not a token id");
   return data;
 }
+
+namespace {
+// A Gram of n real inputs (Σ x xᵀ over tokens) is symmetric, has a non-negative diagonal, obeys
+// |G_ij| ≤ √(G_ii G_jj) (Cauchy–Schwarz), and its diagonal is at most n × (1e6)²: ekv refuses
+// weights past 1e6 (model_source.cpp), and an RMSNorm's output is its weight times a unit vector.
+void require_gram(const Eigen::MatrixXd& gram, std::int64_t count, const std::string& where, int layer) {
+  const Eigen::Index d = gram.rows();
+  const double largest = std::max(gram.diagonal().maxCoeff(), 0.0);
+  EKV_CHECK(gram.diagonal().minCoeff() >= 0, where, ": layer ", layer, ": a negative diagonal entry ",
+            gram.diagonal().minCoeff(), " (a Gram's diagonal is a sum of squares)");
+  EKV_CHECK(largest <= double(count) * 1e12, where, ": layer ", layer, ": diagonal entry ", largest, " is past ",
+            double(count) * 1e12, " (count × (1e6)²: what the largest plausible weights can produce)");
+  const double tolerance = 1e-9 * largest;
+  for (Eigen::Index i = 0; i < d; ++i)
+    for (Eigen::Index j = 0; j < i; ++j) {
+      EKV_CHECK(std::abs(gram(i, j) - gram(j, i)) <= tolerance, where, ": layer ", layer, ": not symmetric at (", i,
+                ", ", j, "): ", gram(i, j), " vs ", gram(j, i));
+      const double bound = std::sqrt(gram(i, i)) * std::sqrt(gram(j, j));  // no underflow of the product
+      EKV_CHECK(std::abs(gram(i, j)) <= bound * (1 + 1e-9) + tolerance, where, ": layer ", layer, ": entry (", i, ", ",
+                j, ") ", gram(i, j), " exceeds √(G_ii G_jj) ", bound, " (no set of inputs gives that)");
+    }
+}
+}  // namespace
 
 LayerStatistics read_calib_layer(const ArtifactReader& reader, const CalibData& header, int l, bool with_x) {
   const std::string file = reader.path().string();
@@ -159,10 +194,14 @@ LayerStatistics read_calib_layer(const ArtifactReader& reader, const CalibData& 
   stats.count = reader.int_attribute(layer_dataset(l, "gram"), "count");
   EKV_CHECK(stats.count == n * s, file, ":", layer_dataset(l, "gram"), " attribute count: expected ", n * s,
             " tokens, found ", stats.count);
+  require_gram(stats.gram, stats.count, file + ":" + layer_dataset(l, "gram"), l);
   stats.q_norm_sum =
       from_row_major(reader.read_f64(layer_dataset(l, "q_norm_sum"), {header.heads, chunks}), header.heads, chunks);
   stats.k_norm_sum = from_row_major(reader.read_f64(layer_dataset(l, "k_norm_sum"), {header.kv_heads, chunks}),
                                     header.kv_heads, chunks);
+  for (const auto& [name, sums] : {std::pair{"q_norm_sum", &stats.q_norm_sum}, std::pair{"k_norm_sum", &stats.k_norm_sum}})
+    EKV_CHECK(sums->minCoeff() >= 0, file, ":", layer_dataset(l, name), ": layer ", l, ": a sum of norms is ",
+              sums->minCoeff(), " (sums of norms are never negative)");
   const std::vector<std::int64_t> x_shape = {header.keep_seqs, s, d};
   stats.kept_sequences = header.keep_seqs;
   if (with_x)

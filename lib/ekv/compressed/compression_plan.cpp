@@ -15,7 +15,7 @@ CompressionPlan::CompressionPlan(const ModelSource& model, const fs::path& rope_
     : model_(model), config_(model.config()), jlrd_(jlrd_path) {
   const ModelConfig& c = model.config();
   require_original_attention(model, "ekv-export");
-  const RopeData rope = read_rope_of(rope_path, model.fingerprint(), model.path().string());
+  const RopeData rope = read_rope_of(rope_path, model.config(), model.fingerprint(), model.path().string());
   jlrd_.artifact().require_model(model.fingerprint(), model.path().string());
   // jlrd.h5 records the sha256 of the rope file it used: it must be this one.
   const ArtifactInput rope_input = file_input(rope_path, "rope");

@@ -161,6 +161,21 @@ ArtifactWriter::~ArtifactWriter() {
   if (file_ >= 0) H5Fclose(file_);
 }
 
+namespace {
+// The layer a "/layers/<l>/..." dataset belongs to; -1 for any other name. Writers stamp it on
+// the dataset as attribute "layer" and readers compare: a dataset moved to another layer's
+// group (h5py's move, a hand-made file) carries its own layer with it.
+std::int64_t layer_of_dataset(const std::string& name) {
+  const std::string prefix = "/layers/";
+  if (name.rfind(prefix, 0) != 0) return -1;
+  const auto slash = name.find('/', prefix.size());
+  if (slash == std::string::npos || slash == prefix.size() || slash - prefix.size() > 6) return -1;
+  const std::string digits = name.substr(prefix.size(), slash - prefix.size());
+  if (digits.find_first_not_of("0123456789") != std::string::npos) return -1;
+  return std::stoll(digits);
+}
+}  // namespace
+
 std::int64_t ArtifactWriter::create_dataset(const std::string& name, ElementKind kind,
                                             const std::vector<std::uint64_t>& shape, bool compress) {
   std::vector<hsize_t> dims(shape.begin(), shape.end());
@@ -184,6 +199,7 @@ std::int64_t ArtifactWriter::create_dataset(const std::string& name, ElementKind
   const hid_t dataset =
       H5Dcreate2(file_, name.c_str(), native_type(kind), space.get(), lcpl.get(), dcpl.get(), H5P_DEFAULT);
   EKV_CHECK(dataset >= 0, path().string(), ":", name, ": cannot create dataset (exists already, or bad name)");
+  if (const std::int64_t layer = layer_of_dataset(name); layer >= 0) set_attribute(name, "layer", layer);
   return dataset;
 }
 
@@ -399,13 +415,17 @@ std::vector<DatasetInfo> ArtifactReader::datasets() const {
   return result;
 }
 
-DatasetInfo ArtifactReader::checked_info(const std::string& name, bool floating,
+DatasetInfo ArtifactReader::checked_info(const std::string& name, ElementKind kind,
                                          const std::vector<std::int64_t>& expected) const {
   const std::string where = path_.string() + ":" + name;
   DatasetInfo found = info(name);
-  const bool is_float = found.kind == ElementKind::f32 || found.kind == ElementKind::f64;
-  EKV_CHECK(is_float == floating, where, ": expected ", floating ? "floating-point" : "integer", " data, found ",
+  EKV_CHECK(found.kind == kind, where, ": expected ", element_kind_name(kind), " data, found ",
             element_kind_name(found.kind));
+  if (const std::int64_t layer = layer_of_dataset(name); layer >= 0 && has_attribute(name, "layer")) {
+    const std::int64_t stamped = int_attribute(name, "layer");
+    EKV_CHECK(stamped == layer, where, ": attribute layer says ", stamped,
+              ": the dataset was written for layer ", stamped, " and moved here");
+  }
   if (!expected.empty()) {
     bool match = expected.size() == found.shape.size();
     for (std::size_t i = 0; match && i < expected.size(); ++i)
@@ -449,7 +469,7 @@ void check_finite(const std::vector<T>& values, const std::string& where) {
 
 std::vector<float> ArtifactReader::read_f32(const std::string& name, const std::vector<std::int64_t>& expected_shape,
                                             bool allow_nonfinite) const {
-  const DatasetInfo info = checked_info(name, true, expected_shape);
+  const DatasetInfo info = checked_info(name, ElementKind::f32, expected_shape);
   std::vector<float> values(element_count(info));
   read_raw(name, values.data(), values.size(), ElementKind::f32);
   if (!allow_nonfinite) check_finite(values, path_.string() + ":" + name);
@@ -458,7 +478,7 @@ std::vector<float> ArtifactReader::read_f32(const std::string& name, const std::
 
 std::vector<double> ArtifactReader::read_f64(const std::string& name, const std::vector<std::int64_t>& expected_shape,
                                              bool allow_nonfinite) const {
-  const DatasetInfo info = checked_info(name, true, expected_shape);
+  const DatasetInfo info = checked_info(name, ElementKind::f64, expected_shape);
   std::vector<double> values(element_count(info));
   read_raw(name, values.data(), values.size(), ElementKind::f64);
   if (!allow_nonfinite) check_finite(values, path_.string() + ":" + name);
@@ -467,7 +487,7 @@ std::vector<double> ArtifactReader::read_f64(const std::string& name, const std:
 
 std::vector<std::int32_t> ArtifactReader::read_i32(const std::string& name,
                                                    const std::vector<std::int64_t>& expected_shape) const {
-  const DatasetInfo info = checked_info(name, false, expected_shape);
+  const DatasetInfo info = checked_info(name, ElementKind::i32, expected_shape);
   std::vector<std::int32_t> values(element_count(info));
   read_raw(name, values.data(), values.size(), ElementKind::i32);
   return values;
@@ -475,7 +495,7 @@ std::vector<std::int32_t> ArtifactReader::read_i32(const std::string& name,
 
 std::vector<std::int64_t> ArtifactReader::read_i64(const std::string& name,
                                                    const std::vector<std::int64_t>& expected_shape) const {
-  const DatasetInfo info = checked_info(name, false, expected_shape);
+  const DatasetInfo info = checked_info(name, ElementKind::i64, expected_shape);
   std::vector<std::int64_t> values(element_count(info));
   read_raw(name, values.data(), values.size(), ElementKind::i64);
   return values;
@@ -483,7 +503,7 @@ std::vector<std::int64_t> ArtifactReader::read_i64(const std::string& name,
 
 std::vector<std::uint16_t> ArtifactReader::read_u16(const std::string& name,
                                                     const std::vector<std::int64_t>& expected_shape) const {
-  const DatasetInfo info = checked_info(name, false, expected_shape);
+  const DatasetInfo info = checked_info(name, ElementKind::u16, expected_shape);
   std::vector<std::uint16_t> values(element_count(info));
   read_raw(name, values.data(), values.size(), ElementKind::u16);
   return values;
@@ -526,6 +546,13 @@ std::int64_t ArtifactReader::int_attribute(const std::string& object, const std:
   std::int64_t value = 0;
   EKV_CHECK(H5Aread(attribute.get(), H5T_NATIVE_INT64, &value) >= 0, where, ": cannot read");
   return value;
+}
+
+int ArtifactReader::int_attribute_in(const std::string& object, const std::string& name, int low, int high) const {
+  const std::int64_t value = int_attribute(object, name);
+  EKV_CHECK(value >= low && value <= high, path_.string(), ":", object, " attribute ", name, ": ", value,
+            " outside [", low, ", ", high, "]");
+  return int(value);
 }
 
 double ArtifactReader::float_attribute(const std::string& object, const std::string& name) const {

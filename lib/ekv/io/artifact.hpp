@@ -125,6 +125,9 @@ class ArtifactReader {
   bool has_attribute(const std::string& object, const std::string& name) const;
   std::string string_attribute(const std::string& object, const std::string& name) const;
   std::int64_t int_attribute(const std::string& object, const std::string& name) const;
+  // An integer attribute within [low, high], as an int: a count or index past 2^31 would
+  // otherwise be truncated by the cast (r_max = 2^32 + 8 read as 8).
+  int int_attribute_in(const std::string& object, const std::string& name, int low, int high) const;
   double float_attribute(const std::string& object, const std::string& name) const;
   std::vector<std::string> attribute_names(const std::string& object) const;
   std::string attribute_text(const std::string& object, const std::string& name) const;  // any kind, for ekv-info
@@ -132,7 +135,9 @@ class ArtifactReader {
  private:
   void read_provenance();  // the constructor's validation, after the file is open
   void read_raw(const std::string& name, void* out, std::size_t count, ElementKind kind) const;
-  DatasetInfo checked_info(const std::string& name, bool floating, const std::vector<std::int64_t>& expected) const;
+  // The dataset's info, refused unless it holds `kind` exactly (a Gram rewritten in f32 lost the
+  // precision it was accumulated in), has the expected shape, and sits in the layer it was written for.
+  DatasetInfo checked_info(const std::string& name, ElementKind kind, const std::vector<std::int64_t>& expected) const;
 
   std::filesystem::path path_;
   std::string expected_type_;

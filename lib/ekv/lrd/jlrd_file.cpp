@@ -79,25 +79,39 @@ void JlrdWriter::finish(const std::vector<JlrdSweepRow>& sweep, const std::vecto
 }
 
 JlrdFile::JlrdFile(const std::filesystem::path& path) : reader_(path, "jlrd", kJlrdFormatVersion) {
-  r_ = int(reader_.int_attribute("/", "r"));
-  begin_ = int(reader_.int_attribute("/", "layer_begin"));
-  end_ = int(reader_.int_attribute("/", "layer_end"));
-  EKV_CHECK(r_ >= 0 && begin_ >= 0 && begin_ < end_, path.string(), ": root attributes r = ", r_, ", layers ", begin_,
-            ":", end_, " are not a J-LRD result");
+  // Bounds as ModelConfig::validate's (1024 layers, 512 chunks).
+  r_ = reader_.int_attribute_in("/", "r", 0, 512);
+  begin_ = reader_.int_attribute_in("/", "layer_begin", 0, 1023);
+  end_ = reader_.int_attribute_in("/", "layer_end", 1, 1024);
+  EKV_CHECK(begin_ < end_, path.string(), ": root attributes layers ", begin_, ":", end_, " are not a J-LRD result");
+  if (reader_.has("/ranks")) {
+    ranks_ = reader_.read_i32("/ranks", {end_ - begin_});
+    for (int rank : ranks_) EKV_CHECK(rank >= 0, path.string(), ":/ranks: a negative rank ", rank);
+  }
 }
 
 int JlrdFile::rank(int layer, int hidden) const {
   const DatasetInfo a = reader_.info(layer_dataset(layer, "a"));
   EKV_CHECK(a.shape.size() == 2 && a.shape[1] == std::uint64_t(hidden), path().string(), ": ",
             layer_dataset(layer, "a"), ": expected [d_kv, ", hidden, "]");
-  return int(a.shape[0]);
+  const int rank = int(a.shape[0]);
+  if (!ranks_.empty() && layer >= begin_ && layer < end_)
+    EKV_CHECK(ranks_[std::size_t(layer - begin_)] == rank, path().string(), ":/ranks: layer ", layer, " says ",
+              ranks_[std::size_t(layer - begin_)], " but ", layer_dataset(layer, "a"), " holds ", rank, " rows");
+  return rank;
 }
 
 std::vector<std::pair<int, int>> JlrdFile::key_dims(int l, int kv_heads, int head_dim) const {
   const int rows = kv_heads * (head_dim - 2 * r_);
   const auto dims = reader_.read_i32(layer_dataset(l, "key_dims"), {rows, 2});
   std::vector<std::pair<int, int>> out;
-  for (int row = 0; row < rows; ++row) out.emplace_back(dims[std::size_t(2 * row)], dims[std::size_t(2 * row + 1)]);
+  for (int row = 0; row < rows; ++row) {
+    const int head = dims[std::size_t(2 * row)], dim = dims[std::size_t(2 * row + 1)];
+    EKV_CHECK(head >= 0 && head < kv_heads && dim >= 0 && dim < head_dim, path().string(), ":",
+              layer_dataset(l, "key_dims"), ": row ", row, ": (head ", head, ", dim ", dim, ") outside ", kv_heads,
+              " KV heads × head dim ", head_dim);
+    out.emplace_back(head, dim);
+  }
   return out;
 }
 
@@ -108,6 +122,14 @@ JlrdLayer JlrdFile::layer(int l, int hidden, int heads, int kv_heads, int head_d
   out.a = read_matrix(reader_, layer_dataset(l, "a"), rank, hidden);
   out.b_k = read_matrix(reader_, layer_dataset(l, "b_k"), rest_rows, rank);
   out.b_v = read_matrix(reader_, layer_dataset(l, "b_v"), std::int64_t(kv_heads) * head_dim, rank);
+  // Singular values: non-negative, non-increasing (the rank-r factor keeps the r largest).
+  const std::string sigma_name = layer_dataset(l, "sigma");
+  if (reader_.has(sigma_name)) {
+    const auto sigma = reader_.read_f64(sigma_name, {-1});
+    for (std::size_t i = 0; i < sigma.size(); ++i)
+      EKV_CHECK(sigma[i] >= 0 && (i == 0 || sigma[i] <= sigma[i - 1] * (1 + 1e-12)), path().string(), ":", sigma_name,
+                ": element ", i, " (", sigma[i], ") breaks the order of singular values (non-negative, non-increasing)");
+  }
   if (reader_.has(layer_dataset(l, "o_proj")))  // refitted by ekv-jlrd --refit-output
     out.o_proj = read_matrix(reader_, layer_dataset(l, "o_proj"), hidden, std::int64_t(heads) * head_dim);
   return out;

@@ -84,6 +84,7 @@ class JlrdFile {
  private:
   ArtifactReader reader_;
   int r_ = 0, begin_ = 0, end_ = 0;
+  std::vector<std::int32_t> ranks_;  // /ranks, checked against each layer's factor shapes
 };
 
 }  // namespace ekv

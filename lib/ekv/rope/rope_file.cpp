@@ -1,6 +1,7 @@
 #include "ekv/rope/rope_file.hpp"
 
 #include <algorithm>
+#include <cstdint>
 
 #include "ekv/core/error.hpp"
 #include "ekv/io/artifact_matrix.hpp"
@@ -50,11 +51,22 @@ void write_rope(const RopeData& data, const fs::path& path, const std::string& m
   writer.commit();
 }
 
-RopeData read_rope_of(const fs::path& path, const std::string& model_fingerprint, const std::string& model_name) {
+void require_rope_fits(const RopeData& data, const ModelConfig& config, const std::string& file,
+                       const std::string& model_name) {
+  EKV_CHECK(data.chunks == config.chunks() && data.kv_heads == config.kv_heads && data.head_dim == config.head_dim &&
+                data.layer_end <= config.layers,
+            file, ": chunks ", data.chunks, ", kv_heads ", data.kv_heads, ", head_dim ", data.head_dim, ", layers ",
+            data.layer_begin, ":", data.layer_end, " do not fit ", model_name, " (", config.chunks(), " chunks, ",
+            config.kv_heads, " KV heads, head dim ", config.head_dim, ", ", config.layers, " layers)");
+}
+
+RopeData read_rope_of(const fs::path& path, const ModelConfig& config, const std::string& model_fingerprint,
+                      const std::string& model_name) {
   Provenance provenance;
   RopeData data = read_rope(path, &provenance);
   EKV_CHECK(provenance.model_fingerprint == model_fingerprint, path.string(),
             ": model_fingerprint: made from another model than ", model_name);
+  require_rope_fits(data, config, path.string(), model_name);
   return data;
 }
 
@@ -69,6 +81,20 @@ std::vector<std::vector<int>> elite_sets(const RopeData& rope, int layer, int r)
   return sets;
 }
 
+namespace {
+// A pick order is all -1 (a method that is not nested) or distinct chunks in [0, chunks).
+void require_pick_order(const std::vector<int>& order, int chunks, const std::string& where) {
+  const bool unordered = std::all_of(order.begin(), order.end(), [](int c) { return c == -1; });
+  if (unordered) return;
+  std::vector<bool> seen(std::size_t(chunks), false);
+  for (int c : order) {
+    EKV_CHECK(c >= 0 && c < chunks, where, ": chunk ", c, " outside [0, ", chunks, ")");
+    EKV_CHECK(!seen[std::size_t(c)], where, ": chunk ", c, " picked twice");
+    seen[std::size_t(c)] = true;
+  }
+}
+}  // namespace
+
 RopeData read_rope(const fs::path& path, Provenance* provenance) {
   const ArtifactReader reader(path, "rope", kRopeFormatVersion);
   if (provenance) *provenance = reader.provenance();
@@ -76,19 +102,21 @@ RopeData read_rope(const fs::path& path, Provenance* provenance) {
   RopeData data;
   data.options.method = parse_select_method(reader.string_attribute("/", "method"));
   data.options.objective = parse_objective(reader.string_attribute("/", "objective"));
-  data.options.r_max = int(reader.int_attribute("/", "r_max"));
-  data.options.pairs_per_seq = int(reader.int_attribute("/", "pairs_per_seq"));
+  // Bounds as ModelConfig::validate's: 1024 layers, heads, and a head dim of 1024 (512 chunks).
+  data.options.r_max = reader.int_attribute_in("/", "r_max", 1, 512);
+  data.options.pairs_per_seq = reader.int_attribute_in("/", "pairs_per_seq", 0, INT32_MAX);
   data.options.pair_seed = std::uint64_t(reader.int_attribute("/", "pair_seed"));
-  data.layer_begin = int(reader.int_attribute("/", "layer_begin"));
-  data.layer_end = int(reader.int_attribute("/", "layer_end"));
-  data.chunks = int(reader.int_attribute("/", "chunks"));
-  data.kv_heads = int(reader.int_attribute("/", "kv_heads"));
-  data.head_dim = int(reader.int_attribute("/", "head_dim"));
-  data.seq_len = int(reader.int_attribute("/", "seq_len"));
-  data.sequences = int(reader.int_attribute("/", "sequences"));
+  data.layer_begin = reader.int_attribute_in("/", "layer_begin", 0, 1023);
+  data.layer_end = reader.int_attribute_in("/", "layer_end", 1, 1024);
+  data.chunks = reader.int_attribute_in("/", "chunks", 1, 512);
+  data.kv_heads = reader.int_attribute_in("/", "kv_heads", 1, 1024);
+  data.head_dim = reader.int_attribute_in("/", "head_dim", 2, 1024);
+  data.seq_len = reader.int_attribute_in("/", "seq_len", 0, INT32_MAX);
+  data.sequences = reader.int_attribute_in("/", "sequences", 0, INT32_MAX);
   const int g = data.kv_heads, r_max = data.options.r_max;
-  EKV_CHECK(data.chunks > 0 && r_max >= 1 && r_max <= data.chunks && g > 0 && data.layer_begin < data.layer_end,
-            file, ": root attributes r_max/chunks/kv_heads/layers are inconsistent");
+  EKV_CHECK(r_max <= data.chunks && data.layer_begin < data.layer_end && data.head_dim == 2 * data.chunks, file,
+            ": root attributes r_max ", r_max, ", chunks ", data.chunks, ", head_dim ", data.head_dim, ", layers ",
+            data.layer_begin, ":", data.layer_end, " are inconsistent (r_max ≤ chunks = head_dim / 2)");
   if (reader.has_attribute("/", "layout")) {
     const std::string layout = reader.string_attribute("/", "layout");
     EKV_CHECK(layout == "free" || layout == "llama.cpp" || layout == "transformers", file, ": layout: ", layout,
@@ -109,8 +137,12 @@ RopeData read_rope(const fs::path& path, Provenance* provenance) {
     const auto order = reader.read_i32(layer_dataset(l, "order"), {g, r_max});
     const auto elite = reader.read_i32(layer_dataset(l, "elite"), {g, r_max, r_max});
     const auto distance = reader.read_f64(layer_dataset(l, "distance"), {g, r_max + 1});
+    for (std::size_t i = 0; i < distance.size(); ++i)
+      EKV_CHECK(distance[i] >= 0, file, ":", layer_dataset(l, "distance"), ": element ", i, " is ", distance[i],
+                " (a distance is never negative)");
     for (int j = 0; j < g; ++j) {
       layer.order.emplace_back(order.begin() + std::ptrdiff_t(j) * r_max, order.begin() + std::ptrdiff_t(j + 1) * r_max);
+      require_pick_order(layer.order.back(), data.chunks, cat(file, ":", layer_dataset(l, "order"), ": KV head ", j));
       layer.distance.emplace_back(distance.begin() + std::ptrdiff_t(j) * (r_max + 1),
                                   distance.begin() + std::ptrdiff_t(j + 1) * (r_max + 1));
       std::vector<std::vector<int>> sets;
@@ -119,6 +151,13 @@ RopeData read_rope(const fs::path& path, Provenance* provenance) {
         std::vector<int> set(row, row + r);
         EKV_CHECK(is_chunk_set(set, data.chunks), file, ":", layer_dataset(l, "elite"), ": KV head ", j, ", r = ", r,
                   ": chunks must be distinct, ascending and in [0, ", data.chunks, ")");
+        // A nested method's r-set is its first r picks (rope/selection.cpp).
+        if (layer.order.back()[0] >= 0) {
+          std::vector<int> picked(layer.order.back().begin(), layer.order.back().begin() + r);
+          std::sort(picked.begin(), picked.end());
+          EKV_CHECK(picked == set, file, ":", layer_dataset(l, "elite"), ": KV head ", j, ", r = ", r,
+                    ": the set is not the first ", r, " picks of /order");
+        }
         sets.push_back(std::move(set));
       }
       layer.sets.push_back(std::move(sets));

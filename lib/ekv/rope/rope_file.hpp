@@ -20,6 +20,8 @@
 
 namespace ekv {
 
+struct ModelConfig;
+
 inline constexpr std::int64_t kRopeFormatVersion = 1;
 
 struct RopeData {
@@ -35,10 +37,13 @@ struct RopeData {
 void write_rope(const RopeData& data, const std::filesystem::path& path, const std::string& model_fingerprint,
                 const std::vector<ArtifactInput>& inputs);
 RopeData read_rope(const std::filesystem::path& path, Provenance* provenance = nullptr);
-// rope.h5 made from the model with this fingerprint; another model's is refused, naming the file
-// and `model_name`.
-RopeData read_rope_of(const std::filesystem::path& path, const std::string& model_fingerprint,
-                      const std::string& model_name);
+// rope.h5 made from the model with this fingerprint and shape (`config`); another model's is
+// refused, naming the file and `model_name`.
+// The fingerprint says which model; the shapes must say so too (an edited file keeps it).
+void require_rope_fits(const RopeData& data, const ModelConfig& config, const std::string& file,
+                       const std::string& model_name);
+RopeData read_rope_of(const std::filesystem::path& path, const ModelConfig& config,
+                      const std::string& model_fingerprint, const std::string& model_name);
 // The r elite chunks (ascending) of every KV head of `layer` (its index in the model); G empty sets
 // for r = 0. Refuses a layer or r the file does not hold.
 std::vector<std::vector<int>> elite_sets(const RopeData& rope, int layer, int r);

@@ -210,7 +210,7 @@ void run_jlrd(const JlrdOptions& options) {
   const auto model = ModelSource::open(options.model);
   require_original_attention(*model, "ekv-jlrd");
   const ModelConfig& c = model->config();
-  const RopeData rope = read_rope_of(options.rope, model->fingerprint(), options.model);
+  const RopeData rope = read_rope_of(options.rope, model->config(), model->fingerprint(), options.model);
   EKV_CHECK(options.r <= rope.options.r_max, "--r ", options.r, ": ", options.rope, " holds r up to ",
             rope.options.r_max);
   std::unique_ptr<ArtifactReader> calib;

@@ -330,7 +330,7 @@ void run_evaluate_rope(const EvaluateRopeOptions& options, std::ostream& out) {
   std::vector<RopeData> ropes;
   int begin = header.layer_begin, end = header.layer_end;
   for (const auto& path : options.ropes) {
-    ropes.push_back(read_rope_of(path, model->fingerprint(), options.model));
+    ropes.push_back(read_rope_of(path, model->config(), model->fingerprint(), options.model));
     begin = std::max(begin, ropes.back().layer_begin);
     end = std::min(end, ropes.back().layer_end);
     for (int r : options.ranks)
