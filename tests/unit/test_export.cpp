@@ -20,6 +20,7 @@
 #include "ekv/lrd/jlrd_file.hpp"
 #include "ekv/model/forward.hpp"
 #include "ekv/model/model_source.hpp"
+#include "ekv/tools/check.hpp"
 #include "ekv/tools/export.hpp"
 #include "ekv/tools/jlrd.hpp"
 #include "ekv/tools/select_rope.hpp"
@@ -146,6 +147,41 @@ TEST_F(Export, EditedPackChunksAreRefused) {
   const ArtifactReader pack(pack_path, "decode-pack", kDecodePackFormatVersion);
   EXPECT_EKV_ERROR(check_decode(*compressed, nullptr, &pack, pipeline_.stream, {8, 4}), "decode-pack.h5", "layer 1",
                    "elite_chunks differ");
+}
+// Issue 33: a bf16 export's decode pack was built from the unrounded f32 weights, so ekv-check
+// decode failed on a fresh bf16 export (2.2e-3 > 1e-4 on SmolLM2). The pack now holds what
+// model.safetensors holds.
+TEST_F(Export, ABf16ExportsPackComputesItsOwnWeights) {
+  make_export("rounded", 1, {5});
+  ExportOptions o = pipeline_.export_options("rounded");
+  o.dtype = "bf16";
+  o.output = path("rounded-bf16");
+  run_export(o);
+  const auto compressed = ModelSource::open(o.output);
+  const ArtifactReader pack(fs::path(o.output) / "decode-pack.h5", "decode-pack", kDecodePackFormatVersion);
+  const DecodeCheckResult result = check_decode(*compressed, nullptr, &pack, pipeline_.stream, {40, 64});
+  ASSERT_EQ(result.paths.size(), 3u);
+  for (const auto& p : result.paths) EXPECT_LT(p.max_relative_diff, 1e-5) << p.path;
+}
+
+// Issue 33: ekv-check decode --model with another model than the export's source ran (with a
+// smaller vocabulary it printed KL -nan). compare too.
+TEST_F(Export, DecodeAndCompareAgainstAnotherModelAreRefused) {
+  const std::string folder = make_export("chained", 1, {5});
+  test::TinyModel other = test::make_tiny_model(32);  // the same shapes, other weights
+  test::write_file(pipeline_.dir / "other.gguf", test::tiny_model_gguf(other).build());
+  std::ofstream(path("text.txt")) << "some text\n";
+  DecodeOptions decode;
+  decode.compressed = folder;
+  decode.model = path("other.gguf");
+  decode.text = path("text.txt");
+  EXPECT_EKV_ERROR(run_check_decode(decode), "ekv_source.fingerprint", "other.gguf", "another model");
+  CompareOptions compare;
+  compare.model = path("other.gguf");
+  compare.compressed = folder;
+  compare.text = path("text.txt");
+  compare.output = path("compare.json");
+  EXPECT_EKV_ERROR(run_check_compare(compare), "ekv_source.fingerprint", "other.gguf", "another model");
 }
 
 TEST_F(Export, PackHoldsTheAbsorbedQueryMatrices) {

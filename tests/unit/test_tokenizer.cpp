@@ -70,6 +70,11 @@ TEST(Tokenizer, SanitizeUtf8LikePython) {
   EXPECT_EQ(sanitize_utf8("\xFF\xFE"), "\xEF\xBF\xBD\xEF\xBF\xBD");  // two bad bytes: two
   EXPECT_EQ(sanitize_utf8("\xE2\x28\xA1"), "\xEF\xBF\xBD(\xEF\xBF\xBD");
   EXPECT_EQ(sanitize_utf8("\xED\xA0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // surrogate: 3
+  // Issue 33: counted, for the warning every tool gives (ekv-uptrain's corpus.invalid_utf8 agrees).
+  InvalidUtf8 found;
+  sanitize_utf8("ok \xE2\x28\xA1 \xFF", &found);
+  EXPECT_EQ(found.sequences, 3u);
+  EXPECT_EQ(found.first_offset, 3u);
 }
 
 TEST(Tokenizer, AnyBytesTokenize) {

@@ -184,6 +184,38 @@ with open(path("small.txt"), "w") as f:
 refused = uptrain(path("never"), "--steps", "1", text=path("small.txt"))
 check(refused.returncode == 1 and "too small" in refused.stderr,
       f"a too-small corpus is refused: {last_line(refused)}")
+# Issue 33: these printed Python tracebacks. Each is now one line naming the file or field.
+def broken_export(name, drop=None, edit=None):
+    os.makedirs(path(name))
+    for entry in os.listdir(path("export")):
+        if entry not in ("config.json", drop):
+            os.symlink(path(f"export/{entry}"), path(f"{name}/{entry}"))
+    config = json.load(open(path("export/config.json")))
+    if edit:
+        edit(config)
+    json.dump(config, open(path(f"{name}/config.json"), "w"))
+    return path(name)
+
+
+cases = [
+    ("an export without tokenizer.json", broken_export("no-tokenizer", drop="tokenizer.json"), "tokenizer.json: no such file"),
+    ("an export without model.safetensors", broken_export("no-weights", drop="model.safetensors"), "model.safetensors: no such file"),
+    ("a config.json without hidden_size", broken_export("no-hidden", edit=lambda c: c.pop("hidden_size")), "hidden_size is missing"),
+    ("a kv-rank list one short", broken_export("short-ranks", edit=lambda c: c["elitekv_kv_rank"].pop()), "one entry per layer"),
+]
+for what, export, expected in cases:
+    refused = uptrain(path("never"), "--steps", "1", export=export)
+    check(refused.returncode == 1 and expected in refused.stderr and "Traceback" not in refused.stderr,
+          f"{what} is refused in one line: {last_line(refused)}")
+refused = uptrain("/proc/ekv-uptrain-output", "--steps", "1")
+check(refused.returncode == 2 and "cannot write in /proc" in refused.stderr and "Traceback" not in refused.stderr,
+      f"an output where nothing can be written is refused before work: {last_line(refused)}")
+os.makedirs(path("truncated.ckpt"))
+torch.save({"step": 1, "params": {"w": torch.zeros(4096)}}, path("truncated.ckpt/checkpoint.pt"))
+os.truncate(path("truncated.ckpt/checkpoint.pt"), 2000)
+refused = uptrain(path("never"), "--steps", "1", "--checkpoint", path("truncated.ckpt"), "--resume")
+check(refused.returncode == 1 and "truncated or damaged" in refused.stderr and "Traceback" not in refused.stderr,
+      f"a truncated checkpoint is refused in one line: {last_line(refused)}")
 check(not os.path.exists(path("never")), "refused runs write no output")
 
 shutil.rmtree(work, ignore_errors=True)

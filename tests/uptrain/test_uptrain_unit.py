@@ -14,7 +14,7 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 from tiny_models import make_pair  # noqa: E402
 
-from elitekv.uptrain import checkpoint, distill, distributed, layer_local, models, teacher_text  # noqa: E402
+from elitekv.uptrain import checkpoint, corpus, distill, distributed, layer_local, models, teacher_text  # noqa: E402
 from elitekv.uptrain.__main__ import parse_args  # noqa: E402
 from elitekv.uptrain.metrics import heldout_fidelity, token_kl  # noqa: E402
 
@@ -221,6 +221,19 @@ class TeacherText(unittest.TestCase):
 
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
+
+
+class InvalidUtf8(unittest.TestCase):
+    # Issue 33: ekv-uptrain refused what the C++ tools read as U+FFFD (and the shipped training
+    # corpus holds 3 such sequences). It now reads them as they do: the counts of
+    # Tokenizer.SanitizeUtf8LikePython (tests/unit/test_tokenizer.cpp).
+    def test_counts_and_replacements_match_the_cpp_sanitizer(self):
+        self.assertEqual(corpus.invalid_utf8(b"abc \xe2\x82\xac"), (0, None))
+        self.assertEqual(corpus.invalid_utf8(b"\xe2\x82"), (1, 0))
+        self.assertEqual(corpus.invalid_utf8(b"\xff\xfe"), (2, 0))
+        self.assertEqual(corpus.invalid_utf8(b"ok \xe2\x28\xa1 \xff"), (3, 3))
+        self.assertEqual(corpus.invalid_utf8(b"\xed\xa0\x80"), (3, 0))
+        self.assertEqual(b"\xe2\x28\xa1".decode("utf-8", errors="replace"), "\ufffd(\ufffd")
 
 
 class Presets(unittest.TestCase):

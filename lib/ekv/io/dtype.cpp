@@ -401,4 +401,11 @@ void encode_float(DType dtype, std::span<const float> src, std::span<std::byte> 
   }
 }
 
+void round_to_dtype(DType dtype, std::span<float> values) {
+  if (dtype == DType::f32 || values.empty()) return;
+  std::vector<std::byte> stored(storage_bytes(dtype, values.size()));
+  encode_float(dtype, values, stored);
+  dequantize(dtype, stored, values);
+}
+
 }  // namespace ekv

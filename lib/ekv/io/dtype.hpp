@@ -58,4 +58,8 @@ void encode_in_slices(DType dtype, std::span<const float> values,
 // llama.cpp's reference quantizer).
 void encode_float(DType dtype, std::span<const float> src, std::span<std::byte> dst);
 
+// Replaces each value by what `dtype` stores for it (bf16/f16: rounded; f32: unchanged), so a
+// computation on `values` sees what a reader of the written file sees.
+void round_to_dtype(DType dtype, std::span<float> values);
+
 }  // namespace ekv

@@ -49,7 +49,11 @@ class HfModel final : public ModelSource {
   explicit HfModel(const fs::path& folder) : ModelSource(folder) {
     const fs::path config_path = folder / "config.json";
     EKV_CHECK(fs::exists(config_path), folder.string(), ": not a model folder (no config.json)");
-    config_ = config_from_hf(read_json(config_path), config_path.string());
+    const json config = read_json(config_path);
+    config_ = config_from_hf(config, config_path.string());
+    if (config.contains("ekv_source") && config["ekv_source"].is_object() &&
+        config["ekv_source"].contains("fingerprint") && config["ekv_source"]["fingerprint"].is_string())
+      source_fingerprint_ = config["ekv_source"]["fingerprint"].get<std::string>();
 
     std::vector<std::string> files;
     if (fs::exists(folder / "model.safetensors.index.json")) {

@@ -49,6 +49,9 @@ class ModelSource {
   // sha256 of the config, every tensor's name, dtype and shape, and the weight files' bytes
   // (docs/formats.md).
   const std::string& fingerprint() const { return fingerprint_; }
+  // The fingerprint of the model an ekv tool made this one from (config.json ekv_source), or ""
+  // (a GGUF, a folder ekv did not write).
+  const std::string& source_fingerprint() const { return source_fingerprint_; }
 
  protected:
   explicit ModelSource(std::filesystem::path path) : path_(std::move(path)) {}
@@ -60,6 +63,7 @@ class ModelSource {
   std::filesystem::path path_;
   ModelConfig config_;
   std::vector<TensorRecord> tensors_;
+  std::string source_fingerprint_;
 
  private:
   const TensorRecord* find(const std::string& name) const;

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ekv/core/error.hpp"
+#include "ekv/core/log.hpp"
 #include "ekv/core/read_file.hpp"
 #include "ekv/io/gguf.hpp"
 
@@ -117,7 +118,7 @@ bool is_numeric_char(std::string_view ch) {
 
 }  // namespace
 
-std::string sanitize_utf8(std::string_view text) {
+std::string sanitize_utf8(std::string_view text, InvalidUtf8* found) {
   std::string out;
   out.reserve(text.size());
   const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
@@ -150,6 +151,7 @@ std::string sanitize_utf8(std::string_view text) {
       out.append(text.substr(i, length));
       i += length;
     } else {
+      if (found && found->sequences++ == 0) found->first_offset = i;
       out += "\xEF\xBF\xBD";  // one U+FFFD per maximal invalid subpart
       i += std::max<std::size_t>(good, 1);
     }
@@ -325,7 +327,12 @@ void Tokenizer::encode_ordinary(std::string_view text, std::vector<std::int32_t>
 }
 
 std::vector<std::int32_t> Tokenizer::encode(std::string_view raw, std::string_view origin) const {
-  const std::string text = sanitize_utf8(raw);
+  InvalidUtf8 invalid;
+  const std::string text = sanitize_utf8(raw, &invalid);
+  if (invalid.sequences > 0 && !origin.empty())
+    log::warn(cat(origin, ": ", invalid.sequences, " sequence", invalid.sequences > 1 ? "s are" : " is",
+                  " not UTF-8 (the first at byte ", invalid.first_offset,
+                  "): read as U+FFFD, as every ekv tool and ekv-uptrain read them"));
   encoding_text_ = text;  // offsets are of the sanitized text (equal to raw ones for valid UTF-8)
   encoding_origin_ = origin;
   std::vector<std::int32_t> ids;

@@ -74,7 +74,12 @@ class Tokenizer {
   mutable std::string_view encoding_text_, encoding_origin_;
 };
 
-// Replaces every invalid UTF-8 sequence by U+FFFD, maximal-subpart style (Unicode §3.9).
-std::string sanitize_utf8(std::string_view text);
+// Replaces every invalid UTF-8 sequence by U+FFFD, maximal-subpart style (Unicode §3.9), as
+// Python's decode(errors="replace") does, so ekv-uptrain reads a text as the C++ tools do.
+struct InvalidUtf8 {
+  std::size_t sequences = 0;     // replaced
+  std::size_t first_offset = 0;  // byte offset of the first, in the raw text
+};
+std::string sanitize_utf8(std::string_view text, InvalidUtf8* found = nullptr);
 
 }  // namespace ekv

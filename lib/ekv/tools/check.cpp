@@ -32,6 +32,21 @@ std::vector<std::int32_t> tokenize_text(const std::string& model_path, const std
   log::info(cat("tokenized ", text_path, ": ", tokens.size(), " tokens"));
   return tokens;
 }
+
+// Logits of a compressed model against another model than its source compare two models (with a
+// smaller vocabulary the KL was -nan). The source passes, and so does a copy ekv made of it
+// (ekv-convert: the same model in another container, whose ekv_source is the same source).
+void require_made_from(const ModelSource& compressed, const ModelSource& original) {
+  EKV_CHECK(compressed.config().vocab == original.config().vocab, compressed.path().string(), ": a vocabulary of ",
+            compressed.config().vocab, " tokens, ", original.path().string(), " has ", original.config().vocab,
+            ": not the model it was made from");
+  const std::string& source = compressed.source_fingerprint();
+  if (source.empty()) return;  // a folder ekv did not write records no source
+  EKV_CHECK(source == original.fingerprint() || source == original.source_fingerprint(), compressed.path().string(),
+            "/config.json: ekv_source.fingerprint ", source.substr(0, 16), "… is not the fingerprint of ",
+            original.path().string(), " (", original.fingerprint().substr(0, 16),
+            "…): it was made from another model (give --model the model it was made from)");
+}
 }  // namespace
 
 void PplOptions::register_with(CLI::App& command) {
@@ -106,6 +121,7 @@ void run_check_compare(const CompareOptions& options) {
   set_compute_threads(options.threads);
   const auto original = ModelSource::open(options.model);
   const auto compressed = ModelSource::open(options.compressed);
+  require_made_from(*compressed, *original);
   EKV_CHECK(compressed->config().elitekv.enabled(), options.compressed, ": config.json: not an EliteKV model "
             "(model_type ", kEliteKvModelType, " with elitekv_* fields); make one with ekv-export");
   require_original_attention(*original, "--model of ekv-check compare");
@@ -184,6 +200,7 @@ void run_check_decode(const DecodeOptions& options) {
   if (!options.model.empty()) {
     original = ModelSource::open(options.model);
     require_original_attention(*original, "--model of ekv-check decode");
+    require_made_from(*compressed, *original);
   }
   std::unique_ptr<ArtifactReader> pack;
   const std::string pack_path =

@@ -148,6 +148,15 @@ void run_engine_export(const ExportOptions& options) {
 }
 }  // namespace
 
+namespace {
+void round_layer_to(DType dtype, LayerWeights& w) {
+  for (Matrix* m : {&w.wq, &w.wk, &w.wv, &w.wo, &w.wk_rope, &w.kv_a, &w.k_b, &w.v_b, &w.w_gate, &w.w_up, &w.w_down})
+    round_to_dtype(dtype, {m->data(), std::size_t(m->size())});
+  for (Vector* v : {&w.attn_norm, &w.bq, &w.bk, &w.bv, &w.bk_rope, &w.ffn_norm})
+    round_to_dtype(dtype, {v->data(), std::size_t(v->size())});
+}
+}  // namespace
+
 void run_export(const ExportOptions& options) {
   options.check();
   if (options.format != "elitekv") {
@@ -181,6 +190,8 @@ void run_export(const ExportOptions& options) {
       cached = LayerWeights{};  // freed first: at 7B shapes a layer is 0.8 GB in f32
       cached = plan.layer(layer);
       cached_layer = layer;
+      // The pack must compute what model.safetensors holds: a bf16 export's weights, rounded.
+      round_layer_to(dtype, cached);
       pack->add_layer(layer, cached);
     }
     const bool bias = tensor.name.ends_with(".bias");

@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -115,6 +116,16 @@ def parse_args(argv):
             if resolved == Path(path).resolve() or resolved in Path(path).resolve().parents:
                 p.error(f"{option} {folder}: holds the input {name} {path}; replacing or removing it would "
                         f"delete the input (write elsewhere)")
+    # A place it cannot write is found now, not after the training it would throw away (by trying:
+    # permission bits do not bind root, a read-only file system does).
+    for option, folder in (("--output", args.output), ("--checkpoint", args.checkpoint)):
+        parent = Path(folder).resolve().parent
+        if not parent.is_dir():
+            p.error(f"{option} {folder}: the folder {parent} does not exist")
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=".ekv-uptrain-probe-", dir=parent))
+        except OSError as error:
+            p.error(f"{option} {folder}: cannot write in {parent}: {error.strerror}")
     output = Path(args.output)
     if output.is_dir() and any(output.iterdir()):
         try:
@@ -165,6 +176,8 @@ def main(argv=None):
         f"{'s' if threads > 1 else ''} each, precision {args.precision}")
 
     fingerprint = models.require_chain(args.tools, args.export, args.model)
+    # A checkpoint that cannot be resumed is refused before the models load.
+    saved = checkpoint.load(args.checkpoint, settings) if args.resume else None
     if world.main:  # the others wait for its conversion of a GGUF original
         models.teacher_folder(args.tools, args.model, fingerprint, args.cache)
     world.barrier()
@@ -195,7 +208,6 @@ def main(argv=None):
 
     # A checkpoint holds either a finished stage 1 (extra "stage1"; stage 2 resumes from its own
     # step) or stage 1 up to a layer (extra "stage1_partial": it resumes at the next layer).
-    saved = checkpoint.load(args.checkpoint, settings) if args.resume else None
     partial = (saved["extra"] or {}).get("stage1_partial") if saved else None
     resuming = saved is not None and partial is None and args.steps > 0
     if resuming:
@@ -271,6 +283,7 @@ def main(argv=None):
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except (models.ChainError, corpus.CorpusError, FloatingPointError, FileNotFoundError, ValueError) as error:
+    except (models.ChainError, corpus.CorpusError, checkpoint.CheckpointError, FloatingPointError, OSError,
+            ValueError) as error:
         print(f"ekv-uptrain: error: {error}", file=sys.stderr)
         sys.exit(1)

@@ -3,6 +3,7 @@ restores what stages 1 and 2 changed), the optimizer state and step (stage 2) or
 and sampler state (stage 1, in `extra`), and the settings it was made with.
 Written as name.tmp, fsynced, renamed: a kill never leaves a half checkpoint."""
 import os
+import pickle
 
 import torch
 
@@ -25,12 +26,25 @@ def save(folder, step, student_params, optimizer, settings, history, extra=None)
     os.replace(path + ".tmp", path)
 
 
+class CheckpointError(RuntimeError):
+    pass
+
+
 def load(folder, settings):
     """The checkpoint in `folder`, refused unless it was made with the same settings."""
     path = os.path.join(folder, FILE)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no checkpoint to resume from")
-    state = torch.load(path)
+    try:
+        state = torch.load(path)
+        required = {"step", "params", "optimizer", "settings", "history", "extra"}
+        if not isinstance(state, dict) or not required <= set(state):
+            raise CheckpointError(f"{path}: not an ekv-uptrain checkpoint (expected the keys {sorted(required)})")
+    except (RuntimeError, EOFError, pickle.UnpicklingError, AttributeError, ValueError) as error:
+        if isinstance(error, CheckpointError):
+            raise
+        raise CheckpointError(f"{path}: cannot be read ({type(error).__name__}: {str(error)[:200]}): truncated or "
+                              f"damaged; start over without --resume") from error
     if state["settings"] != settings:
         changed = sorted(k for k in set(settings) | set(state["settings"])
                          if settings.get(k) != state["settings"].get(k))

@@ -5,7 +5,9 @@ the first blocks of that order give the validation windows, the following ones t
 windows, so the two never share text and a fixed seed always yields the same windows. Only
 the blocks needed are tokenized, so a 40 MB corpus costs what the windows cost.
 """
+import codecs
 import random
+import sys
 
 import torch
 from tokenizers import Tokenizer
@@ -15,6 +17,20 @@ BLOCK_BYTES = 16384
 
 class CorpusError(RuntimeError):
     pass
+
+
+def invalid_utf8(data):
+    """(number of invalid UTF-8 sequences, byte offset of the first): what decode(errors="replace")
+    turns into U+FFFD, one per maximal invalid subpart, as ekv's C++ sanitize_utf8 does."""
+    found = []
+
+    def count(error):
+        found.append(error.start)
+        return "\ufffd", error.end
+
+    codecs.register_error("ekv-count-invalid", count)
+    data.decode("utf-8", errors="ekv-count-invalid")
+    return len(found), (found[0] if found else None)
 
 
 def _blocks(data):
@@ -32,6 +48,10 @@ def load_windows(text_path, tokenizer_path, window, train_windows, val_windows, 
         data = f.read()
     if not data.strip():
         raise CorpusError(f"{text_path}: the training corpus is empty")
+    invalid, first = invalid_utf8(data)
+    if invalid:
+        print(f"warning: {text_path}: {invalid} sequence{'s are' if invalid > 1 else ' is'} not UTF-8 (the first at "
+              f"byte {first}): read as U+FFFD, as every ekv tool and ekv-uptrain read them", file=sys.stderr)
     tokenizer = Tokenizer.from_file(str(tokenizer_path))
     order = _blocks(data)
     random.Random(seed).shuffle(order)
@@ -40,10 +60,7 @@ def load_windows(text_path, tokenizer_path, window, train_windows, val_windows, 
         windows = []
         while len(windows) < count and blocks:
             start, end = blocks.pop(0)
-            try:
-                text = data[start:end].decode("utf-8")
-            except UnicodeDecodeError as error:
-                raise CorpusError(f"{text_path}: not UTF-8 at byte {start + error.start}") from None
+            text = data[start:end].decode("utf-8", errors="replace")  # as ekv's C++ tools read it
             ids = tokenizer.encode(text, add_special_tokens=False).ids
             windows += [ids[i:i + window] for i in range(0, len(ids) - window + 1, window)]
         return windows[:count]

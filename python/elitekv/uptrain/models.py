@@ -32,8 +32,11 @@ def tool(tools_dir, name):
 
 def run_tool(*command):
     result = subprocess.run([str(c) for c in command], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise ChainError(f"{' '.join(map(str, command))} exited {result.returncode}:\n{result.stderr.strip()}")
+    if result.returncode != 0:  # the tool's error lines, without its first line (version, command)
+        lines = result.stderr.strip().splitlines()
+        said = "\n".join(line for line in lines if line.startswith("error: ")) or "\n".join(lines)
+        raise ChainError(f"{Path(str(command[0])).name} {' '.join(map(str, command[1:]))} exited "
+                         f"{result.returncode}: {said}")
     return result.stdout
 
 
@@ -48,16 +51,32 @@ def export_config(export):
     path = Path(export) / "config.json"
     if not path.is_file():
         raise ChainError(f"{path}: no such file: {export} is not an ekv-export folder")
-    config = json.loads(path.read_text())
-    if "elitekv_kv_rank" not in config:
+    try:
+        config = json.loads(path.read_text())
+    except ValueError as error:
+        raise ChainError(f"{path}: not valid JSON: {error}") from error
+    if not isinstance(config, dict) or "elitekv_kv_rank" not in config:
         raise ChainError(f"{path}: no elitekv_kv_rank: not an EliteKV export (make one with ekv-export)")
     if "fingerprint" not in config.get("ekv_source", {}):
         raise ChainError(f"{path}: ekv_source.fingerprint is missing: cannot tell which model it came from")
     return config
 
 
+def require_export(tools_dir, export):
+    """Refuses an export folder the student cannot be built from, naming the file and field: the
+    files it needs, and its config as ekv reads it (ekv-info validates every field: counts, one
+    rank and one elite list per layer, refusals of what ekv does not implement)."""
+    for name in ("config.json", "tokenizer.json", "model.safetensors"):
+        if not (Path(export) / name).is_file():
+            raise ChainError(f"{Path(export) / name}: no such file: an ekv-export folder holds config.json, "
+                             f"tokenizer.json and model.safetensors")
+    export_config(export)
+    run_tool(tool(tools_dir, "ekv-info"), export)
+
+
 def require_chain(tools_dir, export, model):
     """The original's fingerprint, after checking that `export` was made from `model`."""
+    require_export(tools_dir, export)
     recorded = export_config(export)["ekv_source"]["fingerprint"]
     actual = model_fingerprint(tools_dir, model)
     if actual != recorded:
