@@ -183,5 +183,31 @@ TEST(Dtype, GgmlIds) {
   EXPECT_EQ(ggml_id(DType::q6_k), 14u);
 }
 
+// Issue 30: one traits table. Its GGML ids agree with GGML's own names of the ids, map back to
+// the same type, and the list an error prints is the types that have both an id and a decoder.
+TEST(Dtype, TheTraitsTableIsOneConsistentSource) {
+  const DType all[] = {DType::f32,  DType::f16,  DType::bf16, DType::q4_0, DType::q4_1, DType::q5_0, DType::q5_1,
+                       DType::q8_0, DType::iq4_nl, DType::q2_k, DType::q3_k, DType::q4_k, DType::q5_k, DType::q6_k,
+                       DType::i8,   DType::i16,  DType::i32,  DType::i64,  DType::u8,   DType::f64};
+  std::string readable;
+  for (DType d : all) {
+    const DTypeInfo& info = dtype_info(d);
+    EXPECT_EQ(info.dtype, d);
+    if (info.ggml_id >= 0) {
+      EXPECT_EQ(ggml_type_name(std::uint32_t(info.ggml_id)), info.name);
+      EXPECT_EQ(dtype_from_ggml(std::uint32_t(info.ggml_id)), d);
+      EXPECT_EQ(ggml_id(d), std::uint32_t(info.ggml_id));
+      if (info.decode) readable += (readable.empty() ? "" : ", ") + std::string(info.name);
+    } else {
+      EXPECT_EKV_ERROR(ggml_id(d), "has no GGML id");
+    }
+    EXPECT_EQ(storage_bytes(d, info.block_elements * 3), info.block_bytes * 3);
+  }
+  EXPECT_EQ(supported_ggml_types(), readable);
+  EXPECT_EQ(supported_ggml_types(), "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K");
+  EXPECT_FALSE(dtype_from_ggml(17).has_value());  // IQ2_XS: named, not read
+  EXPECT_EQ(ggml_type_name(17), "IQ2_XS");
+}
+
 }  // namespace
 }  // namespace ekv

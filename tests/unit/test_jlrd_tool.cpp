@@ -10,6 +10,7 @@
 #include "ekv/io/artifact.hpp"
 #include "ekv/lrd/joint_matrix.hpp"
 #include "ekv/lrd/jlrd_file.hpp"
+#include "ekv/lrd/rank_budget.hpp"
 #include "ekv/tools/calibrate.hpp"
 #include "ekv/tools/jlrd.hpp"
 #include "ekv/tools/select_rope.hpp"

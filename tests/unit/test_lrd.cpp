@@ -192,13 +192,5 @@ TEST(Lrd, WhitenedSvdRefusesZeroAndNonFiniteGrams) {
   EXPECT_NO_THROW(Decomposition(w, &gram));
 }
 
-TEST(Lrd, CacheRatio) {
-  // LLaMA-2-7B (MHA, G = 32, d_h = 128): r = 8 and d_kv = 512 keep 1/8 of the cache.
-  EXPECT_DOUBLE_EQ(cache_ratio(8, 32, 128, 512), 0.125);
-  // SmolLM2 (GQA, G = 3, d_h = 64): r = 4, d_kv = 72 -> (24 + 72) / 384 = 25 %.
-  EXPECT_DOUBLE_EQ(cache_ratio(4, 3, 64, 72), 0.25);
-  EXPECT_DOUBLE_EQ(cache_ratio(32, 3, 64, 0), 0.5);  // all chunks elite, no latent: K only
-}
-
 }  // namespace
 }  // namespace ekv

@@ -4,6 +4,7 @@
 #include "ekv/io/artifact_matrix.hpp"
 #include "ekv/lrd/joint_matrix.hpp"
 #include "ekv/lrd/layer_factors.hpp"
+#include "ekv/lrd/rank_budget.hpp"
 #include "ekv/rope/rope_file.hpp"
 
 namespace ekv {

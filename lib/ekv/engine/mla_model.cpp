@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "ekv/core/error.hpp"
+#include "ekv/lrd/rank_budget.hpp"
 #include "ekv/model/tensor_names.hpp"
 
 namespace ekv {
@@ -34,7 +35,7 @@ MlaModel::MlaModel(const EngineInput& input, EngineFormat format) : input_(input
   }
   summary_.query_scale = target / engine;
   for (int rank : c.elitekv.kv_rank)
-    summary_.elitekv_cache_elements += 2L * c.elitekv.r * c.kv_heads + rank;
+    summary_.elitekv_cache_elements += compressed_cache_elements(c.elitekv.r, c.kv_heads, rank);
   summary_.cache_elements = long(c.layers) * plan.cache_elements_per_layer();
 }
 

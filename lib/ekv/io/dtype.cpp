@@ -13,30 +13,9 @@ namespace ekv {
 
 namespace {
 
-constexpr std::array<DTypeInfo, 20> kInfos = {{
-    {DType::f32, "F32", 1, 4, true},
-    {DType::f16, "F16", 1, 2, true},
-    {DType::bf16, "BF16", 1, 2, true},
-    {DType::q4_0, "Q4_0", 32, 18, true},
-    {DType::q4_1, "Q4_1", 32, 20, true},
-    {DType::q5_0, "Q5_0", 32, 22, true},
-    {DType::q5_1, "Q5_1", 32, 24, true},
-    {DType::q8_0, "Q8_0", 32, 34, true},
-    {DType::iq4_nl, "IQ4_NL", 32, 18, true},
-    {DType::q2_k, "Q2_K", 256, 84, true},
-    {DType::q3_k, "Q3_K", 256, 110, true},
-    {DType::q4_k, "Q4_K", 256, 144, true},
-    {DType::q5_k, "Q5_K", 256, 176, true},
-    {DType::q6_k, "Q6_K", 256, 210, true},
-    {DType::i8, "I8", 1, 1, false},
-    {DType::i16, "I16", 1, 2, false},
-    {DType::i32, "I32", 1, 4, false},
-    {DType::i64, "I64", 1, 8, false},
-    {DType::u8, "U8", 1, 1, false},
-    {DType::f64, "F64", 1, 8, false},
-}};
 
-// GGML's type ids (ggml.h, enum ggml_type); names for the ones ekv cannot decode.
+// GGML's names of its type ids (ggml.h, enum ggml_type), index = id: what an error names for an
+// id ekv does not read (IQ2_XS, TQ1_0, ...). The ids ekv reads are in kTraits.
 constexpr std::array<std::string_view, 40> kGgmlNames = {
     "F32",   "F16",  "Q4_0", "Q4_1",  "Q4_2", "Q4_3",    "Q5_0",    "Q5_1",    "Q8_0",   "Q8_1",
     "Q2_K",  "Q3_K", "Q4_K", "Q5_K",  "Q6_K", "Q8_K",    "IQ2_XXS", "IQ2_XS",  "IQ3_XXS", "IQ1_S",
@@ -255,51 +234,78 @@ void dequant_q6_k(const std::byte* block, float* out) {
   }
 }
 
+void decode_f16(const std::byte* p, float* out) { *out = half_to_float(p); }
+void decode_bf16(const std::byte* p, float* out) { *out = bf16_to_float(p); }
+
+// `blocks` blocks of a type through its one-block decoder (a template argument, so it inlines).
+template <void (*Block)(const std::byte*, float*), std::size_t Elements, std::size_t Bytes>
+void decode_blocks(const std::byte* src, float* dst, std::size_t blocks) {
+  for (std::size_t b = 0; b < blocks; ++b) Block(src + b * Bytes, dst + b * Elements);
+}
+
+void decode_f32(const std::byte* src, float* dst, std::size_t blocks) { std::memcpy(dst, src, blocks * 4); }
+
+#define EKV_BLOCKS(decoder, elements, bytes) elements, bytes, decode_blocks<decoder, elements, bytes>
+
+// Every element type ekv knows, once: name, block shape, GGML id, decoder. The lists of
+// supported types, the id maps and the size rules all derive from it.
+constexpr DTypeInfo kTraits[] = {
+    {DType::f32, "F32", 1, 4, decode_f32, 0},
+    {DType::f16, "F16", EKV_BLOCKS(decode_f16, 1, 2), 1},
+    {DType::bf16, "BF16", EKV_BLOCKS(decode_bf16, 1, 2), 30},
+    {DType::q4_0, "Q4_0", EKV_BLOCKS(dequant_q4_0, 32, 18), 2},
+    {DType::q4_1, "Q4_1", EKV_BLOCKS(dequant_q4_1, 32, 20), 3},
+    {DType::q5_0, "Q5_0", EKV_BLOCKS(dequant_q5_0, 32, 22), 6},
+    {DType::q5_1, "Q5_1", EKV_BLOCKS(dequant_q5_1, 32, 24), 7},
+    {DType::q8_0, "Q8_0", EKV_BLOCKS(dequant_q8_0, 32, 34), 8},
+    {DType::iq4_nl, "IQ4_NL", EKV_BLOCKS(dequant_iq4_nl, 32, 18), 20},
+    {DType::q2_k, "Q2_K", EKV_BLOCKS(dequant_q2_k, 256, 84), 10},
+    {DType::q3_k, "Q3_K", EKV_BLOCKS(dequant_q3_k, 256, 110), 11},
+    {DType::q4_k, "Q4_K", EKV_BLOCKS(dequant_q4_k, 256, 144), 12},
+    {DType::q5_k, "Q5_K", EKV_BLOCKS(dequant_q5_k, 256, 176), 13},
+    {DType::q6_k, "Q6_K", EKV_BLOCKS(dequant_q6_k, 256, 210), 14},
+    {DType::i8, "I8", 1, 1, nullptr, 24},
+    {DType::i16, "I16", 1, 2, nullptr, 25},
+    {DType::i32, "I32", 1, 4, nullptr, 26},
+    {DType::i64, "I64", 1, 8, nullptr, 27},
+    {DType::u8, "U8", 1, 1, nullptr, -1},
+    {DType::f64, "F64", 1, 8, nullptr, 28},
+};
+#undef EKV_BLOCKS
+
 }  // namespace
 
 const DTypeInfo& dtype_info(DType dtype) {
-  for (const auto& info : kInfos)
+  for (const auto& info : kTraits)
     if (info.dtype == dtype) return info;
   fail("internal: unknown dtype");
+}
+
+std::string supported_ggml_types() {
+  std::string names;
+  for (const auto& info : kTraits)
+    if (info.ggml_id >= 0 && info.decode) names += (names.empty() ? "" : ", ") + std::string(info.name);
+  return names;
 }
 
 std::string_view dtype_name(DType dtype) { return dtype_info(dtype).name; }
 
 std::optional<DType> dtype_from_ggml(std::uint32_t id) {
-  switch (id) {
-    case 0: return DType::f32;
-    case 1: return DType::f16;
-    case 2: return DType::q4_0;
-    case 3: return DType::q4_1;
-    case 6: return DType::q5_0;
-    case 7: return DType::q5_1;
-    case 8: return DType::q8_0;
-    case 10: return DType::q2_k;
-    case 11: return DType::q3_k;
-    case 12: return DType::q4_k;
-    case 13: return DType::q5_k;
-    case 14: return DType::q6_k;
-    case 20: return DType::iq4_nl;
-    case 24: return DType::i8;
-    case 25: return DType::i16;
-    case 26: return DType::i32;
-    case 27: return DType::i64;
-    case 28: return DType::f64;
-    case 30: return DType::bf16;
-    default: return std::nullopt;
-  }
+  for (const auto& info : kTraits)
+    if (info.ggml_id >= 0 && std::uint32_t(info.ggml_id) == id) return info.dtype;
+  return std::nullopt;
 }
 
 std::string_view ggml_type_name(std::uint32_t id) { return id < kGgmlNames.size() ? kGgmlNames[id] : "unknown"; }
 
 std::uint32_t ggml_id(DType dtype) {
-  for (std::uint32_t id = 0; id < kGgmlNames.size(); ++id)
-    if (dtype_from_ggml(id) == dtype) return id;
-  fail(cat("dtype ", dtype_name(dtype), " has no GGML id"));
+  const DTypeInfo& info = dtype_info(dtype);
+  EKV_CHECK(info.ggml_id >= 0, "dtype ", info.name, " has no GGML id");
+  return std::uint32_t(info.ggml_id);
 }
 
 std::optional<DType> dtype_from_safetensors(std::string_view name) {
-  for (const auto& info : kInfos)
+  for (const auto& info : kTraits)
     if (info.block_elements == 1 && info.name == name) return info.dtype;
   return std::nullopt;
 }
@@ -322,36 +328,11 @@ std::size_t storage_bytes(DType dtype, std::uint64_t elements) {
 
 void dequantize(DType dtype, std::span<const std::byte> src, std::span<float> dst) {
   const DTypeInfo& info = dtype_info(dtype);
-  EKV_CHECK(info.dequantizable, "dtype ", info.name, " cannot be read as weights");
+  EKV_CHECK(info.decode, "dtype ", info.name, " cannot be read as weights");
   EKV_CHECK(src.size() == storage_bytes(dtype, dst.size()), "dequantize ", info.name, ": ", src.size(),
             " bytes do not hold ", dst.size(), " elements");
-  const std::byte* p = src.data();
-  float* out = dst.data();
-  const std::size_t n = dst.size();
-  if (n == 0) return;  // an empty tensor's spans may hold null pointers, which memcpy must not see
-  switch (dtype) {
-    case DType::f32: std::memcpy(out, p, n * 4); return;
-    case DType::f16: for (std::size_t i = 0; i < n; ++i) out[i] = half_to_float(p + 2 * i); return;
-    case DType::bf16: for (std::size_t i = 0; i < n; ++i) out[i] = bf16_to_float(p + 2 * i); return;
-    default: break;
-  }
-  void (*decode)(const std::byte*, float*) = nullptr;
-  switch (dtype) {
-    case DType::q4_0: decode = dequant_q4_0; break;
-    case DType::q4_1: decode = dequant_q4_1; break;
-    case DType::q5_0: decode = dequant_q5_0; break;
-    case DType::q5_1: decode = dequant_q5_1; break;
-    case DType::q8_0: decode = dequant_q8_0; break;
-    case DType::iq4_nl: decode = dequant_iq4_nl; break;
-    case DType::q2_k: decode = dequant_q2_k; break;
-    case DType::q3_k: decode = dequant_q3_k; break;
-    case DType::q4_k: decode = dequant_q4_k; break;
-    case DType::q5_k: decode = dequant_q5_k; break;
-    case DType::q6_k: decode = dequant_q6_k; break;
-    default: fail(cat("dtype ", info.name, " cannot be read as weights"));
-  }
-  const std::size_t blocks = n / info.block_elements;
-  for (std::size_t b = 0; b < blocks; ++b) decode(p + b * info.block_bytes, out + b * info.block_elements);
+  if (dst.empty()) return;  // an empty tensor's spans may hold null pointers, which memcpy must not see
+  info.decode(src.data(), dst.data(), dst.size() / info.block_elements);
 }
 
 void encode_in_slices(DType dtype, std::span<const float> values,

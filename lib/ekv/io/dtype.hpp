@@ -20,16 +20,19 @@ enum class DType {
   f64,
 };
 
+// One row of the traits table (dtype.cpp): everything ekv knows of an element type.
 struct DTypeInfo {
   DType dtype;
-  std::string_view name;      // "Q4_1", "F32"
+  std::string_view name;       // "Q4_1", "F32" (safetensors uses the same names for plain types)
   std::size_t block_elements;  // elements per block (1 for plain types)
   std::size_t block_bytes;     // bytes per block
-  bool dequantizable;          // can be turned into fp32 weights
+  void (*decode)(const std::byte* src, float* dst, std::size_t blocks);  // null: not readable as weights
+  std::int32_t ggml_id;        // the id in GGUF tensor infos; -1: none
 };
 
 const DTypeInfo& dtype_info(DType dtype);
 std::string_view dtype_name(DType dtype);
+std::string supported_ggml_types();  // "F32, F16, BF16, Q4_0, ...": the GGML types ekv reads
 
 // GGML type ids as stored in GGUF tensor infos. Known but unsupported ids (IQ2_XS, TQ1_0, ...)
 // return nullopt and the caller reports the id and its GGML name.

@@ -238,7 +238,7 @@ GgufFile::GgufFile(const std::filesystem::path& path) : map_(std::make_shared<Ma
     info.ggml_type = in.read<std::uint32_t>("tensor " + info.name + " (type)");
     const auto dtype = dtype_from_ggml(info.ggml_type);
     EKV_CHECK(dtype.has_value(), where, ": GGML type ", info.ggml_type, " (", ggml_type_name(info.ggml_type),
-              ") is not supported (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)");
+              ") is not supported (supported: ", supported_ggml_types(), ")");
     info.dtype = *dtype;
     info.offset = in.read<std::uint64_t>("tensor " + info.name + " (offset)");
     EKV_CHECK(info.ne[0] % dtype_info(info.dtype).block_elements == 0, where, ": row length ", info.ne[0],

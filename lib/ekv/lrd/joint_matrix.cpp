@@ -34,8 +34,4 @@ MatrixD build_joint_matrix(const LayerWeights& w, const ModelConfig& c, const st
   return joint;
 }
 
-double cache_ratio(int r, int kv_heads, int head_dim, int d_kv) {
-  return double(2 * r * kv_heads + d_kv) / double(2 * kv_heads * head_dim);
-}
-
 }  // namespace ekv

@@ -26,7 +26,4 @@ struct JointLayout {
 MatrixD build_joint_matrix(const LayerWeights& weights, const ModelConfig& config,
                            const std::vector<std::vector<int>>& elite, JointLayout& layout);
 
-// (2rG + d_kv) / (2 G d_h): elements cached per token and layer over the full K/V cache.
-double cache_ratio(int r, int kv_heads, int head_dim, int d_kv);
-
 }  // namespace ekv

@@ -52,7 +52,7 @@ void ModelSource::finish_open() {
     const TensorRecord& record = tensor(expected.name);
     EKV_CHECK(record.shape == expected.shape, record.file, ": tensor ", record.source_name, ": expected ",
               shape_text(expected.shape), ", found ", shape_text(record.shape));
-    EKV_CHECK(dtype_info(record.dtype).dequantizable, record.file, ": tensor ", record.source_name, ": dtype ",
+    EKV_CHECK(dtype_info(record.dtype).decode, record.file, ": tensor ", record.source_name, ": dtype ",
               dtype_name(record.dtype), " cannot hold weights");
   }
   if (tensors_.size() > expected_count) {

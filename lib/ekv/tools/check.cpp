@@ -16,6 +16,7 @@
 #include "ekv/core/output_path.hpp"
 #include "ekv/core/read_file.hpp"
 #include "ekv/core/version.hpp"
+#include "ekv/lrd/rank_budget.hpp"
 #include "ekv/model/forward.hpp"
 #include "ekv/model/linear.hpp"
 #include "ekv/model/model_source.hpp"
@@ -84,17 +85,6 @@ void run_check_ppl(const PplOptions& options) {
   std::fflush(stdout);
 }
 
-
-namespace {
-// Elements cached per token over all layers: 2·G·d_h per layer, or G·2r + d_kv when compressed.
-std::int64_t cache_elements_per_token(const ModelConfig& c) {
-  std::int64_t total = 0;
-  for (int l = 0; l < c.layers; ++l)
-    total += c.elitekv.enabled() ? 2LL * c.elitekv.r * c.kv_heads + c.elitekv.kv_rank[std::size_t(l)]
-                                 : 2LL * c.kv_heads * c.head_dim;
-  return total;
-}
-}  // namespace
 
 void CompareOptions::register_with(CLI::App& command) {
   command.add_option("--model,-m", model, "The original model (.gguf or HF folder)")->required();

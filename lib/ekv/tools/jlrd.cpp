@@ -9,7 +9,6 @@
 #include <fstream>
 #include <memory>
 #include <optional>
-#include <queue>
 #include <sstream>
 
 #include "ekv/calib/calib_file.hpp"
@@ -24,6 +23,7 @@
 #include "ekv/io/artifact_matrix.hpp"
 #include "ekv/lrd/attention_error.hpp"
 #include "ekv/lrd/jlrd_file.hpp"
+#include "ekv/lrd/rank_budget.hpp"
 #include "ekv/lrd/layer_factors.hpp"
 #include "ekv/model/linear.hpp"
 #include "ekv/model/model_source.hpp"
@@ -158,27 +158,6 @@ struct RefineSummary {
   }
 };
 
-// Per-layer ranks for a total of `dims` latent dims. Each dim costs one cached element per
-// token and lowers its layer's squared relative data error by its gain
-// (LayerFactors::relative_data_gains), so the greedy takes the largest next gain of any layer.
-// Ranks are prefixes; for whitened SVD the gains fall within a layer and the greedy is optimal.
-std::vector<int> allocate_budget(const std::vector<Eigen::VectorXd>& gains, const std::vector<int>& max_ranks,
-                                 long long dims) {
-  const std::size_t layers = gains.size();
-  using Gain = std::pair<double, std::size_t>;
-  std::priority_queue<Gain> next;
-  std::vector<int> chosen(layers, 0);
-  for (std::size_t l = 0; l < layers; ++l)
-    if (max_ranks[l] > 0) next.push({gains[l][0], l});
-  for (long long spent = 0; spent < dims && !next.empty(); ++spent) {
-    const std::size_t l = next.top().second;
-    next.pop();
-    const int rank = ++chosen[l];
-    if (rank < max_ranks[l]) next.push({gains[l][rank], l});
-  }
-  return chosen;
-}
-
 // Whether every layer's decomposition can stay in memory for the sweep: the first layer's
 // large parts (Gram, stored inputs, joint matrix and its SVD factors), times the layers,
 // within a quarter of what the system has free.
@@ -229,7 +208,8 @@ void run_jlrd(const JlrdOptions& options) {
   EKV_CHECK(!options.refit_output || header.keep_seqs > options.refit_heldout, options.calib, ": keep_seqs: ",
             header.keep_seqs, " stored sequences; --refit-output needs more than --refit-heldout (",
             options.refit_heldout, "): calibrate with a larger --keep-seqs (32 in the pipeline)");
-  const int G = c.kv_heads, dh = c.head_dim, full = 2 * G * dh;
+  const int G = c.kv_heads, dh = c.head_dim;
+  const double full = double(full_cache_elements(G, dh));
   LrdOptions lrd{options.mode == "joint", options.svd == "whitened", options.balance_kv,
                  options.precision == "f32" ? SvdPrecision::f32 : SvdPrecision::f64};
   lrd.drop_keys = options.mode == "values";
@@ -240,12 +220,13 @@ void run_jlrd(const JlrdOptions& options) {
   const RopeTable rope_table(rope_frequencies(c), std::max(header.seq_len, 1));
   RefineOptions refine{parse_chunk_map_kind(options.chunk_map == "auto" ? "none" : options.chunk_map),
                        options.chunk_map == "auto", options.weighting == "attention", options.attention_seqs};
-  const double target_rank = !options.ranks.empty()          ? double(options.ranks[0])
-                             : !options.cache_ratios.empty() ? options.cache_ratios[0] * full - 2.0 * options.r * G
-                                                             : options.budget * full - 2.0 * options.r * G;
+  const double target_rank = !options.ranks.empty() ? double(options.ranks[0])
+                                                    : latent_for_ratio(options.budget > 0 ? options.budget
+                                                                                          : options.cache_ratios[0],
+                                                                       options.r, G, dh);
   EKV_CHECK(!options.ranks.empty() || target_rank >= 0, options.budget > 0 ? "--budget " : "--cache-ratio ",
             options.budget > 0 ? options.budget : options.cache_ratios[0], " is below what r = ", options.r,
-            " alone caches (", 2.0 * options.r * G / full, " of the full cache)");
+            " alone caches (", cache_ratio(options.r, G, dh, 0), " of the full cache)");
   const bool with_samples = calib && options.attention_seqs > 0;
   const int attention_seqs = with_samples ? std::min(options.attention_seqs, header.keep_seqs) : 0;
   const int layers = end - begin;
@@ -303,9 +284,9 @@ void run_jlrd(const JlrdOptions& options) {
       ranks.push_back(rank);
     }
     for (double ratio : options.cache_ratios) {
-      const double d_kv = ratio * full - 2.0 * options.r * G;
-      EKV_CHECK(d_kv >= 0, "--cache-ratio ", ratio, ": r = ", options.r, " alone caches ", 2.0 * options.r * G / full,
-                " of the full cache");
+      const double d_kv = latent_for_ratio(ratio, options.r, G, dh);
+      EKV_CHECK(d_kv >= 0, "--cache-ratio ", ratio, ": r = ", options.r, " alone caches ",
+                cache_ratio(options.r, G, dh, 0), " of the full cache");
       ranks.push_back(std::clamp(int(std::lround(d_kv)), 0, f.max_rank()));
     }
     if (options.budget > 0) ranks.push_back(budget_ranks[std::size_t(l)]);
@@ -361,13 +342,13 @@ void run_jlrd(const JlrdOptions& options) {
         summary.add(layer.refined, refit ? &*refit : nullptr);
         stored_ranks.push_back(rank);
         stored_rows.push_back(row);
-        cached += 2.0 * options.r * G + rank;
+        cached += double(compressed_cache_elements(options.r, G, rank));
       }
     }
     sweeping.advance();
   }
   sweeping.finish();
-  const double model_ratio = cached / (double(full) * layers);
+  const double model_ratio = cached / (full * layers);
   JlrdMethod method;
   method.settings = {{"mode", options.mode}, {"svd", options.svd}, {"balance_kv", options.balance_kv ? "true" : "false"},
                      {"allocation", options.budget > 0 ? "budget" : "uniform"},
