@@ -27,9 +27,9 @@ records = layer_local.recover_layers(student, teacher, train, val,
                                                                    parts=models.ATTENTION_PARTS),
                                      seed=3, world=world)
 with tempfile.TemporaryDirectory() as folder:
-    history = distill.distill(student, teacher, train, val, params, params,
-                              distill.DistillOptions(steps=5, batch=2, accum=4, lr=2e-3, warmup=1, eval_every=2,
-                                                     checkpoint_every=5),
+    history = distill.distill(student, teacher, train_ids=train, val_ids=val, params=params, saved=params,
+                              options=distill.DistillOptions(steps=5, batch=2, accum=4, lr=2e-3, warmup=1,
+                                                             eval_every=2, checkpoint_every=5),
                               seed=3, device=device, folder=folder if world.main else folder + "-unused",
                               settings={"test": 1}, world=world)
 if world.main:

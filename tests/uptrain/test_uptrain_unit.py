@@ -14,7 +14,8 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 from tiny_models import make_pair  # noqa: E402
 
-from elitekv.uptrain import checkpoint, corpus, distill, distributed, layer_local, models, teacher_text  # noqa: E402
+from elitekv.uptrain import checkpoint, corpus, distill, distributed, layer_local, models, precision, \
+    teacher_text  # noqa: E402
 from elitekv.uptrain.__main__ import parse_args  # noqa: E402
 from elitekv.uptrain.metrics import heldout_fidelity, token_kl  # noqa: E402
 
@@ -77,6 +78,21 @@ class PlantedTruth(unittest.TestCase):
             self.assertLess(record["heldout_error_after"], 0.25 * record["heldout_error_before"], record)
         self.assertLess(heldout_fidelity(teacher, student, val)["kl"], 0.5 * before)
 
+    def test_stage1_trains_under_bf16(self):
+        # Found this session: under --precision bf16 (the default on CPUs with bf16) stage 1 died
+        # at its first step, "element 0 of tensors does not require grad": autocast reused the
+        # bf16 copy of a weight cast during the no-grad held-out check before training.
+        teacher, student = make_pair()
+        perturb(student, 0.5, seed=4)
+        attention = models.trainable_attention(student, models.ATTENTION_PARTS)
+        precision.lower_frozen(teacher, "bf16")
+        precision.lower_frozen(student, "bf16", attention)
+        options = layer_local.LayerLocalOptions(steps=40, batch=4, lr=3e-3, warmup=4, eval_every=10,
+                                                parts=models.ATTENTION_PARTS, precision="bf16")
+        records = layer_local.recover_layers(student, teacher, tokens(16, 32, 6), tokens(4, 32, 5), options, seed=0)
+        for record in records:
+            self.assertLess(record["heldout_error_after"], 0.5 * record["heldout_error_before"], record)
+
     def test_stage1_resumed_after_a_layer_ends_bit_for_bit_as_uninterrupted(self):
         teacher, student = make_pair()
         perturb(student, 0.5, seed=11)
@@ -116,8 +132,9 @@ class PlantedTruth(unittest.TestCase):
         options = distill.DistillOptions(steps=60, batch=4, accum=2, lr=3e-3, warmup=4, eval_every=20,
                                          checkpoint_every=20)
         with tempfile.TemporaryDirectory() as folder:
-            history = distill.distill(student, teacher, tokens(128, 32, 9), val, params, params, options, seed=0,
-                                      device=torch.device("cpu"), folder=folder, settings={"test": 1})
+            history = distill.distill(student, teacher, train_ids=tokens(128, 32, 9), val_ids=val, params=params,
+                                      saved=params, options=options, seed=0, device=torch.device("cpu"),
+                                      folder=folder, settings={"test": 1})
         self.assertEqual(history[-1]["step"], 60)
         self.assertLess(heldout_fidelity(teacher, student, val)["kl"], 0.5 * before)
 
@@ -129,15 +146,17 @@ class PlantedTruth(unittest.TestCase):
                                          checkpoint_every=2)
         with tempfile.TemporaryDirectory() as folder:
             settings = {"test": 2}
-            distill.distill(student, teacher, tokens(4, 16, 11), tokens(2, 16, 12), params, params,
-                            copy.copy(options), seed=0, device=torch.device("cpu"), folder=folder, settings=settings)
+            distill.distill(student, teacher, train_ids=tokens(4, 16, 11), val_ids=tokens(2, 16, 12), params=params,
+                            saved=params, options=copy.copy(options), seed=0, device=torch.device("cpu"),
+                            folder=folder, settings=settings)
             good = checkpoint.load(folder, settings)
             with torch.no_grad():
                 student.model.layers[1].mlp.down_proj.weight[0, 0] = float("nan")  # frozen: not restored
             options.steps = 8  # resumed at step 4, the first step's loss is NaN
             with self.assertRaisesRegex(FloatingPointError, "last good checkpoint .* step 4"):
-                distill.distill(student, teacher, tokens(4, 16, 11), tokens(2, 16, 12), params, params, options,
-                                seed=0, device=torch.device("cpu"), folder=folder, settings=settings, resume=True)
+                distill.distill(student, teacher, train_ids=tokens(4, 16, 11), val_ids=tokens(2, 16, 12), params=params,
+                                saved=params, options=options, seed=0, device=torch.device("cpu"), folder=folder,
+                                settings=settings, resume=True)
             kept = checkpoint.load(folder, settings)
             self.assertEqual(kept["step"], 4)
             for name, value in kept["params"].items():

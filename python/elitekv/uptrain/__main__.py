@@ -15,11 +15,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-from . import allocator, checkpoint, corpus, distill, distributed, export_writer, layer_local, models, precision, \
-    progress, provenance  # noqa: E402
+from . import allocator, checkpoint, corpus, distributed, export_writer, models, precision, progress, provenance, \
+    stages  # noqa: E402
 from .metrics import heldout_fidelity  # noqa: E402
 from .preset import preset_defaults  # noqa: E402
-from .progress import format_seconds, log  # noqa: E402
+from .progress import log  # noqa: E402
 
 DESCRIPTION = """\
 Recovers an ekv-export model by distillation from the original it was made from (the fourth
@@ -214,52 +214,23 @@ def main(argv=None):
         log(f"stage 1: taken from the checkpoint in {args.checkpoint}")
         summary["stage1"] = (saved["extra"] or {}).get("stage1")
     elif args.layer_steps > 0:
-        t = time.monotonic()
         if partial is not None:
             checkpoint.restore_params(attention, saved["params"])
-        options = layer_local.LayerLocalOptions(args.layer_steps, args.layer_batch, args.layer_lr,
-                                                max(1, args.layer_steps // 10), args.layer_eval_every, args.parts,
-                                                args.precision)
-
-        def layer_done(state):
-            if world.main:
-                checkpoint.save(args.checkpoint, 0, attention, None, settings, [], {"stage1_partial": state})
-
-        records = layer_local.recover_layers(
-            student, teacher, train_ids[:args.layer_windows].to(device), val_ids.to(device), options, args.seed,
-            resume=partial, on_layer_done=layer_done, world=world)
-        seconds = time.monotonic() - t
-        tokens = args.layer_steps * args.layer_batch * args.window
-        summary["stage1"] = {"layers": records, "seconds": seconds, "tokens_per_layer": tokens,
-                             "heldout": fidelity()}
-        log(f"stage 1: {format_seconds(seconds)}, held-out KL {summary['before']['kl']:.4f} -> "
-            f"{summary['stage1']['heldout']['kl']:.4f}")
+        summary["stage1"] = stages.stage1(student=student, teacher=teacher, attention=attention, train_ids=train_ids,
+                                          val_ids=val_ids, args=args, settings=settings, world=world, device=device,
+                                          partial=partial, fidelity=fidelity, before=summary["before"])
         if args.steps > 0:
             starts.append(("stage 1", summary["stage1"]["heldout"], checkpoint.snapshot(attention)))
     if args.steps > 0:
-        if not resuming:  # the stage-1 result is the checkpoint a resume starts from
-            if world.main:
-                checkpoint.save(args.checkpoint, 0, attention, None, settings, [], {"stage1": summary.get("stage1")})
-        t = time.monotonic()
-        options = distill.DistillOptions(args.steps, args.batch, args.accum, args.lr, args.warmup, args.eval_every,
-                                         args.checkpoint_every, precision=args.precision)
-        current = (summary.get("stage1") or {}).get("heldout", summary["before"])  # the model stage 2 starts from
-        history = distill.distill(student, teacher, train_ids[:args.windows].to(device), val_ids, trainable, attention,
-                                  options, seed=args.seed, device=device, folder=args.checkpoint, settings=settings,
-                                  resume=resuming, extra={"stage1": summary.get("stage1")},
-                                  initial_kl=None if resuming else current["kl"], world=world)
-        final = fidelity()
-        history[-1]["heldout_kl"] = final["kl"]  # distill leaves the last step's to this pass
-        summary["stage2"] = {"history": history, "seconds": time.monotonic() - t,
-                             "tokens": args.steps * args.batch * args.accum * args.window, "heldout": final}
+        summary["stage2"] = stages.stage2(
+            student=student, teacher=teacher, attention=attention, trainable=trainable, train_ids=train_ids,
+            val_ids=val_ids, args=args, settings=settings, world=world, device=device, resuming=resuming,
+            stage1_summary=summary.get("stage1"),
+            start_fidelity=(summary.get("stage1") or {}).get("heldout", summary["before"]), fidelity=fidelity)
     latest = (summary.get("stage2") or summary.get("stage1") or {}).get("heldout") or summary["before"]
-    best_label, best, weights = min(starts, key=lambda start: start[1]["kl"])
-    summary["kept"] = "trained"
-    if best["kl"] < latest["kl"]:
-        log(f"warning: training raised the held-out KL to {latest['kl']:.4f}; the output keeps the weights of "
-            f"{best_label} (held-out KL {best['kl']:.4f}). Lower --lr (or --layer-lr) for this model.")
-        checkpoint.restore_params(attention, weights)
-        summary["trained"], summary["kept"], latest = latest, best_label, best
+    summary["kept"], latest, trained = stages.keep_best(starts, latest, attention=attention)
+    if trained is not None:
+        summary["trained"] = trained
     summary["after"] = latest
     summary["seconds"] = time.monotonic() - start
     if world.main:

@@ -37,7 +37,7 @@ def heldout_kl(teacher, student, windows, device, options, world=SINGLE):
                             lambda: precision.autocast(device, options.precision), world)["kl"]
 
 
-def distill(student, teacher, train_ids, val_ids, params, saved, options, *, seed, device, folder, settings,
+def distill(student, teacher, *, train_ids, val_ids, params, saved, options, seed, device, folder, settings,
             resume=False, extra=None, initial_kl=None, world=SINGLE):
     """Trains `params` (named) in place; checkpoints hold `saved` (named, a superset) and returns the
     history (a dict per step). The final step is kept (the schedule ends low); the history's

@@ -35,7 +35,11 @@ def resolve(requested, device):
 def autocast(device, precision):
     """The context every forward of the step runs in."""
     if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
+        # No cast cache: stage 1 evaluates under no_grad inside the region it then trains in, and
+        # a weight's bf16 copy cached there (without autograd history) would be reused by the
+        # training forward ("element 0 of tensors does not require grad"). Frozen weights are
+        # stored in bf16 already (lower_frozen), so only the trained ones are cast, per use.
+        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
     if device.type == "cpu":
         return torch.autocast("cpu", enabled=False)
     return contextlib.nullcontext()
