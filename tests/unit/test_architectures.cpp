@@ -4,6 +4,7 @@
 // frequencies; Mistral's HF config is read as LLaMA unless it asks for a sliding window.
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <tuple>
 
 #include <functional>
@@ -127,7 +128,7 @@ TEST_F(Architectures, HfFieldsThatChangeTheComputationAreRefusedByName) {
   accepted["layer_types"] = {"full_attention", "full_attention"};
   EXPECT_NO_THROW(config_from_hf(accepted, "m/config.json"));
   nlohmann::json infinite = base;
-  infinite["rope_theta"] = 1e309;  // parses as inf
+  infinite["rope_theta"] = std::numeric_limits<double>::infinity();  // what a parser makes of 1e309
   EXPECT_EKV_ERROR(config_from_hf(infinite, "m/config.json"), "m/config.json", "RoPE base", "finite");
   // transformers >= 5 keeps θ and the scaling rule in rope_parameters.
   nlohmann::json five = base;
