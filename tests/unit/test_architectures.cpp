@@ -12,6 +12,7 @@
 
 #include "ekv/io/gguf.hpp"
 #include "ekv/model/config.hpp"
+#include "ekv/model/model_family.hpp"
 #include "ekv/model/rope_frequencies.hpp"
 #include "expect_error.hpp"
 #include "gguf_builder.hpp"
@@ -96,6 +97,36 @@ TEST_F(Architectures, HfRefusalsNameTheFieldAndTheReason) {
   nlohmann::json yarn = base;
   yarn["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
   EXPECT_EKV_ERROR(config_from_hf(yarn, "y/config.json"), "y/config.json", "yarn", "not supported");
+}
+
+// Issue 30: the families live in one table; every name a family has reads back as that family,
+// and what config.json leaves implied follows the table.
+TEST_F(Architectures, TheFamilyTableIsTheOneSourceOfFamilyFacts) {
+  EXPECT_EQ(supported_families(), "llama, qwen2");
+  for (const std::string name : {"llama", "qwen2"}) {
+    const FamilyTraits& family = family_traits(name);
+    EXPECT_EQ(family_of_gguf(name), &family);
+    EXPECT_EQ(family_refusal(name), "");
+    ModelConfig config = tiny_.config;
+    config.architecture = name;
+    const nlohmann::json written = config_to_hf(config);
+    EXPECT_EQ(written["model_type"], std::string(family.hf_model_types.front()));
+    EXPECT_EQ(written["architectures"][0], std::string(family.hf_class));
+    EXPECT_EQ(written.contains("head_dim"), family.writes_head_dim);
+    for (std::string_view type : family.hf_model_types) {
+      EXPECT_EQ(family_of_hf_model_type(type), &family);
+      nlohmann::json spelled = written;
+      spelled["model_type"] = std::string(type);
+      const ModelConfig read = config_from_hf(spelled, "m/config.json");
+      EXPECT_EQ(read.architecture, name) << type;
+      EXPECT_EQ(read.attention_bias, family.implied_qkv_bias) << type;
+    }
+  }
+  EXPECT_EQ(family_of_hf_model_type("mistral"), &family_traits("llama"));
+  EXPECT_EQ(family_of_gguf("mistral"), nullptr);  // Mistral's GGUF files say llama
+  EXPECT_NE(family_refusal("qwen3").find("q/k normalisation"), std::string::npos);
+  EXPECT_NE(family_refusal("gpt_neox").find("only llama, qwen2"), std::string::npos);
+  EXPECT_EKV_ERROR(family_traits("gpt2"), "gpt2", "not one of llama, qwen2");
 }
 
 // Issue 33: each of these gave a perplexity computed as if the field were absent.

@@ -8,6 +8,7 @@
 #include "ekv/core/error.hpp"
 #include "ekv/core/log.hpp"
 #include "ekv/io/gguf.hpp"
+#include "ekv/model/model_family.hpp"
 #include "ekv/model/rope_frequencies.hpp"
 
 namespace ekv {
@@ -166,34 +167,13 @@ void read_rope_factors(const GgufFile& gguf, const GgufTensorInfo& info, ModelCo
   }
 }
 
-// Why the method does not apply to an architecture ekv knows of (GGUF general.architecture or
-// HF model_type spellings); empty when it does: llama and qwen2 (Mistral's GGUF files say llama,
-// its HF configs mistral). docs/method.md §10 gives the reasoning.
-std::string architecture_refusal(const std::string& arch) {
-  const auto any_of = [&](std::initializer_list<const char*> names) {
-    for (const char* name : names)
-      if (arch == name) return true;
-    return false;
-  };
-  if (any_of({"llama", "qwen2"})) return "";
-  if (any_of({"gemma3", "gemma3_text", "gemma3n", "qwen3", "olmo2"}))
-    return "its q/k normalisation (an RMSNorm of each key before RoPE) makes keys nonlinear in x, so the "
-           "non-elite key rows cannot share a linear latent with the values";
-  if (any_of({"gemma2", "cohere2", "phi3"})) return "it uses sliding-window attention, which ekv does not implement";
-  if (any_of({"qwen2moe", "qwen2_moe", "qwen3moe", "qwen3_moe", "mixtral", "dbrx", "olmoe"}))
-    return "it is a mixture-of-experts model, which ekv does not implement";
-  if (any_of({"deepseek2", "deepseek_v2", "deepseek_v3", "minicpm3"}))
-    return "its attention is already multi-head latent attention (MLA): the cache is already a latent";
-  return "only llama (also Mistral's GGUF files and HF configs) and qwen2 are supported";
-}
 }  // namespace
 
 ModelConfig config_from_gguf(const GgufFile& gguf) {
   ModelConfig config;
   const std::string file = gguf.path().string();
   const std::string arch = gguf.get_string("general.architecture");
-  const std::string refusal = architecture_refusal(arch);
-  EKV_CHECK(refusal.empty(), file, ": general.architecture: ", arch, " is not supported: ", refusal);
+  EKV_CHECK(family_of_gguf(arch), file, ": general.architecture: ", arch, " is not supported: ", family_refusal(arch));
   config.architecture = arch;
   if (gguf.has("general.name")) config.name = gguf.get_string("general.name");
   auto key = [&](const char* suffix) { return arch + "." + suffix; };
@@ -292,7 +272,7 @@ T field_or(const json& object, const char* name, T fallback, const std::string& 
 // name, since computing as if it were absent gives a confident, wrong perplexity. (pretraining_tp
 // is not among them: transformers splits the same products into slices and sums them, the same
 // function up to the order of a sum.)
-void refuse_unimplemented_fields(const json& object, const std::string& architecture, const std::string& source) {
+void refuse_unimplemented_fields(const json& object, const FamilyTraits& family, const std::string& source) {
   const auto given = [&](const char* name) { return object.contains(name) && !object.at(name).is_null(); };
   const std::string act = field_or<std::string>(object, "hidden_act", "silu", source);
   EKV_CHECK(act == "silu" || act == "swish", source, ": field hidden_act: ", act,
@@ -301,7 +281,7 @@ void refuse_unimplemented_fields(const json& object, const std::string& architec
             ": field mlp_bias: biases on the MLP projections are not supported");
   // Qwen2 configs name a window and switch it off with use_sliding_window; elsewhere a window is on.
   const bool sliding = field_or<bool>(object, "use_sliding_window", false, source) ||
-                       (architecture != "qwen2" && given("sliding_window"));
+                       (!family.window_needs_switch && given("sliding_window"));
   EKV_CHECK(!sliding, source, ": fields use_sliding_window/sliding_window: sliding-window attention is not "
             "implemented by ekv");
   if (given("layer_types"))
@@ -331,21 +311,22 @@ ModelConfig config_from_hf(const json& object, const std::string& source) {
   ModelConfig config;
   const std::string model_type = field_or<std::string>(object, "model_type", "", source);
   EKV_CHECK(!model_type.empty(), source, ": field model_type is missing");
-  if (model_type != "mistral" && model_type != kEliteKvModelType) {
-    const std::string refusal = architecture_refusal(model_type);
-    EKV_CHECK(refusal.empty(), source, ": field model_type: ", model_type, " is not supported: ", refusal);
-  }
-  // Qwen2 always has q/k/v biases (its config has no field for them); an EliteKV export says.
+  const bool export_config = model_type == kEliteKvModelType;
+  const FamilyTraits* family = family_of_hf_model_type(model_type);
+  EKV_CHECK(family || export_config, source, ": field model_type: ", model_type, " is not supported: ",
+            family_refusal(model_type));
   // ekv_architecture belongs to an export's config alone: a LLaMA config that carries one is a
   // LLaMA (found by fuzzing: "qwen2" there turned it into a Qwen2 on writing back).
-  config.architecture = model_type == "qwen2"             ? "qwen2"
-                        : model_type == kEliteKvModelType ? field_or<std::string>(object, "ekv_architecture", "llama", source)
-                                                          : "llama";
-  EKV_CHECK(config.architecture == "llama" || config.architecture == "qwen2", source, ": field ekv_architecture: ",
-            config.architecture, " is not one of llama, qwen2");
-  config.attention_bias = model_type == "qwen2" || (model_type == kEliteKvModelType &&
-                                                     field_or<bool>(object, "attention_bias", false, source));
-  refuse_unimplemented_fields(object, config.architecture, source);
+  if (export_config) {
+    const std::string named = field_or<std::string>(object, "ekv_architecture", "llama", source);
+    family = family_of_gguf(named);
+    EKV_CHECK(family, source, ": field ekv_architecture: ", named, " is not one of ", supported_families());
+  }
+  config.architecture = std::string(family->name);
+  // A family whose biases have no config field (Qwen2) has them; an EliteKV export says.
+  config.attention_bias = export_config ? field_or<bool>(object, "attention_bias", false, source)
+                                        : family->implied_qkv_bias;
+  refuse_unimplemented_fields(object, *family, source);
   config.name = field_or<std::string>(object, "_name_or_path", "", source);
   config.layers = field<int>(object, "num_hidden_layers", source);
   config.hidden = field<int>(object, "hidden_size", source);
@@ -399,9 +380,10 @@ ModelConfig config_from_hf(const json& object, const std::string& source) {
 }
 
 json config_to_hf(const ModelConfig& config) {
+  const FamilyTraits& family = family_traits(config.architecture);
   json object = {
-      {"architectures", {"LlamaForCausalLM"}},
-      {"model_type", "llama"},
+      {"architectures", {std::string(family.hf_class)}},
+      {"model_type", std::string(family.hf_model_types.front())},
       {"hidden_size", config.hidden},
       {"intermediate_size", config.ffn},
       {"num_hidden_layers", config.layers},
@@ -418,13 +400,9 @@ json config_to_hf(const ModelConfig& config) {
       {"mlp_bias", false},
       {"torch_dtype", "float32"},
   };
-  if (config.architecture == "qwen2") {
-    object["architectures"] = {"Qwen2ForCausalLM"};
-    object["model_type"] = "qwen2";
-    object["use_sliding_window"] = false;
-    object.erase("attention_bias");  // Qwen2's biases are implied by its model type
-    object.erase("head_dim");        // Qwen2 derives it from hidden_size / num_attention_heads
-  }
+  if (family.window_needs_switch) object["use_sliding_window"] = false;
+  if (family.implied_qkv_bias) object.erase("attention_bias");  // implied by the model type
+  if (!family.writes_head_dim) object.erase("head_dim");         // derived from hidden_size / heads
   if (config.elitekv.enabled()) {
     object["architectures"] = {"EliteKVForCausalLM"};
     object["ekv_architecture"] = config.architecture;

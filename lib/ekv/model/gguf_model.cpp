@@ -4,6 +4,7 @@
 
 #include "ekv/core/error.hpp"
 #include "ekv/io/gguf.hpp"
+#include "ekv/model/model_family.hpp"
 #include "ekv/model/model_source.hpp"
 #include "ekv/model/rope_layout.hpp"
 #include "ekv/model/tensor_names.hpp"
@@ -43,7 +44,7 @@ class GgufModel final : public ModelSource {
     };
     // llama.cpp interleaves the RoPE pairs of llama's Q/K rows only; qwen2 files keep the
     // rotate_half (NEOX) order. A bias is a one-column matrix of the same rows.
-    if (config_.architecture != "llama") return;
+    if (!family_traits(config_.architecture).gguf_interleaved_rope) return;
     const int cols = record.shape.size() == 1 ? 1 : int(record.shape.back());
     if (ends_with("self_attn.q_proj.weight") || ends_with("self_attn.q_proj.bias"))
       gguf_to_hf_rope_rows(values, config_.heads, config_.head_dim, cols);
