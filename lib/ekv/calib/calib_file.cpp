@@ -1,9 +1,9 @@
 #include "ekv/calib/calib_file.hpp"
 
-#include <cmath>
-
 #include <Eigen/Core>
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -108,11 +108,7 @@ void write_calib(const CalibData& data, const fs::path& path, const std::string&
 CalibData read_calib_header(const ArtifactReader& reader) {
   const std::string file = reader.path().string();
   CalibData data;
-  auto positive = [&](const char* name, int& out) {
-    const std::int64_t value = reader.int_attribute("/", name);
-    EKV_CHECK(value >= 0 && value < (std::int64_t(1) << 31), file, ": attribute ", name, ": invalid value ", value);
-    out = int(value);
-  };
+  auto positive = [&](const char* name, int& out) { out = reader.int_attribute_in("/", name, 0, INT32_MAX); };
   positive("seq_len", data.seq_len);
   positive("num_seqs", data.num_seqs);
   positive("keep_seqs", data.keep_seqs);

@@ -12,8 +12,8 @@
 
 #include "ekv/core/atomic_output.hpp"
 #include "ekv/core/error.hpp"
-#include "ekv/core/read_file.hpp"
 #include "ekv/core/failpoint.hpp"
+#include "ekv/core/read_file.hpp"
 #include "ekv/core/run_context.hpp"
 #include "ekv/core/sha256.hpp"
 #include "ekv/core/version.hpp"

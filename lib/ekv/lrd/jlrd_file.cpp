@@ -2,6 +2,7 @@
 
 #include "ekv/core/error.hpp"
 #include "ekv/io/artifact_matrix.hpp"
+#include "ekv/model/config.hpp"
 
 namespace ekv {
 
@@ -79,10 +80,9 @@ void JlrdWriter::finish(const std::vector<JlrdSweepRow>& sweep, const std::vecto
 }
 
 JlrdFile::JlrdFile(const std::filesystem::path& path) : reader_(path, "jlrd", kJlrdFormatVersion) {
-  // Bounds as ModelConfig::validate's (1024 layers, 512 chunks).
-  r_ = reader_.int_attribute_in("/", "r", 0, 512);
-  begin_ = reader_.int_attribute_in("/", "layer_begin", 0, 1023);
-  end_ = reader_.int_attribute_in("/", "layer_end", 1, 1024);
+  r_ = reader_.int_attribute_in("/", "r", 0, kMaxHeadDim / 2);
+  begin_ = reader_.int_attribute_in("/", "layer_begin", 0, kMaxLayers - 1);
+  end_ = reader_.int_attribute_in("/", "layer_end", 1, kMaxLayers);
   EKV_CHECK(begin_ < end_, path.string(), ": root attributes layers ", begin_, ":", end_, " are not a J-LRD result");
   if (reader_.has("/ranks")) {
     ranks_ = reader_.read_i32("/ranks", {end_ - begin_});

@@ -16,12 +16,12 @@ namespace ekv {
 using nlohmann::json;
 
 void ModelConfig::validate(const std::string& source) const {
-  EKV_CHECK(layers > 0 && layers <= 1024, source, ": layer count ", layers, " is not plausible");
+  EKV_CHECK(layers > 0 && layers <= kMaxLayers, source, ": layer count ", layers, " is not plausible");
   EKV_CHECK(hidden > 0 && hidden <= (1 << 17), source, ": hidden size ", hidden, " is not plausible");
-  EKV_CHECK(heads > 0 && heads <= 1024, source, ": head count ", heads, " is not plausible");
+  EKV_CHECK(heads > 0 && heads <= kMaxHeads, source, ": head count ", heads, " is not plausible");
   EKV_CHECK(kv_heads > 0 && kv_heads <= heads && heads % kv_heads == 0, source, ": KV head count ", kv_heads,
             " must divide the head count ", heads);
-  EKV_CHECK(head_dim > 0 && head_dim % 2 == 0 && head_dim <= 1024, source, ": head dim ", head_dim,
+  EKV_CHECK(head_dim > 0 && head_dim % 2 == 0 && head_dim <= kMaxHeadDim, source, ": head dim ", head_dim,
             " must be even");
   EKV_CHECK(ffn > 0 && ffn <= (1 << 20), source, ": FFN size ", ffn, " is not plausible");
   EKV_CHECK(vocab > 0 && vocab <= (1 << 24), source, ": vocabulary size ", vocab, " is not plausible");
@@ -135,7 +135,7 @@ double default_rope_theta(const std::string& source, const std::string& field) {
 // other set stays "factors" (ekv computes with it, config_to_hf refuses it).
 void read_rope_factors(const GgufFile& gguf, const GgufTensorInfo& info, ModelConfig& config) {
   const std::string where = gguf.path().string() + ": tensor rope_freqs.weight";
-  EKV_CHECK(config.head_dim > 0 && config.head_dim % 2 == 0 && config.head_dim <= 1024, where, ": head dim ",
+  EKV_CHECK(config.head_dim > 0 && config.head_dim % 2 == 0 && config.head_dim <= kMaxHeadDim, where, ": head dim ",
             config.head_dim, " must be even");
   const int chunks = config.head_dim / 2;
   EKV_CHECK(info.elements() == std::uint64_t(chunks), where, ": expected ", chunks, " factors (head_dim / 2), found ",

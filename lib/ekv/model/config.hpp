@@ -45,6 +45,10 @@ inline bool is_chunk_set(const std::vector<int>& set, int chunks) {
   return true;
 }
 
+// What ekv takes for a plausible model (ModelConfig::validate), and so for the counts an
+// artifact may hold: past these a file is corrupt, not large.
+inline constexpr int kMaxLayers = 1024, kMaxHeads = 1024, kMaxHeadDim = 1024;
+
 struct ModelConfig {
   std::string architecture = "llama";
   std::string name;

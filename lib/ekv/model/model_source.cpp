@@ -45,9 +45,9 @@ void ModelSource::finish_open() {
   for (std::size_t i = 1; i < tensors_.size(); ++i)
     EKV_CHECK(tensors_[i].name != tensors_[i - 1].name, path_.string(), ": tensor ", tensors_[i].name,
               " appears twice");
-  std::size_t expected_count = 0;
+  std::vector<std::string> expected_names;
   for (const auto& expected : expected_tensors(config_)) {
-    ++expected_count;
+    expected_names.push_back(expected.name);
     EKV_CHECK(has_tensor(expected.name), path_.string(), ": tensor ", expected.name, " is missing");
     const TensorRecord& record = tensor(expected.name);
     EKV_CHECK(record.shape == expected.shape, record.file, ": tensor ", record.source_name, ": expected ",
@@ -55,15 +55,13 @@ void ModelSource::finish_open() {
     EKV_CHECK(dtype_info(record.dtype).decode, record.file, ": tensor ", record.source_name, ": dtype ",
               dtype_name(record.dtype), " cannot hold weights");
   }
-  if (tensors_.size() > expected_count) {
-    std::vector<std::string> expected_names;
-    for (const auto& expected : expected_tensors(config_)) expected_names.push_back(expected.name);
+  if (tensors_.size() > expected_names.size()) {
     std::sort(expected_names.begin(), expected_names.end());
     std::string unused;
     for (const auto& record : tensors_)
       if (!std::binary_search(expected_names.begin(), expected_names.end(), record.name) && unused.size() < 200)
         unused += (unused.empty() ? "" : ", ") + record.source_name;
-    const std::string message = cat(path_.string(), ": ", tensors_.size() - expected_count,
+    const std::string message = cat(path_.string(), ": ", tensors_.size() - expected_names.size(),
                                     " tensors are not used by ekv (", unused, ")");
     EKV_CHECK(leniency().unused_tensors, message, ": a layer count one short, or another architecture? "
               "(--allow-unused-tensors reads it anyway)");

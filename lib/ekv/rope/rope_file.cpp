@@ -102,15 +102,14 @@ RopeData read_rope(const fs::path& path, Provenance* provenance) {
   RopeData data;
   data.options.method = parse_select_method(reader.string_attribute("/", "method"));
   data.options.objective = parse_objective(reader.string_attribute("/", "objective"));
-  // Bounds as ModelConfig::validate's: 1024 layers, heads, and a head dim of 1024 (512 chunks).
-  data.options.r_max = reader.int_attribute_in("/", "r_max", 1, 512);
+  data.options.r_max = reader.int_attribute_in("/", "r_max", 1, kMaxHeadDim / 2);
   data.options.pairs_per_seq = reader.int_attribute_in("/", "pairs_per_seq", 0, INT32_MAX);
   data.options.pair_seed = std::uint64_t(reader.int_attribute("/", "pair_seed"));
-  data.layer_begin = reader.int_attribute_in("/", "layer_begin", 0, 1023);
-  data.layer_end = reader.int_attribute_in("/", "layer_end", 1, 1024);
-  data.chunks = reader.int_attribute_in("/", "chunks", 1, 512);
-  data.kv_heads = reader.int_attribute_in("/", "kv_heads", 1, 1024);
-  data.head_dim = reader.int_attribute_in("/", "head_dim", 2, 1024);
+  data.layer_begin = reader.int_attribute_in("/", "layer_begin", 0, kMaxLayers - 1);
+  data.layer_end = reader.int_attribute_in("/", "layer_end", 1, kMaxLayers);
+  data.chunks = reader.int_attribute_in("/", "chunks", 1, kMaxHeadDim / 2);
+  data.kv_heads = reader.int_attribute_in("/", "kv_heads", 1, kMaxHeads);
+  data.head_dim = reader.int_attribute_in("/", "head_dim", 2, kMaxHeadDim);
   data.seq_len = reader.int_attribute_in("/", "seq_len", 0, INT32_MAX);
   data.sequences = reader.int_attribute_in("/", "sequences", 0, INT32_MAX);
   const int g = data.kv_heads, r_max = data.options.r_max;

@@ -63,21 +63,22 @@ def export_config(export):
 
 
 def require_export(tools_dir, export):
-    """Refuses an export folder the student cannot be built from, naming the file and field: the
-    files it needs, and its config as ekv reads it (ekv-info validates every field: counts, one
-    rank and one elite list per layer, refusals of what ekv does not implement)."""
+    """The export's config.json, after refusing a folder the student cannot be built from, naming
+    the file and field: the files it needs, and its config as ekv reads it (ekv-info validates
+    every field: counts, one rank and one elite list per layer, refusals of what ekv does not
+    implement)."""
     for name in ("config.json", "tokenizer.json", "model.safetensors"):
         if not (Path(export) / name).is_file():
             raise ChainError(f"{Path(export) / name}: no such file: an ekv-export folder holds config.json, "
                              f"tokenizer.json and model.safetensors")
-    export_config(export)
+    config = export_config(export)
     run_tool(tool(tools_dir, "ekv-info"), export)
+    return config
 
 
 def require_chain(tools_dir, export, model):
     """The original's fingerprint, after checking that `export` was made from `model`."""
-    require_export(tools_dir, export)
-    recorded = export_config(export)["ekv_source"]["fingerprint"]
+    recorded = require_export(tools_dir, export)["ekv_source"]["fingerprint"]
     actual = model_fingerprint(tools_dir, model)
     if actual != recorded:
         raise ChainError(f"{export}/config.json: ekv_source.fingerprint {recorded[:16]}… is not the fingerprint of "
