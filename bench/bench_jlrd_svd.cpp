@@ -66,7 +66,7 @@ int main(int argc, char** argv) {
   std::printf("ekv Decomposition (fp32):       %8.2f s  (%.3fx the bare call)\n", ours, ours / bare);
 
   const double start = ekv::bench::now_seconds();
-  const ekv::LayerFactors factors(w, layout, nullptr, {true, false, false, ekv::SvdPrecision::f32});
+  const ekv::LayerFactors factors(w, layout, nullptr, {ekv::FactorMode::joint, ekv::SvdBasis::weight, false, ekv::SvdPrecision::f32});
   double checksum = 0;
   for (int i = 1; i <= 10; ++i) {
     const int rank = i * 256;  // d_kv = 256 .. 2560

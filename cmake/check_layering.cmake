@@ -2,7 +2,7 @@
 # the modules before it in this order, never one after it (an upward include). Run by the build
 # (target ekv_layering, a dependency of the library) and by a test that plants an upward include.
 #   cmake -DSOURCE_DIR=<folder holding lib/ekv> -P cmake/check_layering.cmake
-set(EKV_MODULE_ORDER core io model calib rope lrd refine compressed engine check cuda tools)
+set(EKV_MODULE_ORDER core io model calib rope lrd refine jlrd compressed engine check cuda tools)
 if(NOT SOURCE_DIR)
   message(FATAL_ERROR "check_layering: give -DSOURCE_DIR=<the folder holding lib/ekv>")
 endif()

@@ -54,11 +54,11 @@ TEST(DefaultModelRefine, NewDefaultBeatsPreviousBestOnHeldOutKl) {
     jlrd.rope = select.output;
     jlrd.calib = calibrate.output;
     jlrd.r = 4;
-    jlrd.svd = "whitened";
+    jlrd.svd = SvdBasis::whitened;
     jlrd.budget = 0.25;
     if (refined) {
-      jlrd.chunk_map = "auto";
-      jlrd.weighting = "attention";
+      jlrd.chunk_map = ChunkMapChoice::automatic;
+      jlrd.weighting = RowWeighting::attention;
       jlrd.refit_output = true;
     }
     jlrd.output = path((std::string(name) + ".h5").c_str());

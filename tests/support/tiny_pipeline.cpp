@@ -44,7 +44,7 @@ std::string TinyPipeline::make_export(const std::string& name, int r, std::vecto
   j.rope = path(rope);
   j.calib = path(calib);
   j.r = r;
-  j.svd = "whitened";
+  j.svd = SvdBasis::whitened;
   j.ranks = std::move(ranks);
   j.output = path(name + ".h5");
   run_jlrd(j);

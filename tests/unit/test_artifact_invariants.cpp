@@ -157,7 +157,7 @@ TEST_F(ArtifactInvariants, ADenormalGramIsAnErrorNotAHang) {
   o.rope = path("rope.h5");
   o.calib = file;
   o.output = path("denormal-jlrd.h5");
-  o.svd = "whitened";
+  o.svd = SvdBasis::whitened;
   o.ranks = {4};
   EXPECT_EKV_ERROR(run_jlrd(o), "denormal.h5", "layer 0", "smallest normal");
 }

@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "ekv/io/artifact.hpp"
+#include "ekv/jlrd/jlrd_run.hpp"
 #include "ekv/lrd/joint_matrix.hpp"
 #include "ekv/lrd/jlrd_file.hpp"
 #include "ekv/lrd/rank_budget.hpp"
@@ -84,8 +85,8 @@ TEST_F(JlrdTool, LosslessWithAllChunksEliteAndFullRank) {
 TEST_F(JlrdTool, JointBeatsSeparateAndWhitenedBeatsWeight) {
   JlrdOptions joint = options("joint.h5"), separate = options("separate.h5"), weight = options("weight.h5");
   joint.r = separate.r = weight.r = 1;
-  joint.svd = separate.svd = "whitened";
-  separate.mode = "separate";
+  joint.svd = separate.svd = SvdBasis::whitened;
+  separate.mode = FactorMode::separate;
   joint.ranks = separate.ranks = weight.ranks = {4, 8, 12, 16, 20};
   run_jlrd(joint);
   run_jlrd(separate);
@@ -108,8 +109,8 @@ TEST_F(JlrdTool, JointBeatsSeparateAndWhitenedBeatsWeight) {
 TEST_F(JlrdTool, Fp32SvdAgreesWithFp64AndInputsAreRecorded) {
   JlrdOptions f64 = options("f64.h5"), f32 = options("f32.h5");
   f64.r = f32.r = 1;
-  f64.svd = f32.svd = "whitened";
-  f32.precision = "f32";
+  f64.svd = f32.svd = SvdBasis::whitened;
+  f32.precision = SvdPrecision::f32;
   f64.ranks = f32.ranks = {4, 12};
   run_jlrd(f64);
   run_jlrd(f32);
@@ -127,7 +128,7 @@ TEST_F(JlrdTool, Fp32SvdAgreesWithFp64AndInputsAreRecorded) {
 TEST_F(JlrdTool, BudgetMeetsTheRatioAndBeatsUniform) {
   JlrdOptions budget = options("budget.h5"), uniform = options("uniform.h5");
   budget.r = uniform.r = 2;
-  budget.svd = uniform.svd = "whitened";
+  budget.svd = uniform.svd = SvdBasis::whitened;
   budget.budget = 0.5;
   uniform.cache_ratios = {0.5};
   run_jlrd(budget);
@@ -144,6 +145,80 @@ TEST_F(JlrdTool, BudgetMeetsTheRatioAndBeatsUniform) {
   }
   EXPECT_LE(budget_sq, uniform_sq + 1e-12);
   EXPECT_EQ(rb.read_f32("/layers/0/a", {ranks[0], 32}).size(), std::size_t(ranks[0] * 32));
+}
+
+// The controller's steps, driven one by one as the tool does: the budget is placed by
+// plan_ranks, the layers are swept in any number of calls, and nothing lands on disk until
+// finish (a crash between steps leaves no partial jlrd.h5 or sweep table).
+TEST_F(JlrdTool, TheControllersStepsWriteOnlyAtFinish) {
+  JlrdOptions o = options("steps.h5");
+  o.r = 2;
+  o.svd = SvdBasis::whitened;
+  o.budget = 0.5;
+  JlrdRun run(o);
+  ASSERT_EQ(run.layers(), 2);
+  EXPECT_THROW(run.sweep_layer(0), std::logic_error);  // a budget run's ranks come from plan_ranks
+  run.plan_ranks();
+  run.sweep_layer(0);
+  run.sweep_layer(1);
+  EXPECT_FALSE(fs::exists(dir_ / "steps.h5"));
+  EXPECT_FALSE(fs::exists(dir_ / "steps.csv"));
+  const JlrdSummary summary = run.finish();
+  EXPECT_TRUE(fs::exists(dir_ / "steps.csv"));
+  const ArtifactReader reader(dir_ / "steps.h5", "jlrd", kJlrdFormatVersion);
+  EXPECT_DOUBLE_EQ(reader.float_attribute("/", "cache_ratio"), summary.cache_ratio);
+  EXPECT_NEAR(summary.cache_ratio, 0.5, 1.0 / 32);
+  EXPECT_EQ(reader.string_attribute("/", "allocation"), "budget");
+  EXPECT_EQ(summary.layer_begin, 0);
+  EXPECT_EQ(summary.layer_end, 2);
+}
+
+// Issue 31: the streamed refit sums the same normal equations as the stored-sequence refit. With
+// every sequence stored (keep = num), both fit the same data with the same held-out split, so
+// the refitted W_o agree to rounding; with fewer stored, the streamed one sees more sequences
+// and still refits W_o (the held-out error falls).
+TEST_F(JlrdTool, StreamedRefitEqualsTheStoredRefitOnTheSameSequences) {
+  pipeline_.calibrate("all-kept.h5", 32, 8, 8);
+  JlrdOptions stored = options("stored.h5");
+  stored.calib = path("all-kept.h5");
+  stored.r = 1;
+  stored.svd = SvdBasis::whitened;
+  stored.ranks = {6};
+  stored.refit_output = true;
+  stored.refit_heldout = 3;
+  run_jlrd(stored);
+  JlrdOptions streamed = stored;
+  streamed.output = path("streamed.h5");
+  streamed.refit_stream = true;
+  run_jlrd(streamed);
+  const ArtifactReader a(dir_ / "stored.h5", "jlrd", kJlrdFormatVersion), b(dir_ / "streamed.h5", "jlrd", kJlrdFormatVersion);
+  EXPECT_EQ(b.string_attribute("/", "refit_stream"), "true");
+  int refitted = 0;
+  for (int layer : {0, 1}) {
+    const std::string name = "/layers/" + std::to_string(layer) + "/o_proj";
+    ASSERT_EQ(a.has(name), b.has(name)) << name;
+    if (!a.has(name)) continue;
+    ++refitted;
+    const std::vector<float> wa = a.read_f32(name), wb = b.read_f32(name);
+    ASSERT_EQ(wa.size(), wb.size());
+    double diff = 0, norm = 0;
+    for (std::size_t i = 0; i < wa.size(); ++i) {
+      diff += std::pow(double(wa[i]) - wb[i], 2);
+      norm += std::pow(double(wa[i]), 2);
+    }
+    EXPECT_LT(std::sqrt(diff / norm), 1e-4) << name;
+    EXPECT_EQ(a.float_attribute(name, "ridge"), b.float_attribute(name, "ridge")) << layer;
+  }
+  EXPECT_GT(refitted, 0);
+  // Two stored sequences (one to fit, one held out), twelve streamed.
+  JlrdOptions few = stored;
+  few.calib = path("calib.h5");
+  few.refit_heldout = 1;
+  few.refit_stream = true;
+  few.output = path("few.h5");
+  run_jlrd(few);
+  const ArtifactReader c(dir_ / "few.h5", "jlrd", kJlrdFormatVersion);
+  EXPECT_TRUE(c.has("/layers/0/o_proj") || c.has("/layers/1/o_proj"));
 }
 
 // A bare file name as the output (the sweep CSV beside it has the parent "") used to fail after
@@ -168,10 +243,10 @@ TEST_F(JlrdTool, LowMemoryBudgetWritesTheSameFile) {
   JlrdOptions kept = options("kept.h5");
   kept.calib = path("calib-kept.h5");
   kept.r = 1;
-  kept.svd = "whitened";
+  kept.svd = SvdBasis::whitened;
   kept.budget = 0.3;
-  kept.chunk_map = "auto";
-  kept.weighting = "attention";
+  kept.chunk_map = ChunkMapChoice::automatic;
+  kept.weighting = RowWeighting::attention;
   kept.refit_output = true;
   kept.refit_heldout = 1;
   run_jlrd(kept);
@@ -192,13 +267,13 @@ TEST_F(JlrdTool, LowMemoryBudgetWritesTheSameFile) {
 TEST_F(JlrdTool, OutputAwareOptionsLowerTheBlockErrorAndAreRecorded) {
   JlrdOptions plain = options("plain.h5");
   plain.r = 1;
-  plain.svd = "whitened";
+  plain.svd = SvdBasis::whitened;
   plain.cache_ratios = {0.25};
   run_jlrd(plain);
   JlrdOptions refined = plain;
   refined.output = path("refined.h5");
-  refined.chunk_map = "auto";
-  refined.weighting = "attention";
+  refined.chunk_map = ChunkMapChoice::automatic;
+  refined.weighting = RowWeighting::attention;
   refined.refit_output = true;
   refined.refit_heldout = 1;
   run_jlrd(refined);
@@ -240,11 +315,11 @@ TEST_F(JlrdTool, Refusals) {
   EXPECT_EKV_ERROR(run_jlrd(o), "exactly one of --rank, --cache-ratio, --budget");
   o = options("bad.h5");
   o.ranks = {4};
-  o.svd = "whitened";
+  o.svd = SvdBasis::whitened;
   o.calib.clear();
   EXPECT_EKV_ERROR(run_jlrd(o), "--svd whitened", "need --calib");
   o = options("bad.h5");
-  o.mode = "separate";
+  o.mode = FactorMode::separate;
   o.budget = 0.5;
   EXPECT_EKV_ERROR(run_jlrd(o), "--budget needs --mode joint");
   o = options("bad.h5");
@@ -253,12 +328,12 @@ TEST_F(JlrdTool, Refusals) {
   EXPECT_EKV_ERROR(run_jlrd(o), "--cache-ratio 0.1", "alone caches");
   o = options("bad.h5");
   o.ranks = {4};
-  o.mode = "values";
-  o.chunk_map = "scalar";
+  o.mode = FactorMode::values;
+  o.chunk_map = ChunkMapChoice::scalar;
   EXPECT_EKV_ERROR(run_jlrd(o), "--mode values drops the non-elite keys", "--chunk-map");
   o = options("bad.h5");
   o.ranks = {4};
-  o.weighting = "attention";
+  o.weighting = RowWeighting::attention;
   EXPECT_EKV_ERROR(run_jlrd(o), "--weighting attention needs --svd whitened");
   o = options("bad.h5");
   o.ranks = {4};
@@ -300,7 +375,7 @@ TEST_F(JlrdTool, ZeroGramIsAnErrorNamingFileAndLayer) {
   H5Fclose(file);
   JlrdOptions o = options("zero-out.h5");
   o.calib = path("zero.h5");
-  o.svd = "whitened";
+  o.svd = SvdBasis::whitened;
   o.ranks = {4};
   EXPECT_EKV_ERROR(run_jlrd(o), "zero.h5", "layer 1", "not positive semi-definite");
 }

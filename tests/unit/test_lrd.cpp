@@ -118,19 +118,19 @@ TEST(Lrd, ErrorCurvesEqualReconstructionForEveryVariant) {
   const Eigen::MatrixXd gram = correlated_gram(tiny.config.hidden, rng);
   JointLayout layout;
   const MatrixD joint = build_joint_matrix(tiny.layers[0], tiny.config, {{1}, {2}}, layout);
-  for (bool is_joint : {true, false})
-    for (bool whitened : {false, true})
+  for (FactorMode mode : {FactorMode::joint, FactorMode::separate})
+    for (SvdBasis basis : {SvdBasis::weight, SvdBasis::whitened})
       for (bool balance : {false, true})
         for (SvdPrecision precision : {SvdPrecision::f64, SvdPrecision::f32}) {
-          const LayerFactors f(joint, layout, &gram, {is_joint, whitened, balance, precision});
+          const LayerFactors f(joint, layout, &gram, {mode, basis, balance, precision});
           const double tolerance = precision == SvdPrecision::f64 ? 1e-9 : 2e-5;
           if (balance) EXPECT_NE(f.alpha(), 1.0);
           for (int rank = 0; rank <= f.max_rank(); ++rank) {
             const LowRank low = f.factor(rank);
             EXPECT_NEAR(f.weight_error(rank), weight_error(joint, low), tolerance)
-                << is_joint << whitened << balance << " rank " << rank;
+                << name_of(mode) << name_of(basis) << balance << " rank " << rank;
             EXPECT_NEAR(f.data_error(rank), data_error(joint, low, gram), tolerance)
-                << is_joint << whitened << balance << " rank " << rank;
+                << name_of(mode) << name_of(basis) << balance << " rank " << rank;
           }
           EXPECT_NEAR(f.weight_error(f.max_rank()), 0.0, tolerance);
         }
@@ -147,8 +147,8 @@ TEST(Lrd, DroppedKeysLeaveBkZeroAndCountTheirWholeError) {
   const Eigen::Index keys = layout.key_rows;
   ASSERT_GT(keys, 0);
   for (bool whitened : {false, true}) {
-    LrdOptions options{false, whitened, false, SvdPrecision::f64};
-    options.drop_keys = true;
+    LrdOptions options{FactorMode::values, whitened ? SvdBasis::whitened : SvdBasis::weight, false,
+                             SvdPrecision::f64};
     const LayerFactors f(joint, layout, &gram, options);
     EXPECT_EQ(f.max_rank(), std::min(joint.rows() - keys, joint.cols())) << "V alone bounds the rank";
     for (int rank = 0; rank <= f.max_rank(); ++rank) {

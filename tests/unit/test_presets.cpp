@@ -171,7 +171,7 @@ TEST(Presets, ShippedPresetsParseWithEveryTool) {
     const auto jlrd = parse_as<JlrdOptions>("ekv-jlrd", {"--config", file.string()});
     EXPECT_TRUE(jlrd.refit_output) << file;
     EXPECT_LT(jlrd.refit_heldout, calibrate.keep_seqs) << file;
-    EXPECT_EQ(jlrd.chunk_map, "auto") << file;
+    EXPECT_EQ(jlrd.chunk_map, ChunkMapChoice::automatic) << file;
     // The cache the name promises, as a whole-model budget or one ratio for every layer; the elite
     // dims (2r per KV head) take part of it and leave the latent the rest.
     const double cache = jlrd.budget > 0 ? jlrd.budget : (jlrd.cache_ratios.empty() ? 0 : jlrd.cache_ratios[0]);

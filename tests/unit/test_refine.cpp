@@ -105,7 +105,7 @@ TEST(ChunkMap, IdentityWhereRopeDoesNotRotate) {
     const auto maps = fit_chunk_maps(w, c, elite, xs, 1, S, rope, kind);
     ASSERT_EQ(maps.size(), 6u);  // 3 non-elite chunks per KV head
     for (const ChunkMap& map : maps) {
-      EXPECT_NEAR(map.m[0], 1, 1e-5) << chunk_map_kind_name(kind);
+      EXPECT_NEAR(map.m[0], 1, 1e-5) << name_of(kind);
       EXPECT_NEAR(map.m[1], 0, 1e-5);
       EXPECT_NEAR(map.m[2], 0, 1e-5);
       EXPECT_NEAR(map.m[3], 1, 1e-5);

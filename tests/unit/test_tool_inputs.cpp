@@ -180,6 +180,43 @@ TEST(NumericOptions, RangesAreCheckedByName) {
   EXPECT_EKV_ERROR(ranks.check(), "--rank -5", "at least 1");
 }
 
+// Issue 30: a choice is read into its enum once, at the command line; the help lists the names of
+// the enum's table and the default, and any other word is refused naming the option.
+TEST(ChoiceOptions, NamesParseIntoTheirEnumAndNothingElse) {
+  auto parsed = [](std::vector<std::string> args) {
+    JlrdOptions options;
+    CLI::App app;
+    options.register_with(app);
+    std::vector<std::string> reversed(args.rbegin(), args.rend());
+    app.parse(reversed);
+    return options;
+  };
+  const JlrdOptions defaults = parsed({});
+  EXPECT_EQ(defaults.mode, FactorMode::joint);
+  EXPECT_EQ(defaults.chunk_map, ChunkMapChoice::none);
+  const JlrdOptions chosen = parsed({"--mode", "values", "--svd", "whitened", "--chunk-map", "auto", "--weighting",
+                                     "attention", "--precision", "f32"});
+  EXPECT_EQ(chosen.mode, FactorMode::values);
+  EXPECT_EQ(chosen.svd, SvdBasis::whitened);
+  EXPECT_EQ(chosen.chunk_map, ChunkMapChoice::automatic);
+  EXPECT_EQ(chosen.weighting, RowWeighting::attention);
+  EXPECT_EQ(chosen.precision, SvdPrecision::f32);
+  for (const auto& [option, word] : std::vector<std::pair<std::string, std::string>>{
+           {"--mode", "Joint"}, {"--chunk-map", "automatic"}, {"--svd", ""}, {"--weighting", "1"}}) {
+    const std::string message = parse_error<JlrdOptions>({option, word});
+    EXPECT_NE(message.find(option), std::string::npos) << option << " " << word << ": " << message;
+  }
+  CLI::App app;
+  JlrdOptions options;
+  options.register_with(app);
+  const std::string help = app.help();
+  EXPECT_NE(help.find("{none,scalar,matrix,auto}=none"), std::string::npos) << help;
+  EXPECT_NE(help.find("{joint,separate,values}=joint"), std::string::npos) << help;
+  // Every name of a table maps back to its own value: the tables are one-to-one.
+  for (const std::string& name : names_of<ChunkMapChoice>())
+    EXPECT_EQ(name_of(parsed({"--chunk-map", name}).chunk_map), name);
+}
+
 // Issue 33: CLI11 alone read "" as 0 (every window), "010" as 8, and seeds past 64 bits saturated.
 TEST(NumericOptions, IntegersAreDecimalDigitsInRange) {
   auto says = [](const std::string& message, const std::string& option, const std::string& why) {

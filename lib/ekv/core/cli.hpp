@@ -9,6 +9,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "ekv/core/name_table.hpp"
+
 namespace ekv {
 
 struct ToolDescription {
@@ -56,6 +58,22 @@ inline CLI::Validator unit_fraction() {
         return {};
       },
       "in (0, 1]");
+}
+
+// An option naming one value of an enum with a name table (core/name_table.hpp): the help lists
+// the names and the default, the parser refuses any other word, and `value` receives the enum.
+template <class E>
+CLI::Option* add_choice_option(CLI::App& app, const char* name, E& value, const char* help) {
+  return app
+      .add_option_function<std::string>(
+          name,
+          [&value](const std::string& text) {
+            for (const auto& [word, entry] : name_table(value))
+              if (word == text) value = entry;
+          },
+          help)
+      ->check(CLI::IsMember(names_of<E>()))
+      ->default_str(name_of(value));
 }
 
 // A comma-separated list in one argument ("--rank 64,128"): a multi-value option would

@@ -11,6 +11,11 @@
 
 namespace ekv {
 
+const NameTable<SvdPrecision>& name_table(SvdPrecision) {
+  static const NameTable<SvdPrecision> table{{"f64", SvdPrecision::f64}, {"f32", SvdPrecision::f32}};
+  return table;
+}
+
 namespace {
 // Thin SVD of a row-major matrix through LAPACKE_{s,d}gesdd: m = U diag(s) Vᵀ.
 template <class Scalar>

@@ -6,6 +6,7 @@
 
 #include <Eigen/Core>
 
+#include "ekv/core/name_table.hpp"
 #include "ekv/lrd/joint_matrix.hpp"
 
 namespace ekv {
@@ -23,6 +24,7 @@ struct RowWeights {
 // The SVD itself in fp64 (default) or fp32 (LAPACKE_sgesdd: half the time on big matrices,
 // ~1e-7 relative accuracy, far below the weights' own quantization error).
 enum class SvdPrecision { f64, f32 };
+const NameTable<SvdPrecision>& name_table(SvdPrecision);
 
 class Decomposition {
  public:

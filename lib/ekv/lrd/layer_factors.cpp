@@ -6,12 +6,24 @@
 
 namespace ekv {
 
+const NameTable<FactorMode>& name_table(FactorMode) {
+  static const NameTable<FactorMode> table{
+      {"joint", FactorMode::joint}, {"separate", FactorMode::separate}, {"values", FactorMode::values}};
+  return table;
+}
+
+const NameTable<SvdBasis>& name_table(SvdBasis) {
+  static const NameTable<SvdBasis> table{{"weight", SvdBasis::weight}, {"whitened", SvdBasis::whitened}};
+  return table;
+}
+
 LayerFactors::LayerFactors(MatrixD joint, JointLayout layout, const Eigen::MatrixXd* gram, const LrdOptions& options,
                            const RowWeights* rows)
     : joint_(std::move(joint)), layout_(std::move(layout)), options_(options), weighted_(rows != nullptr) {
-  EKV_CHECK(gram || (!options.whitened && !options.balance_kv),
+  const bool whitened = options.basis == SvdBasis::whitened, drop_keys = options.mode == FactorMode::values;
+  EKV_CHECK(gram || (!whitened && !options.balance_kv),
             "whitened SVD and K/V balancing need the calibration Gram (--calib)");
-  EKV_CHECK(!rows || (options.joint && !options.balance_kv),
+  EKV_CHECK(!rows || (options.mode == FactorMode::joint && !options.balance_kv),
             "attention-aware weights need joint mode and replace K/V balancing");
   const Eigen::Index keys = layout_.key_rows;
   MatrixD scaled = joint_;
@@ -21,18 +33,18 @@ LayerFactors::LayerFactors(MatrixD joint, JointLayout layout, const Eigen::Matri
     alpha_ = key_norm > 0 ? value_norm / key_norm : 1.0;
     scaled.topRows(keys) *= alpha_;
   }
-  const Eigen::MatrixXd* whitening = options.whitened ? gram : nullptr;
+  const Eigen::MatrixXd* whitening = whitened ? gram : nullptr;
   const SvdPrecision precision = options.precision;
   weight_norm2_ = joint_.squaredNorm();
   if (gram) data_norm2_ = std::pow(data_norm(joint_, *gram), 2);
   const double unscale = 1 / alpha_;  // B_k is divided by α after factoring
-  if (options.joint) {
+  if (options.mode == FactorMode::joint) {
     joint_svd_ = std::make_unique<Decomposition>(scaled, whitening, precision, rows);
     weight_tail_ = joint_svd_->squared_error_tail(nullptr, int(keys), unscale);
     if (gram) data_tail_ = joint_svd_->squared_error_tail(gram, int(keys), unscale);
   } else {
-    EKV_CHECK(!options.drop_keys || !options.balance_kv, "dropped keys leave nothing to balance");
-    if (keys > 0 && options.drop_keys) {  // the error of rank 0: all of K-nope
+    EKV_CHECK(!drop_keys || !options.balance_kv, "dropped keys leave nothing to balance");
+    if (keys > 0 && drop_keys) {  // the error of rank 0: all of K-nope
       key_weight_tail_ = Eigen::VectorXd::Constant(1, joint_.topRows(keys).squaredNorm());
       if (gram) key_data_tail_ = Eigen::VectorXd::Constant(1, std::pow(data_norm(MatrixD(joint_.topRows(keys)), *gram), 2));
     } else if (keys > 0) {

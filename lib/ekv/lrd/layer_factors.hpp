@@ -12,17 +12,26 @@
 #include <utility>
 #include <vector>
 
+#include "ekv/core/name_table.hpp"
 #include "ekv/lrd/factorization.hpp"
 #include "ekv/lrd/joint_matrix.hpp"
 
 namespace ekv {
 
+// joint: J-LRD, one SVD of the stacked rows; separate: S-LRD, K-nope and V factored apart;
+// values: K-nope dropped (rank 0), V takes the whole rank (the KV-Latent-style baseline).
+enum class FactorMode { joint, separate, values };
+const NameTable<FactorMode>& name_table(FactorMode);
+
+// weight: the SVD of W_J (the paper); whitened: of W_J C^½, C the calibration Gram.
+enum class SvdBasis { weight, whitened };
+const NameTable<SvdBasis>& name_table(SvdBasis);
+
 struct LrdOptions {
-  bool joint = true;       // false: S-LRD (K-nope and V factored separately)
-  bool whitened = false;   // false: weight SVD (the paper)
+  FactorMode mode = FactorMode::joint;
+  SvdBasis basis = SvdBasis::weight;
   bool balance_kv = false; // scale key rows by α = ‖W_v X‖ / ‖W_kn X‖ before factoring
   SvdPrecision precision = SvdPrecision::f64;
-  bool drop_keys = false;  // with joint = false: K-nope gets rank 0 (dropped), V takes the whole rank
 };
 
 class LayerFactors {
@@ -36,7 +45,7 @@ class LayerFactors {
   double alpha() const { return alpha_; }
   double lambda() const;
   // The factors at total latent rank d_kv (S-LRD: split between K and V in proportion to
-  // their rows; with drop_keys all of it to V and B_k = 0), with B_k divided back by α.
+  // their rows; --mode values: all of it to V and B_k = 0), with B_k divided back by α.
   LowRank factor(int rank) const;
   const MatrixD& joint() const { return joint_; }
   const JointLayout& layout() const { return layout_; }

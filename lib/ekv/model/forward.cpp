@@ -63,7 +63,7 @@ Matrix StandardAttention::forward(const LayerWeights& w, const Matrix& x, int fi
   linear(x, w.wq, w.bq, q);  // [B*S, H*d_h]
   linear(x, w.wk, w.bk, k);  // [B*S, G*d_h]
   linear(x, w.wv, w.bv, v);  // [B*S, G*d_h]
-  if (capture) capture(LayerActivations{w.index, first_sequence, batch, seq_len, x, q, k, v});
+  if (capture) capture(LayerActivations{w.index, first_sequence, batch, seq_len, x, q, k, v, w});
   // RoPE on every head at its position (rows of a sequence are positions 0..S-1).
 #pragma omp parallel for schedule(static)
   for (Eigen::Index r = 0; r < q.rows(); ++r) {

@@ -29,6 +29,7 @@ struct LayerActivations {
   const Matrix& q;  // [B*S, H*d_h]   before RoPE
   const Matrix& k;  // [B*S, G*d_h]   before RoPE
   const Matrix& v;  // [B*S, G*d_h]
+  const LayerWeights& weights;  // the layer's, as loaded for this pass
 };
 using CaptureHook = std::function<void(const LayerActivations&)>;
 

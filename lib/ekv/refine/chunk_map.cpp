@@ -8,15 +8,10 @@
 
 namespace ekv {
 
-ChunkMapKind parse_chunk_map_kind(const std::string& name) {
-  if (name == "none") return ChunkMapKind::none;
-  if (name == "scalar") return ChunkMapKind::scalar;
-  if (name == "matrix") return ChunkMapKind::matrix;
-  fail(cat("chunk map '", name, "': expected none, scalar or matrix"));
-}
-
-const char* chunk_map_kind_name(ChunkMapKind kind) {
-  return kind == ChunkMapKind::none ? "none" : kind == ChunkMapKind::scalar ? "scalar" : "matrix";
+const NameTable<ChunkMapKind>& name_table(ChunkMapKind) {
+  static const NameTable<ChunkMapKind> table{
+      {"none", ChunkMapKind::none}, {"scalar", ChunkMapKind::scalar}, {"matrix", ChunkMapKind::matrix}};
+  return table;
 }
 
 namespace {

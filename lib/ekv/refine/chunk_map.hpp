@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "ekv/core/name_table.hpp"
 #include "ekv/model/config.hpp"
 #include "ekv/model/rope_frequencies.hpp"
 #include "ekv/model/weights.hpp"
@@ -17,8 +18,7 @@
 namespace ekv {
 
 enum class ChunkMapKind { none, scalar, matrix };
-ChunkMapKind parse_chunk_map_kind(const std::string& name);  // "none" | "scalar" | "matrix"
-const char* chunk_map_kind_name(ChunkMapKind kind);
+const NameTable<ChunkMapKind>& name_table(ChunkMapKind);
 
 struct ChunkMap {
   int head = 0;   // KV head j

@@ -9,6 +9,19 @@
 
 namespace ekv {
 
+const NameTable<ChunkMapChoice>& name_table(ChunkMapChoice) {
+  static const NameTable<ChunkMapChoice> table{{"none", ChunkMapChoice::none},
+                                               {"scalar", ChunkMapChoice::scalar},
+                                               {"matrix", ChunkMapChoice::matrix},
+                                               {"auto", ChunkMapChoice::automatic}};
+  return table;
+}
+
+const NameTable<RowWeighting>& name_table(RowWeighting) {
+  static const NameTable<RowWeighting> table{{"none", RowWeighting::none}, {"attention", RowWeighting::attention}};
+  return table;
+}
+
 namespace {
 // 4 parameters per chunk: 8 sequences of causal pairs pin them down; more only cost time.
 constexpr int kChunkMapSequences = 8;
@@ -29,23 +42,26 @@ RefinedLayer refine_layer(const LayerWeights& w, const ModelConfig& c, const std
                           const RefineOptions& options, int target_rank) {
   RefinedLayer out;
   out.wk = w.wk;
-  const bool maps = options.chunk_map_auto || options.chunk_map != ChunkMapKind::none;
+  const bool maps = options.chunk_map != ChunkMapChoice::none;
+  const bool automatic = options.chunk_map == ChunkMapChoice::automatic;
+  const bool weighted = options.weighting == RowWeighting::attention;
   const int seqs = std::min(options.choice_seqs, samples.sequences);
-  if (maps || options.attention_weights)
+  if (maps || weighted)
     EKV_CHECK(samples.x && seqs > 0, "chunk maps and attention-aware weights need stored calibration sequences "
                                      "(calib.h5 with --keep-seqs > 0, and --attention-seqs > 0)");
   if (maps) {
     out.floor_unrotated = floor_error(w, c, elite, w.wk, samples, seqs, rope);
     out.floor_mapped = out.floor_unrotated;
     const std::vector<ChunkMapKind> kinds =
-        options.chunk_map_auto ? std::vector<ChunkMapKind>{ChunkMapKind::scalar, ChunkMapKind::matrix}
-                               : std::vector<ChunkMapKind>{options.chunk_map};
+        automatic ? std::vector<ChunkMapKind>{ChunkMapKind::scalar, ChunkMapKind::matrix}
+                  : std::vector<ChunkMapKind>{options.chunk_map == ChunkMapChoice::scalar ? ChunkMapKind::scalar
+                                                                                          : ChunkMapKind::matrix};
     for (ChunkMapKind kind : kinds) {
       auto fitted = fit_chunk_maps(w, c, elite, *samples.x, std::min(samples.sequences, kChunkMapSequences),
                                    samples.seq_len, rope, kind);
       Matrix wk = apply_chunk_maps(w.wk, c, fitted);
       const double floor = floor_error(w, c, elite, wk, samples, seqs, rope);
-      if (!options.chunk_map_auto || floor < out.floor_mapped) {
+      if (!automatic || floor < out.floor_mapped) {
         out.floor_mapped = floor;
         out.map_kind = kind;
         out.maps = std::move(fitted);
@@ -57,11 +73,12 @@ RefinedLayer refine_layer(const LayerWeights& w, const ModelConfig& c, const std
   mapped.wk = out.wk;
   JointLayout layout;
   MatrixD joint = build_joint_matrix(mapped, c, elite, layout);
-  if (!options.attention_weights) {
+  if (!weighted) {
     out.factors = std::make_unique<LayerFactors>(std::move(joint), std::move(layout), samples.gram, lrd);
     return out;
   }
-  EKV_CHECK(samples.gram && lrd.whitened && lrd.joint, "attention-aware weights need --svd whitened, --mode joint and --calib");
+  EKV_CHECK(samples.gram && lrd.basis == SvdBasis::whitened && lrd.mode == FactorMode::joint,
+            "attention-aware weights need --svd whitened, --mode joint and --calib");
   const double centre = balanced_key_scale(joint, layout, attention_row_weights(w, c, layout, *samples.gram, 1.0), *samples.gram);
   double best = std::numeric_limits<double>::infinity();
   for (double step : {0.25, 0.5, 1.0, 2.0, 4.0}) {

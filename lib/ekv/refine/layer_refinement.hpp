@@ -18,11 +18,20 @@
 
 namespace ekv {
 
+// The chunk maps of a layer: none, one kind for every layer, or automatic: per layer the kind
+// (none, scalar, matrix) whose floor (block error unfactored) is lowest.
+enum class ChunkMapChoice { none, scalar, matrix, automatic };
+const NameTable<ChunkMapChoice>& name_table(ChunkMapChoice);
+
+// none: the SVD's own row weights; attention: key rows weighted by the queries that read them,
+// value rows by W_o, with the key scale β searched per layer (docs/method.md §9).
+enum class RowWeighting { none, attention };
+const NameTable<RowWeighting>& name_table(RowWeighting);
+
 struct RefineOptions {
-  ChunkMapKind chunk_map = ChunkMapKind::none;
-  bool chunk_map_auto = false;    // per layer, the kind (none, scalar, matrix) with the lowest floor
-  bool attention_weights = false; // weighted SVD with β searched per layer
-  int choice_seqs = 2;            // stored sequences that measure each choice
+  ChunkMapChoice chunk_map = ChunkMapChoice::none;
+  RowWeighting weighting = RowWeighting::none;
+  int choice_seqs = 2;  // stored sequences that measure each choice
 };
 
 // The stored calibration inputs of one layer.
