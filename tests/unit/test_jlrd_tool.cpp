@@ -219,6 +219,12 @@ TEST_F(JlrdTool, StreamedRefitEqualsTheStoredRefitOnTheSameSequences) {
   run_jlrd(few);
   const ArtifactReader c(dir_ / "few.h5", "jlrd", kJlrdFormatVersion);
   EXPECT_TRUE(c.has("/layers/0/o_proj") || c.has("/layers/1/o_proj"));
+  // S-LRD has no budget curve to read: its first pass only prepares the stream.
+  JlrdOptions separate = few;
+  separate.mode = FactorMode::separate;
+  separate.output = path("separate-streamed.h5");
+  EXPECT_NO_THROW(run_jlrd(separate));
+  EXPECT_TRUE(fs::exists(dir_ / "separate-streamed.h5"));
 }
 
 // A bare file name as the output (the sweep CSV beside it has the parent "") used to fail after

@@ -83,13 +83,18 @@ void JlrdRun::plan_ranks() {
   if (!plan_.budgeted() && !settings_.refit_stream) return;
   std::vector<Eigen::VectorXd> gains;
   std::vector<int> max_ranks;
+  std::vector<StreamedLayer> layers_to_fit;
   bool keep = true;
   Progress progress("jlrd decompose", std::uint64_t(layers()), "layers");
   for (int index = 0; index < layers(); ++index) {
     const int l = inputs_.begin() + index;
     DecomposedLayer layer = inputs_.decompose(l, inputs_.model().layer(l), plan_.choice_rank());
-    gains.push_back(layer.refined.factors->relative_data_gains());
-    max_ranks.push_back(layer.refined.factors->max_rank());
+    if (plan_.budgeted()) {
+      gains.push_back(layer.refined.factors->relative_data_gains());
+      max_ranks.push_back(layer.refined.factors->max_rank());
+    } else {  // the stored rank is known now: take what the stream needs while the layer is here
+      layers_to_fit.push_back(streamed_layer(index, layer));
+    }
     if (index == 0) keep = !settings_.low_memory && fits_in_memory(layer, layers());
     if (keep) kept_[std::size_t(index)] = std::move(layer);
     progress.advance();
@@ -98,20 +103,29 @@ void JlrdRun::plan_ranks() {
   if (!keep)
     log::info(cat("ekv-jlrd: decomposing each layer again for the sweep (", layers(), " layers would not ",
                   settings_.low_memory ? "be kept: --low-memory" : "fit in a quarter of the free memory", ")"));
-  if (plan_.budgeted()) plan_.place_budget(gains, max_ranks);
-  if (settings_.refit_stream) stream_refits();
+  if (plan_.budgeted()) {
+    plan_.place_budget(gains, max_ranks);
+    // The stored ranks are known only now: take the stream's factors from the kept layers, or
+    // decompose each again (--low-memory, or too large to keep).
+    for (int index = 0; settings_.refit_stream && index < layers(); ++index) {
+      const int l = inputs_.begin() + index;
+      const std::optional<DecomposedLayer>& kept = kept_[std::size_t(index)];
+      if (kept)
+        layers_to_fit.push_back(streamed_layer(index, *kept));
+      else
+        layers_to_fit.push_back(streamed_layer(index, inputs_.decompose(l, inputs_.model().layer(l), plan_.choice_rank())));
+    }
+  }
+  if (settings_.refit_stream) stream_refits(std::move(layers_to_fit));
 }
 
-void JlrdRun::stream_refits() {
-  std::vector<StreamedLayer> layers_to_fit;
-  for (int index = 0; index < layers(); ++index) {
-    const int l = inputs_.begin() + index;
-    const std::optional<DecomposedLayer>& kept = kept_[std::size_t(index)];
-    const DecomposedLayer again = kept ? DecomposedLayer() : inputs_.decompose(l, inputs_.model().layer(l), plan_.choice_rank());
-    const DecomposedLayer& layer = kept ? *kept : again;
-    const LayerFactors& f = *layer.refined.factors;
-    layers_to_fit.push_back({l, layer.elite, f.layout(), f.factor(plan_.layer_ranks(index, l, f.max_rank())[0])});
-  }
+StreamedLayer JlrdRun::streamed_layer(int index, const DecomposedLayer& layer) const {
+  const int l = inputs_.begin() + index;
+  const LayerFactors& f = *layer.refined.factors;
+  return {l, layer.elite, f.layout(), f.factor(plan_.layer_ranks(index, l, f.max_rank())[0])};
+}
+
+void JlrdRun::stream_refits(std::vector<StreamedLayer> layers_to_fit) {
   // Layers in groups whose moments fit a quarter of the free memory: one pass over the sequences each.
   const auto available = available_memory_bytes();
   const double per_layer = refit_moment_bytes(inputs_.config());
@@ -122,11 +136,9 @@ void JlrdRun::stream_refits() {
   for (int first = 0; first < layers(); first += group) {
     const std::vector<StreamedLayer> part(layers_to_fit.begin() + first,
                                           layers_to_fit.begin() + std::min(first + group, layers()));
-    const std::vector<LayerMoments> moments = stream_refit_moments(inputs_.model(), inputs_.calib_header(), part,
-                                                                   settings_.refit_heldout, inputs_.rope_table());
-    for (std::size_t i = 0; i < part.size(); ++i)
-      streamed_refits_[std::size_t(first) + i] =
-          refit_from_moments(inputs_.model().layer(part[i].layer).wo, moments[i].fit, moments[i].heldout);
+    std::vector<OutputRefit> refits = stream_output_refits(inputs_.model(), inputs_.calib_header(), part,
+                                                           settings_.refit_heldout, inputs_.rope_table());
+    for (std::size_t i = 0; i < part.size(); ++i) streamed_refits_[std::size_t(first) + i] = std::move(refits[i]);
   }
 }
 

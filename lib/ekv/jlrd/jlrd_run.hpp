@@ -1,7 +1,8 @@
 // ekv-jlrd as a library: plan the ranks (for --budget and --refit-stream a first pass over every
 // layer: its error curve, its stored factors for the streamed refit), then per layer decompose,
-// sweep every rank, refit and write the stored one, then finish jlrd.h5 and its sweep table. The tool (tools/jlrd) parses options into JlrdSettings and prints
-// the summary; tests drive the same steps.
+// sweep every rank, refit and write the stored one, then finish jlrd.h5 and its sweep table.
+// The tool (tools/jlrd) parses options into JlrdSettings and prints the summary; tests drive the
+// same steps.
 #pragma once
 
 #include <memory>
@@ -35,16 +36,18 @@ class JlrdRun {
   ~JlrdRun();
 
   int layers() const { return inputs_.end() - inputs_.begin(); }
-  // --budget or --refit-stream: decomposes every layer, places the budget, streams the refit's
-  // moments over calib.h5, and keeps the layers for the sweep when they fit in a quarter of the
-  // free memory (else each is decomposed again: the same result).
+  // --budget or --refit-stream: decomposes every layer, places the budget, streams the refits
+  // over calib.h5, and keeps the layers for the sweep when they fit in a quarter of the free
+  // memory (else each is decomposed again: the same result).
   void plan_ranks();
   // The index-th layer of the range: decomposed (or taken from plan_ranks), swept, written.
   void sweep_layer(int index);
   JlrdSummary finish();
 
  private:
-  void stream_refits();
+  // The stored factors of the index-th layer, as the streamed refit needs them.
+  StreamedLayer streamed_layer(int index, const DecomposedLayer& layer) const;
+  void stream_refits(std::vector<StreamedLayer> layers_to_fit);
 
   const JlrdSettings settings_;
   JlrdInputs inputs_;

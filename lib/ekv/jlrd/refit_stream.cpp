@@ -1,6 +1,7 @@
 #include "ekv/jlrd/refit_stream.hpp"
 
 #include <algorithm>
+#include <optional>
 #include <span>
 
 #include "ekv/core/error.hpp"
@@ -15,29 +16,31 @@ double refit_moment_bytes(const ModelConfig& config) {
   return 2 * 8.0 * (width * width + hidden * width);
 }
 
-std::vector<LayerMoments> stream_refit_moments(const ModelSource& model, const CalibData& header,
-                                               const std::vector<StreamedLayer>& layers, int heldout,
-                                               const RopeTable& rope, int sequences_per_pass) {
+std::vector<OutputRefit> stream_output_refits(const ModelSource& model, const CalibData& header,
+                                              const std::vector<StreamedLayer>& layers, int heldout,
+                                              const RopeTable& rope, int sequences_per_pass) {
   const ModelConfig& c = model.config();
   const int n = header.num_seqs, S = header.seq_len;
   EKV_CHECK(heldout >= 1 && heldout < n, "--refit-heldout ", heldout, ": calib.h5 holds ", n,
             " sequences; at least one must remain to fit on");
   EKV_CHECK(!layers.empty(), "refit stream: no layers");
   const int width = c.heads * c.head_dim;
-  std::vector<LayerMoments> moments(layers.size(), LayerMoments{RefitMoments(width, c.hidden),
-                                                                RefitMoments(width, c.hidden)});
+  struct Sums {
+    RefitMoments fit, heldout;
+  };
+  std::vector<std::optional<Sums>> sums(layers.size(), Sums{RefitMoments(width, c.hidden), RefitMoments(width, c.hidden)});
+  std::vector<OutputRefit> refits(layers.size());
   std::vector<int> slot(std::size_t(c.layers), -1);  // model layer → index in `layers`
   for (std::size_t i = 0; i < layers.size(); ++i) slot[std::size_t(layers[i].layer)] = int(i);
 
   Forward forward(model);
   int first = 0;  // the pass's first sequence in calib.h5
   Progress progress("jlrd refit stream", std::uint64_t(n) * std::uint64_t(layers.size()), "sequence-layers");
-  std::vector<float> x;
   forward.set_capture([&](const LayerActivations& a) {
     const int index = slot[std::size_t(a.layer)];
     if (index < 0) return;
     const StreamedLayer& layer = layers[std::size_t(index)];
-    LayerMoments& m = moments[std::size_t(index)];
+    Sums& m = *sums[std::size_t(index)];
     const MatrixD wo = a.weights.wo.cast<double>();
     const std::size_t step = std::size_t(S) * std::size_t(c.hidden);
     for (int b = 0; b < a.batch; ++b) {
@@ -46,6 +49,10 @@ std::vector<LayerMoments> stream_refit_moments(const ModelSource& model, const C
       const int sequence = first + a.first_sequence + b;
       (sequence < n - heldout ? m.fit : m.heldout).add(wo, o.original, o.compressed);
       progress.advance();
+    }
+    if (first + a.first_sequence + a.batch == n) {  // the layer's last sequence is in
+      refits[std::size_t(index)] = refit_from_moments(a.weights.wo, m.fit, m.heldout);
+      sums[std::size_t(index)].reset();
     }
   });
   const int last_layer = layers.back().layer;
@@ -56,7 +63,7 @@ std::vector<LayerMoments> stream_refit_moments(const ModelSource& model, const C
     forward.hidden_states(tokens, batch, S, last_layer);
   }
   progress.finish();
-  return moments;
+  return refits;
 }
 
 }  // namespace ekv
