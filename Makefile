@@ -13,6 +13,11 @@
 #   make recover           the full CPU recovery of the main job's export (ekv-uptrain, [recover] of the
 #                          preset, about 45 minutes on 2 cores) and its fidelity (out/fidelity-recovered.json)
 #   make TRAIN_TEXT=FILE   recover on another training text (default: the corpora's train.txt)
+#   make curve             held-out KL, ppl and top-1 against the cache ratio (10-75 %), the preset's
+#                          J-LRD and the paper's, training-free and after the short recovery
+#                          (scripts/cache-curve.py: OUT/curve/curve.md, .csv, .png; CURVE_RATIOS=0.1,0.5)
+#   make fit KL=0.5        the smallest cache ratio whose KL on the calibration corpus's held-out
+#                          windows is at most 0.5, by bisection (scripts/fit-cache.py: OUT/fit-kl0.5.md)
 #   make OUT=dir R=8 CACHE=0.5     another folder or setting (an option change re-runs its step): R=
 #                          the elite chunks per KV head, CACHE= the cache ratio (the preset's kind:
 #                          one latent rank for all layers, or per-layer ranks for a budget preset)
@@ -106,7 +111,7 @@ CHECK_OPTIONS := $(call options,check,$(PPL_ARGS) $(COMPARE_ARGS) $(call section
 
 LOG = 2> >(tee $(OUT)/logs/$(1).log >&2)
 
-.PHONY: all compare ablation recover compare-recovery
+.PHONY: all compare ablation recover compare-recovery curve fit
 all: $(OUT)/info.txt $(OUT)/ppl-original.txt $(OUT)/decode.txt $(OUT)/fidelity.json $(OUT)/decode-uptrained.txt \
      $(OUT)/fidelity-uptrained.json $(ENGINE_TARGETS) $(OUT)/report.md
 	@echo "== fidelity report: $(OUT)/fidelity.json; the report: $(OUT)/report.md" >&2
@@ -216,6 +221,19 @@ compare-recovery: $(OUT)/model-elitekv/config.json $(OUT)/fidelity.json
 
 # The report a person reads: tables, the per-layer figure, the elite heat map, the commands.
 PYTHON ?= .venv/bin/python
+
+# Choosing a cache: the curve a user reads, and the smallest ratio for a KL they accept.
+CURVE_RATIOS ?=
+CURVE_CONFIGS ?= pipeline,paper
+TOOLS_ARGS = --out $(OUT) --preset $(PRESET) --bin $(BIN) --model $(MODEL) --corpora $(CORPORA)
+curve: $(OUT)/calib.h5 $(BIN)/ekv-select-rope $(BIN)/ekv-jlrd $(BIN)/ekv-export $(BIN)/ekv-check $(UPTRAIN)
+	$(PYTHON) scripts/cache-curve.py $(TOOLS_ARGS) --configs $(CURVE_CONFIGS) --recover --train-text $(TRAIN_TEXT) \
+	  $(if $(CURVE_RATIOS),--ratios $(CURVE_RATIOS)) $(call LOG,curve)
+
+KL ?=
+fit: $(OUT)/calib.h5 $(OUT)/rope-elite-l1.h5 $(BIN)/ekv-jlrd $(BIN)/ekv-export $(BIN)/ekv-check
+	$(if $(KL),,$(error make fit needs KL=x, the largest held-out KL accepted, e.g. make fit KL=0.5))
+	$(PYTHON) scripts/fit-cache.py $(TOOLS_ARGS) --kl $(KL) $(call LOG,fit)
 $(OUT)/rope-elite.png: scripts/plot-rope.py $(OUT)/rope-elite-l1.h5 $(OUT)/fidelity.json
 	$(PYTHON) scripts/plot-rope.py $(OUT)/rope-elite-l1.h5 \
 	  --r $$($(PYTHON) -c 'import json,sys; print(json.load(open(sys.argv[1]))["r"])' $(OUT)/fidelity.json) -o $@

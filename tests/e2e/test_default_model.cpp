@@ -8,7 +8,11 @@
 #include "ekv/calib/calib_file.hpp"
 #include "ekv/model/forward.hpp"
 #include "ekv/model/hf_writer.hpp"
+#include "ekv/core/read_file.hpp"
+#include "ekv/model/tokenizer.hpp"
 #include "ekv/tools/calibrate.hpp"
+#include "ekv/tools/check.hpp"
+#include "expect_error.hpp"
 #include "ekv/model/model_source.hpp"
 #include "gguf_builder.hpp"
 
@@ -101,6 +105,45 @@ TEST_F(DefaultModel, CalibrationStoresTheForwardPassInputs) {
   EXPECT_LT((stored - captured).cwiseAbs().maxCoeff(), 1e-5f * captured.cwiseAbs().maxCoeff());
   const Eigen::MatrixXd gram = captured.cast<double>().transpose() * captured.cast<double>();
   EXPECT_LT((data.layers[1].gram - gram).cwiseAbs().maxCoeff(), 1e-6 * gram.cwiseAbs().maxCoeff());
+  fs::remove_all(dir);
+}
+
+// make fit scores the calibration corpus's windows that calib.h5 never sampled: on the real
+// corpus none of the chosen windows overlaps a sampled sequence, and the evaluation text (or any
+// other) is refused, since its tokens are not the calibration's.
+TEST_F(DefaultModel, HeldOutWindowsOfTheCalibrationCorpusAvoidItsSample) {
+  const char* corpus = std::getenv("EKV_CALIB_TEXT");
+  const char* eval = std::getenv("EKV_EVAL_TEXT");
+  ASSERT_TRUE(corpus && fs::exists(corpus) && eval && fs::exists(eval)) << "run scripts/make-corpora.sh";
+  const fs::path dir = temp_dir("e2e-held-out");
+  CalibrateOptions options;
+  options.model = default_model();
+  options.texts = {corpus};
+  options.seq_len = 512;
+  options.num_seqs = 64;
+  options.keep_seqs = 0;
+  options.layers = "0:1";
+  options.output = (dir / "calib.h5").string();
+  run_calibrate(options);
+  const CalibData calib = read_calib(options.output, false);
+  const auto model = ModelSource::open(default_model());
+  const Tokenizer tokenizer = Tokenizer::for_model(default_model());
+  const auto tokens = tokenizer.encode(read_file(corpus), corpus);
+  const HeldOutWindows held_out = calibration_held_out(options.output, *model, corpus, tokens, 512, 16);
+  ASSERT_EQ(held_out.chosen, 16);
+  EXPECT_LT(held_out.free, held_out.total);  // the sample did take windows away
+  // Find each chosen window in the text and check it against every sampled sequence.
+  for (int w = 0; w < held_out.chosen; ++w) {
+    const auto first = held_out.tokens.begin() + std::ptrdiff_t(w) * 512;
+    std::int64_t at = -1;
+    for (std::int64_t k = 0; k < held_out.total && at < 0; ++k)
+      if (std::equal(first, first + 512, tokens.begin() + k * 512)) at = k * 512;
+    ASSERT_GE(at, 0) << "window " << w << " is not a window of the text";
+    for (std::int64_t offset : calib.offsets) EXPECT_TRUE(offset + 512 <= at || offset >= at + 512) << offset;
+  }
+  const auto other = tokenizer.encode(read_file(eval), eval);
+  EXPECT_EKV_ERROR(calibration_held_out(options.output, *model, eval, other, 512, 16), "calib.h5", eval,
+                   "another text");
   fs::remove_all(dir);
 }
 

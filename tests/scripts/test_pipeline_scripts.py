@@ -98,6 +98,16 @@ def test_makefile():
     check(code != 0 and "use CACHE=0.4" in text, f"BUDGET= on a cache-ratio preset: exit {code}: {text[-300:]}")
     code, text = make_dry_run("PRESET=configs/none.toml")
     check(code != 0 and "no such preset" in text, f"a missing preset must stop make: {text}")
+    # Choosing a cache: make fit needs its KL, measures with the preset; make curve recovers on train.txt.
+    code, text = make_dry_run("fit")
+    check(code != 0 and "make fit needs KL=x" in text, f"make fit without KL: exit {code}: {text[-300:]}")
+    code, text = make_dry_run("fit", "KL=0.3", "PRESET=configs/smollm2-135m-50.toml")
+    fit = next((line for line in text.splitlines() if "fit-cache.py" in line), "")
+    check(code == 0 and "--kl 0.3" in fit and "--preset configs/smollm2-135m-50.toml" in fit, f"make fit: {fit}")
+    code, text = make_dry_run("curve", "CURVE_RATIOS=0.1,0.5")
+    curve = next((line for line in text.splitlines() if "cache-curve.py" in line), "")
+    check(code == 0 and "--recover --train-text" in curve and "train.txt" in curve and "--ratios 0.1,0.5" in text,
+          f"make curve: {text[-500:]}")
 
 
 if __name__ == "__main__":

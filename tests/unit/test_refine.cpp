@@ -14,6 +14,7 @@
 #include "ekv/lrd/joint_matrix.hpp"
 #include "ekv/refine/attention_weighting.hpp"
 #include "ekv/refine/chunk_map.hpp"
+#include "ekv/refine/head_map.hpp"
 #include "ekv/refine/output_refit.hpp"
 
 namespace ekv {
@@ -140,6 +141,91 @@ TEST(ChunkMap, MatrixEqualsBruteForceWeightedLeastSquares) {
   const float ka = w.wk.row(first.chunk).dot(xv), kb = w.wk.row(first.chunk + 4).dot(xv);
   EXPECT_NEAR(mapped.row(first.chunk).dot(xv), first.m[0] * ka + first.m[1] * kb, 1e-4);
   EXPECT_NEAR(mapped.row(first.chunk + 4).dot(xv), first.m[2] * ka + first.m[3] * kb, 1e-4);
+}
+
+// Brute force for a KV head's map over its non-elite dims: θ = vec(M) row-major, feature
+// q_n(m) ⊗ k_n(t), target the rotated non-elite score, weights the original probabilities.
+Eigen::MatrixXd brute_force_head_map(const ModelConfig& c, const LayerWeights& w, const Matrix& x,
+                                     const std::vector<double>& freqs, int j, const std::vector<int>& dims) {
+  const int dh = c.head_dim, half = dh / 2, S = int(x.rows()), D = int(dims.size());
+  const Eigen::MatrixXd q = x.cast<double>() * w.wq.cast<double>().transpose();
+  const Eigen::MatrixXd k = x.cast<double>() * w.wk.cast<double>().transpose();
+  auto rot = [&](const Eigen::MatrixXd& a, int t, int col0) {
+    Eigen::VectorXd out = a.row(t).segment(col0, dh).transpose();
+    for (int ch = 0; ch < half; ++ch) {
+      const double cs = std::cos(t * freqs[std::size_t(ch)]), sn = std::sin(t * freqs[std::size_t(ch)]);
+      const double a1 = out[ch], a2 = out[ch + half];
+      out[ch] = a1 * cs - a2 * sn;
+      out[ch + half] = a2 * cs + a1 * sn;
+    }
+    return out;
+  };
+  Eigen::MatrixXd n = Eigen::MatrixXd::Zero(D * D, D * D);
+  Eigen::VectorXd b = Eigen::VectorXd::Zero(D * D);
+  for (int h = j * c.group_size(); h < (j + 1) * c.group_size(); ++h)
+    for (int m = 0; m < S; ++m) {
+      const Eigen::VectorXd qm = rot(q, m, h * dh);
+      Eigen::VectorXd logits(m + 1);
+      for (int t = 0; t <= m; ++t) logits[t] = qm.dot(rot(k, t, j * dh)) / std::sqrt(double(dh));
+      const Eigen::VectorXd p = (logits.array() - logits.maxCoeff()).exp().matrix();
+      for (int t = 0; t <= m; ++t) {
+        const Eigen::VectorXd kr = rot(k, t, j * dh);
+        double target = 0;
+        Eigen::VectorXd phi(D * D);
+        for (int i = 0; i < D; ++i) {
+          target += qm[dims[std::size_t(i)]] * kr[dims[std::size_t(i)]];
+          for (int l = 0; l < D; ++l) phi[i * D + l] = q(m, h * dh + dims[std::size_t(i)]) * k(t, j * dh + dims[std::size_t(l)]);
+        }
+        n += p[t] / p.sum() * phi * phi.transpose();
+        b += p[t] / p.sum() * target * phi;
+      }
+    }
+  const Eigen::VectorXd theta = n.ldlt().solve(b);
+  return Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(theta.data(), D, D);
+}
+
+TEST(HeadMap, IdentityWhereRopeDoesNotRotate) {
+  std::mt19937 rng(6);
+  const ModelConfig c = small_config();
+  const LayerWeights w = small_layer(c, rng);
+  const int S = 24;
+  const Matrix x = random_f(S, c.hidden, rng);
+  const std::vector<float> xs(x.data(), x.data() + x.size());
+  const std::vector<std::vector<int>> elite{{1}, {2}};
+  const auto maps = fit_head_maps(w, c, elite, xs, 0, 1, S, RopeTable({0.0, 0.0, 0.0, 0.0}, S));
+  ASSERT_EQ(maps.size(), 2u);
+  EXPECT_EQ(maps[0].dims, (std::vector<int>{0, 2, 3, 4, 6, 7}));  // chunk 1 (dims 1, 5) is elite
+  for (const HeadMap& map : maps) EXPECT_LT((map.m - Eigen::MatrixXd::Identity(6, 6)).norm(), 1e-4) << map.head;
+}
+
+TEST(HeadMap, EqualsBruteForceWeightedLeastSquaresAndFoldsIntoTheKeys) {
+  std::mt19937 rng(7);
+  const ModelConfig c = small_config();
+  const LayerWeights w = small_layer(c, rng);
+  const int S = 20;
+  const Matrix x = random_f(2 * S, c.hidden, rng);
+  const std::vector<float> xs(x.data(), x.data() + x.size());
+  const std::vector<double> freqs{1.0, 0.3, 0.05, 0.01};
+  const RopeTable rope(freqs, S);
+  const std::vector<std::vector<int>> elite{{2}, {0}};
+  // Fitted on the second of two sequences: the first must not count.
+  const auto maps = fit_head_maps(w, c, elite, xs, 1, 1, S, rope);
+  const Matrix second = x.bottomRows(S);
+  for (const HeadMap& map : maps) {
+    const Eigen::MatrixXd expected = brute_force_head_map(c, w, second, freqs, map.head, map.dims);
+    EXPECT_LT((map.m - expected).norm(), 2e-3 * (1 + expected.norm())) << "head " << map.head;
+    EXPECT_GT((map.m - Eigen::MatrixXd::Identity(6, 6)).norm(), 0.05) << "a rotating head should not fit the identity";
+    // Off the chunk diagonal: a head map mixes chunks, which a per-chunk map cannot.
+    EXPECT_GT(std::abs(map.m(0, 1)) + std::abs(map.m(1, 0)), 1e-3);
+  }
+  const Matrix mapped = apply_head_maps(w.wk, c, maps);
+  const Eigen::VectorXf xv = x.row(3).transpose();
+  const HeadMap& last = maps.back();
+  Eigen::VectorXd k(6);
+  for (int i = 0; i < 6; ++i) k[i] = w.wk.row(last.head * 8 + last.dims[std::size_t(i)]).dot(xv);
+  const Eigen::VectorXd expected = last.m * k;
+  for (int i = 0; i < 6; ++i) EXPECT_NEAR(mapped.row(last.head * 8 + last.dims[std::size_t(i)]).dot(xv), expected[i], 1e-4);
+  EXPECT_EQ(mapped.row(last.head * 8 + 0), w.wk.row(last.head * 8 + 0)) << "the elite rows are not mapped";
 }
 
 TEST(AttentionWeighting, WeightedSvdMinimisesItsObjectiveAndTailsMatch) {

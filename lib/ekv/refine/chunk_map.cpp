@@ -5,38 +5,19 @@
 
 #include "ekv/core/error.hpp"
 #include "ekv/model/linear.hpp"
+#include "ekv/refine/rotary_scores.hpp"
 
 namespace ekv {
 
 const NameTable<ChunkMapKind>& name_table(ChunkMapKind) {
   static const NameTable<ChunkMapKind> table{
-      {"none", ChunkMapKind::none}, {"scalar", ChunkMapKind::scalar}, {"matrix", ChunkMapKind::matrix}};
+      {"none", ChunkMapKind::none}, {"scalar", ChunkMapKind::scalar}, {"matrix", ChunkMapKind::matrix},
+      {"head", ChunkMapKind::head}};
   return table;
 }
 
 namespace {
 constexpr int kKeyTerms = 7;  // per key: ka², ka·kb, kb², ka·k̂a, ka·k̂b, kb·k̂a, kb·k̂b
-
-// Rotates every chunk of every head of a [S, heads·d_h] matrix, row t at position t.
-Matrix rotated(const Matrix& a, int head_dim, const RopeTable& rope) {
-  Matrix out = a;
-  const int heads = int(a.cols()) / head_dim;
-  for (Eigen::Index t = 0; t < out.rows(); ++t)
-    for (int h = 0; h < heads; ++h) rotate_half_inplace(out.row(t).data() + h * head_dim, head_dim / 2, rope.cos(t), rope.sin(t));
-  return out;
-}
-
-// Causal softmax of s·logits, row by row; entries above the diagonal are 0.
-Matrix causal_probabilities(const Matrix& logits, float scale) {
-  Matrix p = Matrix::Zero(logits.rows(), logits.cols());
-  for (Eigen::Index m = 0; m < logits.rows(); ++m) {
-    const float top = logits.row(m).head(m + 1).maxCoeff();
-    double sum = 0;
-    for (Eigen::Index n = 0; n <= m; ++n) sum += p(m, n) = std::exp((logits(m, n) - top) * scale);
-    p.row(m).head(m + 1) /= float(sum);
-  }
-  return p;
-}
 
 // Normal equations of one chunk's 4 map entries θ (φ = q ⊗ k, target the rotated score).
 struct Normal {

@@ -17,7 +17,8 @@
 
 namespace ekv {
 
-enum class ChunkMapKind { none, scalar, matrix };
+// head: one map over all non-elite dims of a KV head (refine/head_map), not per chunk.
+enum class ChunkMapKind { none, scalar, matrix, head };
 const NameTable<ChunkMapKind>& name_table(ChunkMapKind);
 
 struct ChunkMap {

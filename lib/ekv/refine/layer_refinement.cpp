@@ -13,6 +13,7 @@ const NameTable<ChunkMapChoice>& name_table(ChunkMapChoice) {
   static const NameTable<ChunkMapChoice> table{{"none", ChunkMapChoice::none},
                                                {"scalar", ChunkMapChoice::scalar},
                                                {"matrix", ChunkMapChoice::matrix},
+                                               {"head", ChunkMapChoice::head},
                                                {"auto", ChunkMapChoice::automatic}};
   return table;
 }
@@ -25,6 +26,31 @@ const NameTable<RowWeighting>& name_table(RowWeighting) {
 namespace {
 // 4 parameters per chunk: 8 sequences of causal pairs pin them down; more only cost time.
 constexpr int kChunkMapSequences = 8;
+// A head map has (d_h − 2r)² parameters per KV head; it is fitted on sequences the floor that
+// chooses it does not measure, so its choice is not won by fitting the choosing sequences.
+constexpr int kHeadMapSequences = 4;
+
+struct FittedMaps {
+  std::vector<ChunkMap> chunks;
+  std::vector<HeadMap> heads;
+  Matrix wk;
+};
+
+FittedMaps fit_maps(const LayerWeights& w, const ModelConfig& c, const std::vector<std::vector<int>>& elite,
+                    const LayerSamples& samples, int choice_seqs, const RopeTable& rope, ChunkMapKind kind) {
+  FittedMaps fitted;
+  if (kind == ChunkMapKind::head) {
+    const int first = samples.sequences >= choice_seqs + kHeadMapSequences ? choice_seqs : 0;
+    fitted.heads = fit_head_maps(w, c, elite, *samples.x, first, std::min(kHeadMapSequences, samples.sequences),
+                                 samples.seq_len, rope);
+    fitted.wk = apply_head_maps(w.wk, c, fitted.heads);
+  } else {
+    fitted.chunks = fit_chunk_maps(w, c, elite, *samples.x, std::min(samples.sequences, kChunkMapSequences),
+                                   samples.seq_len, rope, kind);
+    fitted.wk = apply_chunk_maps(w.wk, c, fitted.chunks);
+  }
+  return fitted;
+}
 
 // Block error of the RoPElite layer with these maps and no factorization.
 double floor_error(const LayerWeights& w, const ModelConfig& c, const std::vector<std::vector<int>>& elite,
@@ -55,17 +81,17 @@ RefinedLayer refine_layer(const LayerWeights& w, const ModelConfig& c, const std
     const std::vector<ChunkMapKind> kinds =
         automatic ? std::vector<ChunkMapKind>{ChunkMapKind::scalar, ChunkMapKind::matrix}
                   : std::vector<ChunkMapKind>{options.chunk_map == ChunkMapChoice::scalar ? ChunkMapKind::scalar
+                                              : options.chunk_map == ChunkMapChoice::head ? ChunkMapKind::head
                                                                                           : ChunkMapKind::matrix};
     for (ChunkMapKind kind : kinds) {
-      auto fitted = fit_chunk_maps(w, c, elite, *samples.x, std::min(samples.sequences, kChunkMapSequences),
-                                   samples.seq_len, rope, kind);
-      Matrix wk = apply_chunk_maps(w.wk, c, fitted);
-      const double floor = floor_error(w, c, elite, wk, samples, seqs, rope);
+      FittedMaps fitted = fit_maps(w, c, elite, samples, seqs, rope, kind);
+      const double floor = floor_error(w, c, elite, fitted.wk, samples, seqs, rope);
       if (!automatic || floor < out.floor_mapped) {
         out.floor_mapped = floor;
         out.map_kind = kind;
-        out.maps = std::move(fitted);
-        out.wk = std::move(wk);
+        out.maps = std::move(fitted.chunks);
+        out.head_maps = std::move(fitted.heads);
+        out.wk = std::move(fitted.wk);
       }
     }
   }

@@ -5,7 +5,9 @@
 #include <nlohmann/json.hpp>
 
 #include "ekv/check/decode_check.hpp"
+#include "ekv/calib/calib_file.hpp"
 #include "ekv/check/fidelity.hpp"
+#include "ekv/check/held_out_windows.hpp"
 #include "ekv/check/perplexity.hpp"
 #include "ekv/compressed/compressed_forward.hpp"
 #include "ekv/compressed/decode_pack.hpp"
@@ -93,6 +95,9 @@ void CompareOptions::register_with(CLI::App& command) {
   command.add_option("--window", window, "Tokens per window; every token but the first is scored")
       ->capture_default_str();
   command.add_option("--max-windows", max_windows, "Windows to score (0: every full window)")->capture_default_str();
+  command.add_option("--held-out-from", held_out_from,
+                     "calib.h5 made from --text: score only windows that none of its sampled sequences touches, "
+                     "spread over the text (the calibration corpus's own held-out windows; make fit)");
   command.add_option("--batch", batch, "Windows per forward pass")->capture_default_str();
   add_threads_option(command, threads);
   command.add_option("--output,-o", output, "report.json")->required();
@@ -103,7 +108,32 @@ void CompareOptions::check() const {
   EKV_CHECK(max_windows >= 0, "--max-windows ", max_windows, ": must not be negative");
   EKV_CHECK(batch >= 1, "--batch ", batch, ": must be at least 1");
   require_text_corpus(text);
-  if (!output.empty()) require_output_path(output, {model, compressed, text});
+  if (!output.empty()) require_output_path(output, {model, compressed, text, held_out_from});
+}
+
+HeldOutWindows calibration_held_out(const std::string& calib_path, const ModelSource& original,
+                                    const std::string& text_path, const std::vector<std::int32_t>& tokens, int window,
+                                    int max_windows) {
+  const ArtifactReader reader(calib_path, "calib", kCalibFormatVersion);
+  reader.require_model(original.fingerprint(), original.path().string());
+  const CalibData calib = read_calib_header(reader);
+  EKV_CHECK(calib.shard_count == 1, calib_path, ": shard: slice ", calib.shard_index, " of ", calib.shard_count,
+            "; give the merged calib.h5 (its held-out windows are those no slice read)");
+  const std::size_t seq_len = std::size_t(calib.seq_len);
+  for (std::size_t i = 0; i < calib.offsets.size(); ++i) {
+    const std::int64_t offset = calib.offsets[i];
+    const bool inside = offset >= 0 && std::size_t(offset) + seq_len <= tokens.size();
+    EKV_CHECK(inside && std::equal(calib.tokens.begin() + std::ptrdiff_t(i * seq_len),
+                                   calib.tokens.begin() + std::ptrdiff_t((i + 1) * seq_len),
+                                   tokens.begin() + (inside ? offset : 0)),
+              calib_path, ": tokens: sequence ", i, " (offset ", offset, ") is not in ", text_path,
+              ": the calibration was made from another text (ekv-calibrate --text)");
+  }
+  HeldOutWindows held_out = held_out_windows(tokens, window, max_windows, calib.offsets, calib.seq_len);
+  log::info(cat(calib_path, ": ", held_out.free, " of the text's ", held_out.total, " windows of ", window,
+                " tokens are held out from its ", calib.offsets.size(), " sampled sequences; scoring ",
+                held_out.chosen));
+  return held_out;
 }
 
 void run_check_compare(const CompareOptions& options) {
@@ -115,9 +145,19 @@ void run_check_compare(const CompareOptions& options) {
   EKV_CHECK(compressed->config().elitekv.enabled(), options.compressed, ": config.json: not an EliteKV model "
             "(model_type ", kEliteKvModelType, " with elitekv_* fields); make one with ekv-export");
   require_original_attention(*original, "--model of ekv-check compare");
-  const std::vector<std::int32_t> tokens = tokenize_text(options.model, options.text);
+  std::vector<std::int32_t> tokens = tokenize_text(options.model, options.text);
+  int max_windows = options.max_windows;
+  nlohmann::json held_out_report = nullptr;
+  if (!options.held_out_from.empty()) {
+    HeldOutWindows held_out = calibration_held_out(options.held_out_from, *original, options.text, tokens,
+                                                   options.window, options.max_windows);
+    tokens = std::move(held_out.tokens);
+    max_windows = held_out.chosen;
+    held_out_report = {{"calib", options.held_out_from}, {"free_windows", held_out.free},
+                       {"text_windows", held_out.total}};
+  }
   const FidelityResult result =
-      compare_models(*original, *compressed, tokens, {options.window, options.max_windows, options.batch});
+      compare_models(*original, *compressed, tokens, {options.window, max_windows, options.batch});
 
   const ModelConfig& cc = compressed->config();
   const std::int64_t full = cache_elements_per_token(original->config()), kept = cache_elements_per_token(cc);
@@ -138,6 +178,7 @@ void run_check_compare(const CompareOptions& options) {
       {"model", options.model},
       {"compressed", options.compressed},
       {"text", options.text},
+      {"held_out_from", held_out_report},
       {"window", options.window},
       {"windows", result.original.windows},
       {"scored_tokens", result.original.scored},

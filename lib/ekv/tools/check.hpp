@@ -3,7 +3,12 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <cstdint>
 #include <string>
+#include <vector>
+
+#include "ekv/check/held_out_windows.hpp"
+#include "ekv/model/model_source.hpp"
 
 namespace ekv {
 
@@ -26,6 +31,7 @@ struct CompareOptions {
   std::string model;       // the original
   std::string compressed;  // the ekv-export folder
   std::string text;
+  std::string held_out_from;  // calib.h5 made from `text`: score only the windows it never sampled
   int window = 512;
   int max_windows = 16;
   int batch = 2;
@@ -38,6 +44,13 @@ struct CompareOptions {
 
 // Markdown table on stdout, JSON report to the file, then `final: ...`.
 void run_check_compare(const CompareOptions& options);
+
+// The windows of a text (`tokens`, from `text_path`) that calib.h5's sample never read
+// (compare --held-out-from). calib.h5 must be of `original` and of this text: every sampled
+// sequence is checked against the text's tokens, and a mismatch names the calibration file.
+HeldOutWindows calibration_held_out(const std::string& calib_path, const ModelSource& original,
+                                    const std::string& text_path, const std::vector<std::int32_t>& tokens, int window,
+                                    int max_windows);
 
 struct DecodeOptions {
   std::string compressed;

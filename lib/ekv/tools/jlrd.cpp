@@ -28,8 +28,9 @@ void JlrdOptions::register_with(CLI::App& app) {
   app.add_option("--attention-seqs", attention_seqs, "Stored sequences for the attention errors (0: skip)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   add_choice_option(app, "--chunk-map", chunk_map,
-                    "Non-elite chunks: none (unrotated), scalar or matrix (a fitted map folded into W_k), "
-                    "auto (per layer the one with the lowest measured error)");
+                    "Non-elite chunks: none (unrotated), scalar or matrix (a fitted map per chunk folded into W_k), "
+                    "head (one fitted map over all non-elite dims of each KV head), auto (per layer scalar or matrix, "
+                    "whichever measures the lower error)");
   add_choice_option(app, "--weighting", weighting,
                     "none, or attention: weight key rows by the queries that read them and value rows by W_o "
                     "(needs --svd whitened; the key/value balance is chosen per layer by measured error)");
