@@ -15,7 +15,8 @@
 #   make TRAIN_TEXT=FILE   recover on another training text (default: the corpora's train.txt)
 #   make curve             held-out KL, ppl and top-1 against the cache ratio (10-75 %), the preset's
 #                          J-LRD and the paper's, training-free and after the short recovery
-#                          (scripts/cache-curve.py: OUT/curve/curve.md, .csv, .png; CURVE_RATIOS=0.1,0.5)
+#                          (scripts/cache-curve.py: OUT/curve/curve.md, .csv, .png; CURVE_RATIOS=0.1,0.5
+#                          the ratios, CURVE_RECOVER=0.25 the ones recovered, CURVE_RECOVER= all of them)
 #   make fit KL=0.5        the smallest cache ratio whose KL on the calibration corpus's held-out
 #                          windows is at most 0.5, by bisection (scripts/fit-cache.py: OUT/fit-kl0.5.md)
 #   make OUT=dir R=8 CACHE=0.5     another folder or setting (an option change re-runs its step): R=
@@ -225,10 +226,12 @@ PYTHON ?= .venv/bin/python
 # Choosing a cache: the curve a user reads, and the smallest ratio for a KL they accept.
 CURVE_RATIOS ?=
 CURVE_CONFIGS ?= pipeline,paper
+CURVE_RECOVER ?= 0.1,0.25,0.5,0.75# of the ratios, those recovered: each costs the short recovery (~4 min here)
 TOOLS_ARGS = --out $(OUT) --preset $(PRESET) --bin $(BIN) --model $(MODEL) --corpora $(CORPORA)
 curve: $(OUT)/calib.h5 $(BIN)/ekv-select-rope $(BIN)/ekv-jlrd $(BIN)/ekv-export $(BIN)/ekv-check $(UPTRAIN)
 	$(PYTHON) scripts/cache-curve.py $(TOOLS_ARGS) --configs $(CURVE_CONFIGS) --recover --train-text $(TRAIN_TEXT) \
-	  $(if $(CURVE_RATIOS),--ratios $(CURVE_RATIOS)) $(call LOG,curve)
+	  $(if $(CURVE_RATIOS),--ratios $(CURVE_RATIOS)) $(if $(CURVE_RECOVER),--recover-ratios $(CURVE_RECOVER)) \
+	  $(call LOG,curve)
 
 KL ?=
 fit: $(OUT)/calib.h5 $(OUT)/rope-elite-l1.h5 $(BIN)/ekv-jlrd $(BIN)/ekv-export $(BIN)/ekv-check

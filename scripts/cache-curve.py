@@ -10,9 +10,9 @@ at 25 %), the paper's a quarter (r = F d_h / 4), both clamped to 1..16. An engin
 job's llama.cpp slots) is made for one r and is measured by the main job itself, not here.
 
     scripts/cache-curve.py --out out --preset configs/smollm2-135m-25.toml --bin build/apps \\
-        --model MODEL --corpora CORPORA [--ratios 0.1,0.25,0.5] [--configs pipeline,paper] [--recover]
+        --model MODEL --corpora CORPORA [--ratios 0.1,0.25,0.5] [--configs pipeline,paper]
+        [--recover [--recover-ratios 0.1,0.5]]
 """
-import argparse
 import csv
 import pathlib
 import sys
@@ -62,11 +62,11 @@ def selection(tools, out, preset, calib):
 
 def row(config, ratio, r, which, report, seconds):
     return {"config": config, "stage": which, "ratio": ratio, "r": r,
-            "cache_ratio": round(report["cache_ratio"], 4), "kv_rank": report["kv_rank"],
+            "cache_ratio": round(report["cache_ratio"], 4), "kv_rank": cache_points.mean_rank(report),
             "ppl_original": round(report["ppl_original"], 3), "ppl": round(report["ppl_compressed"], 3),
             "kl": round(report["mean_kl"], 4), "top1": round(100 * report["top1_agreement"], 2),
             "layer_error": round(report["mean_layer_error"], 4), "jlrd_seconds": seconds,
-            "windows": report["windows"]}
+            "windows": report["windows"], "recovery_kept": report.get("recovery_kept", "")}
 
 
 def plot(rows, path, title):
@@ -96,36 +96,40 @@ def plot(rows, path, title):
 
 
 def table(rows, text, windows):
-    lines = [f"Held-out: {windows} windows × 512 tokens of {text}; no uptraining unless the stage says so.", "",
+    lines = [f"Held-out: {windows} windows × 512 tokens of {text}; no uptraining unless the stage says so. "
+             "\"kept the export given\": the recovery raised the training text's held-out KL, so ekv-uptrain "
+             "kept the weights it was given.", "",
              "| config | stage | cache | r | latent | ppl (original) | ppl | KL | top-1 % | layer error | ekv-jlrd s |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["config"], r["stage"], r["cache_ratio"])):
-        lines.append(f"| {r['config']} | {r['stage']} | {100 * r['cache_ratio']:.1f} % | {r['r']} | {r['kv_rank']} | "
+        stage = r["stage"] + (f" (kept {r['recovery_kept']})" if r["recovery_kept"] not in ("", "trained") else "")
+        lines.append(f"| {r['config']} | {stage} | {100 * r['cache_ratio']:.1f} % | {r['r']} | {r['kv_rank']} | "
                      f"{r['ppl_original']} | {r['ppl']} | {r['kl']} | {r['top1']} | {r['layer_error']} | "
                      f"{r['jlrd_seconds']} |")
     return "\n".join(lines) + "\n"
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", required=True, help="the pipeline's folder (its calib.h5; writes OUT/curve/)")
-    parser.add_argument("--preset", required=True)
-    parser.add_argument("--bin", required=True, help="the built tools (build/apps)")
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--corpora", required=True, help="scripts/make-corpora.sh's folder")
+    parser = cache_points.tool_parser(__doc__, "the pipeline's folder (its calib.h5; writes OUT/curve/)",
+                                      "scripts/make-corpora.sh's folder")
     parser.add_argument("--ratios", default=DEFAULT_RATIOS, help=f"cache ratios (default {DEFAULT_RATIOS})")
     parser.add_argument("--configs", default="pipeline,paper", help="of: " + ", ".join(CONFIGS))
     parser.add_argument("--recover", action="store_true",
                         help="also recover each of the preset's points with its [uptrain] and measure that")
+    parser.add_argument("--recover-ratios",
+                        help="with --recover, recover only those of the curve's ratios that are among these "
+                             "(default: every ratio); a point costs "
+                             "the preset's short recovery, about 4 minutes for SmolLM2 on 2 cores")
     parser.add_argument("--train-text", help="the recovery's text (default: CORPORA/train.txt)")
     parser.add_argument("--windows", type=int, default=16, help="held-out windows of 512 tokens (evaluation corpus)")
     args = parser.parse_args()
 
-    out = pathlib.Path(args.out)
-    calib = out / "calib.h5"
-    if not calib.exists():
-        sys.exit(f"{calib} is missing: run make (or make {calib}) first")
     ratios = [float(x) for x in args.ratios.split(",")]
+    recover_ratios = set(float(x) for x in args.recover_ratios.split(",")) if args.recover_ratios else set(ratios)
+    if not args.recover and args.recover_ratios:
+        sys.exit("--recover-ratios needs --recover")
+    if args.recover and not recover_ratios & set(ratios):
+        sys.exit(f"--recover-ratios: none of {sorted(recover_ratios)} is among --ratios {sorted(ratios)}")
     configs = args.configs.split(",")
     for c in configs:
         if c not in CONFIGS:
@@ -133,6 +137,10 @@ def main():
     for f in ratios:
         if not 0 < f <= 1:
             sys.exit(f"--ratios: {f} is not a cache ratio in (0, 1]")
+    out = pathlib.Path(args.out)
+    calib = out / "calib.h5"
+    if not calib.exists():
+        sys.exit(f"{calib} is missing: run make (or make {calib}) first")
     text = pathlib.Path(args.corpora) / "eval.txt"
     train_text = args.train_text or str(pathlib.Path(args.corpora) / "train.txt")
     tools = cache_points.Tools(args.bin, args.model, args.preset, out / "curve")
@@ -145,7 +153,7 @@ def main():
         r = elite_chunks(ratio, CONFIGS[config][1], head_dim)
         name = f"{config}-{ratio:g}"
         print(f"+ [{i + 1}/{len(points)}] {CONFIGS[config][0]} at {100 * ratio:g} % (r = {r})", file=sys.stderr)
-        recover = args.recover and config == "pipeline"
+        recover = args.recover and config == "pipeline" and ratio in recover_ratios
         point = cache_points.measure_point(tools, name, rope, calib, jlrd_options(config, args.preset, ratio, r),
                                            text, args.windows, train_text=train_text if recover else None)
         rows.append(row(config, ratio, r, "training-free", point["free"], point["jlrd_seconds"]))

@@ -6,6 +6,7 @@ Each point's reports are kept (DIR/NAME.json, DIR/NAME-recovered.json) and a poi
 exists is not measured again, so an interrupted curve or fit resumes where it stopped and two fits
 share the probes they have in common. The exports (hundreds of MB each) are deleted once measured.
 """
+import argparse
 import json
 import pathlib
 import shutil
@@ -38,6 +39,17 @@ def ratio_of(rank, r, kv_heads, head_dim):
     return (2 * r * kv_heads + rank) / (2 * kv_heads * head_dim)
 
 
+def tool_parser(doc, out_help, corpora_help):
+    """The options every loop over the tools takes (the Makefile's TOOLS_ARGS)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True, help=out_help)
+    parser.add_argument("--preset", required=True, help="the preset (configs/*.toml) every tool reads")
+    parser.add_argument("--bin", required=True, help="the built tools (build/apps)")
+    parser.add_argument("--model", required=True, help="the original model (GGUF)")
+    parser.add_argument("--corpora", required=True, help=corpora_help)
+    return parser
+
+
 class Tools:
     """The built tools, the model and where the probes' files and logs go."""
 
@@ -63,6 +75,13 @@ class Tools:
 
     def tool(self, name):
         return self.bin / f"ekv-{name}"
+
+
+def mean_rank(report):
+    """The latent size of a compare report: its per-layer kv_rank list (or one rank), as the mean."""
+    ranks = report["kv_rank"]
+    ranks = ranks if isinstance(ranks, list) else [ranks]
+    return round(sum(ranks) / len(ranks), 1)
 
 
 def write_json(path, data):
@@ -110,6 +129,10 @@ def measure_point(tools, name, rope, calib, jlrd_args, text, windows=16, held_ou
         tools.run(f"uptrain-{name}", tools.tool("uptrain"), "--config", tools.preset, "--export", export,
                   "--model", tools.model, "--text", train_text, "-o", trained)
         recovered = compare_report(tools, f"{name}-recovered", trained, text, windows, held_out_from)
+        # ekv-uptrain undoes a recovery that raised the training text's held-out KL (its config.json
+        # says which weights it kept); the curve says so rather than show an untrained row as trained.
+        summary = json.loads((trained / "config.json").read_text())["ekv_uptrain"]["summary"]
+        recovered["recovery_kept"] = summary["kept"]
         write_json(recovered_report, recovered)
         shutil.rmtree(trained)
     write_json(report, free)

@@ -14,7 +14,6 @@ prints the `make CACHE=...` that builds the chosen model.
     scripts/fit-cache.py --out out --preset configs/smollm2-135m-25.toml --bin build/apps \\
         --model MODEL --corpora CORPORA --kl 0.5
 """
-import argparse
 import json
 import math
 import pathlib
@@ -51,8 +50,14 @@ class Search:
 
 
 def bisect(search, measure):
-    """Runs `measure(point) -> KL` until the bracket is within the step; then makes sure the
-    answer was measured. Returns the passing point, or None when even the top of the range fails."""
+    """Measures the top of the range first: a target that even it misses is answered at once (a
+    bisection toward it would probe log2(range/step) points that all fail). Then runs
+    `measure(point) -> KL` until the bracket is within the step and makes sure the answer was
+    measured. Returns the passing point, or None when the top of the range fails."""
+    if search.hi not in search.probes:
+        search.record(search.hi, measure(search.hi))
+        if search.probes[search.hi] > search.target:
+            return None
     while not search.done():
         point = search.next_point()
         search.record(point, measure(point))
@@ -62,12 +67,8 @@ def bisect(search, measure):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", required=True, help="the pipeline's folder (calib.h5, rope-elite-l1.h5)")
-    parser.add_argument("--preset", required=True)
-    parser.add_argument("--bin", required=True, help="the built tools (build/apps)")
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--corpora", required=True, help="scripts/make-corpora.sh's folder (its calib.txt)")
+    parser = cache_points.tool_parser(__doc__, "the pipeline's folder (calib.h5, rope-elite-l1.h5)",
+                                      "scripts/make-corpora.sh's folder (its calib.txt)")
     parser.add_argument("--kl", type=float, required=True, help="the largest mean KL (nats) accepted")
     parser.add_argument("--tolerance", type=float, default=0.01, help="cache-ratio resolution of the answer")
     parser.add_argument("--windows", type=int, default=16, help="held-out windows of 512 calibration tokens a probe scores")
@@ -124,7 +125,7 @@ def main():
         return point_report["mean_kl"]
 
     chosen = bisect(search, measure)
-    probes = [{"cache_ratio": round(reports[p]["cache_ratio"], 6), "kv_rank": reports[p]["kv_rank"],
+    probes = [{"cache_ratio": round(reports[p]["cache_ratio"], 6), "kv_rank": cache_points.mean_rank(reports[p]),
                "kl": reports[p]["mean_kl"], "ppl": reports[p]["ppl_compressed"],
                "top1": reports[p]["top1_agreement"], "passes": reports[p]["mean_kl"] <= args.kl}
               for p in sorted(reports)]
@@ -143,7 +144,7 @@ def main():
               "tolerance": args.tolerance, "chosen": None, "reason": reason, "probes": probes}
     if chosen is not None:
         cache = f"{ratio_at(chosen):.6f}"
-        result["chosen"] = {"cache_ratio": float(cache), "kv_rank": reports[chosen]["kv_rank"],
+        result["chosen"] = {"cache_ratio": float(cache), "kv_rank": cache_points.mean_rank(reports[chosen]),
                             "kl": reports[chosen]["mean_kl"], "ppl": reports[chosen]["ppl_compressed"],
                             "top1": reports[chosen]["top1_agreement"], "make": f"make CACHE={cache}"}
     stem = f"fit-kl{args.kl:g}"
@@ -161,7 +162,7 @@ def main():
     report.write_text("\n".join(lines) + "\n")
     if chosen is None:
         sys.exit(f"fit: {reason} ({report})")
-    print(f"final: cache_ratio={cache} kv_rank={reports[chosen]['kv_rank']} kl={reports[chosen]['mean_kl']:.5f} "
+    print(f"final: cache_ratio={cache} kv_rank={cache_points.mean_rank(reports[chosen])} kl={reports[chosen]['mean_kl']:.5f} "
           f"probes={len(reports)} report={report} make=\"make CACHE={cache}\"")
 
 

@@ -48,8 +48,9 @@ def test_bisection():
     check(chosen - failing <= 4, f"the answer {chosen} is not within a step of the failing probe {failing}")
     check(all(0 < p <= 342 for p in measured), f"probes outside the range: {measured}")
     check(len(set(measured)) <= 8, f"{len(measured)} probes for a range of 342 in steps of 4")
+    measured.clear()
     never = fit.bisect(fit.Search(0.001, 0, 342, 4), planted)
-    check(never is None, "a target no point reaches must give no answer")
+    check(never is None and measured == [342], f"a target the top misses: no answer, after one probe ({measured})")
 
 
 # Stand-ins for ekv-jlrd, ekv-export and ekv-check compare: the ratio travels through the files,
@@ -71,7 +72,7 @@ elif name == "ekv-export":
     (folder / "ratio").write_text(pathlib.Path(value("--jlrd")).read_text())
 else:
     ratio = float((pathlib.Path(value("--compressed")) / "ratio").read_text())
-    report = {"cache_ratio": ratio, "kv_rank": round(ratio * 384 - 42), "mean_kl": 0.1 / ratio,
+    report = {"cache_ratio": ratio, "kv_rank": [round(ratio * 384 - 42)] * 30, "mean_kl": 0.1 / ratio,
               "ppl_compressed": 40 + 1 / ratio, "ppl_original": 40.0, "top1_agreement": 1 - 0.1 / ratio,
               "mean_layer_error": 0.1, "windows": int(value("--max-windows")),
               "held_out_from": value("--held-out-from"), "text": value("--text")}
@@ -102,6 +103,8 @@ def test_fit_script():
         # r = 7 of 3 KV heads caches 42 of 384; rank 35 is the first with ratio >= 0.2.
         check(0.2 <= chosen["cache_ratio"] < 0.2 + 4 / 384, f"chose {chosen['cache_ratio']}, the plant says 0.2")
         check(chosen["make"] in run.stdout and "final: cache_ratio=" in run.stdout, f"no make command: {run.stdout}")
+        check(chosen["kv_rank"] == round(chosen["cache_ratio"] * 384 - 42) and "kv_rank=" in run.stdout,
+              f"the latent is the mean of the report's per-layer ranks: {chosen}")
         check(f"make CACHE={chosen['cache_ratio']:.6f}" == chosen["make"], f"{chosen['make']}")
         failing = [p for p in result["probes"] if not p["passes"]]
         check(failing and chosen["cache_ratio"] - max(p["cache_ratio"] for p in failing) <= 4 / 384 + 1e-9,
@@ -137,6 +140,13 @@ def test_curve_rules():
         check(curve.jlrd_options("pipeline", budget, 0.4, 9)[-2:] == ["--budget", 0.4], "a budget preset's kind")
         paper = curve.jlrd_options("paper", budget, 0.4, 4)
         check("--config" not in paper and "weight" in paper and paper[-2:] == ["--cache-ratio", 0.4], f"{paper}")
+    # The ratios recovered are some of the curve's, and only with --recover; checked before any work.
+    curve_command = [sys.executable, str(ROOT / "scripts" / "cache-curve.py"), "--out", "/nonexistent", "--preset",
+                     "p.toml", "--bin", "b", "--model", "m", "--corpora", "c", "--ratios", "0.1,0.5"]
+    for extra, message in ((["--recover", "--recover-ratios", "0.3"], "none of [0.3] is among --ratios"),
+                           (["--recover-ratios", "0.5"], "needs --recover")):
+        run = subprocess.run(curve_command + extra, capture_output=True, text=True)
+        check(run.returncode != 0 and message in run.stderr, f"{extra}: {run.returncode} {run.stderr}")
 
 
 if __name__ == "__main__":

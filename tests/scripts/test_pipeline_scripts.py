@@ -104,10 +104,10 @@ def test_makefile():
     code, text = make_dry_run("fit", "KL=0.3", "PRESET=configs/smollm2-135m-50.toml")
     fit = next((line for line in text.splitlines() if "fit-cache.py" in line), "")
     check(code == 0 and "--kl 0.3" in fit and "--preset configs/smollm2-135m-50.toml" in fit, f"make fit: {fit}")
-    code, text = make_dry_run("curve", "CURVE_RATIOS=0.1,0.5")
+    code, text = make_dry_run("curve", "CURVE_RATIOS=0.1,0.5", "CURVE_RECOVER=0.5")
     curve = next((line for line in text.splitlines() if "cache-curve.py" in line), "")
-    check(code == 0 and "--recover --train-text" in curve and "train.txt" in curve and "--ratios 0.1,0.5" in text,
-          f"make curve: {text[-500:]}")
+    check(code == 0 and "--recover --train-text" in curve and "train.txt" in curve and "--ratios 0.1,0.5" in text
+          and "--recover-ratios 0.5" in text, f"make curve: {text[-500:]}")
 
 
 if __name__ == "__main__":

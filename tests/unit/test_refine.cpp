@@ -51,6 +51,18 @@ LayerWeights small_layer(const ModelConfig& c, std::mt19937& rng) {
   return w;
 }
 
+// Row t of a, the head starting at column col0, rotated to position t (fp64, half-split pairs).
+Eigen::VectorXd rotated_head(const Eigen::MatrixXd& a, int t, int col0, int dh, const std::vector<double>& freqs) {
+  Eigen::VectorXd out = a.row(t).segment(col0, dh).transpose();
+  for (int ch = 0; ch < dh / 2; ++ch) {
+    const double cs = std::cos(t * freqs[std::size_t(ch)]), sn = std::sin(t * freqs[std::size_t(ch)]);
+    const double a1 = out[ch], a2 = out[ch + dh / 2];
+    out[ch] = a1 * cs - a2 * sn;
+    out[ch + dh / 2] = a2 * cs + a1 * sn;
+  }
+  return out;
+}
+
 // Brute force: the weighted least squares of one chunk's map over every causal pair and query
 // head of the group, with the original probabilities computed in fp64.
 Eigen::Matrix2d brute_force_map(const ModelConfig& c, const LayerWeights& w, const Matrix& x,
@@ -58,16 +70,7 @@ Eigen::Matrix2d brute_force_map(const ModelConfig& c, const LayerWeights& w, con
   const int dh = c.head_dim, half = dh / 2, S = int(x.rows());
   const Eigen::MatrixXd q = x.cast<double>() * w.wq.cast<double>().transpose();
   const Eigen::MatrixXd k = x.cast<double>() * w.wk.cast<double>().transpose();
-  auto rot = [&](const Eigen::MatrixXd& a, int t, int col0) {  // the head at col0 rotated to position t
-    Eigen::VectorXd out = a.row(t).segment(col0, dh).transpose();
-    for (int ch = 0; ch < half; ++ch) {
-      const double cs = std::cos(t * freqs[std::size_t(ch)]), sn = std::sin(t * freqs[std::size_t(ch)]);
-      const double a1 = out[ch], a2 = out[ch + half];
-      out[ch] = a1 * cs - a2 * sn;
-      out[ch + half] = a2 * cs + a1 * sn;
-    }
-    return out;
-  };
+  auto rot = [&](const Eigen::MatrixXd& a, int t, int col0) { return rotated_head(a, t, col0, dh, freqs); };
   Eigen::Matrix4d n = Eigen::Matrix4d::Zero();
   Eigen::Vector4d b = Eigen::Vector4d::Zero();
   for (int h = j * c.group_size(); h < (j + 1) * c.group_size(); ++h)
@@ -147,19 +150,10 @@ TEST(ChunkMap, MatrixEqualsBruteForceWeightedLeastSquares) {
 // q_n(m) ⊗ k_n(t), target the rotated non-elite score, weights the original probabilities.
 Eigen::MatrixXd brute_force_head_map(const ModelConfig& c, const LayerWeights& w, const Matrix& x,
                                      const std::vector<double>& freqs, int j, const std::vector<int>& dims) {
-  const int dh = c.head_dim, half = dh / 2, S = int(x.rows()), D = int(dims.size());
+  const int dh = c.head_dim, S = int(x.rows()), D = int(dims.size());
   const Eigen::MatrixXd q = x.cast<double>() * w.wq.cast<double>().transpose();
   const Eigen::MatrixXd k = x.cast<double>() * w.wk.cast<double>().transpose();
-  auto rot = [&](const Eigen::MatrixXd& a, int t, int col0) {
-    Eigen::VectorXd out = a.row(t).segment(col0, dh).transpose();
-    for (int ch = 0; ch < half; ++ch) {
-      const double cs = std::cos(t * freqs[std::size_t(ch)]), sn = std::sin(t * freqs[std::size_t(ch)]);
-      const double a1 = out[ch], a2 = out[ch + half];
-      out[ch] = a1 * cs - a2 * sn;
-      out[ch + half] = a2 * cs + a1 * sn;
-    }
-    return out;
-  };
+  auto rot = [&](const Eigen::MatrixXd& a, int t, int col0) { return rotated_head(a, t, col0, dh, freqs); };
   Eigen::MatrixXd n = Eigen::MatrixXd::Zero(D * D, D * D);
   Eigen::VectorXd b = Eigen::VectorXd::Zero(D * D);
   for (int h = j * c.group_size(); h < (j + 1) * c.group_size(); ++h)

@@ -4,8 +4,8 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "ekv/check/decode_check.hpp"
 #include "ekv/calib/calib_file.hpp"
+#include "ekv/check/decode_check.hpp"
 #include "ekv/check/fidelity.hpp"
 #include "ekv/check/held_out_windows.hpp"
 #include "ekv/check/perplexity.hpp"
