@@ -63,33 +63,40 @@ Eigen::VectorXd rotated_head(const Eigen::MatrixXd& a, int t, int col0, int dh, 
   return out;
 }
 
+// Every causal pair (m, t) of KV head j's query heads h, with its original attention probability
+// (fp64) and the query at m and key at t rotated to their positions: what both brute forces sum.
+template <class Visit>
+void for_each_weighted_pair(const ModelConfig& c, const Eigen::MatrixXd& q, const Eigen::MatrixXd& k,
+                            const std::vector<double>& freqs, int j, Visit visit) {
+  const int dh = c.head_dim, S = int(q.rows());
+  for (int h = j * c.group_size(); h < (j + 1) * c.group_size(); ++h)
+    for (int m = 0; m < S; ++m) {
+      const Eigen::VectorXd qm = rotated_head(q, m, h * dh, dh, freqs);
+      Eigen::VectorXd logits(m + 1);
+      for (int t = 0; t <= m; ++t) logits[t] = qm.dot(rotated_head(k, t, j * dh, dh, freqs)) / std::sqrt(double(dh));
+      const Eigen::VectorXd p = (logits.array() - logits.maxCoeff()).exp().matrix();
+      for (int t = 0; t <= m; ++t) visit(h, m, t, p[t] / p.sum(), qm, rotated_head(k, t, j * dh, dh, freqs));
+    }
+}
+
 // Brute force: the weighted least squares of one chunk's map over every causal pair and query
 // head of the group, with the original probabilities computed in fp64.
 Eigen::Matrix2d brute_force_map(const ModelConfig& c, const LayerWeights& w, const Matrix& x,
                                 const std::vector<double>& freqs, int j, int chunk) {
-  const int dh = c.head_dim, half = dh / 2, S = int(x.rows());
+  const int dh = c.head_dim, half = dh / 2;
   const Eigen::MatrixXd q = x.cast<double>() * w.wq.cast<double>().transpose();
   const Eigen::MatrixXd k = x.cast<double>() * w.wk.cast<double>().transpose();
-  auto rot = [&](const Eigen::MatrixXd& a, int t, int col0) { return rotated_head(a, t, col0, dh, freqs); };
   Eigen::Matrix4d n = Eigen::Matrix4d::Zero();
   Eigen::Vector4d b = Eigen::Vector4d::Zero();
-  for (int h = j * c.group_size(); h < (j + 1) * c.group_size(); ++h)
-    for (int m = 0; m < S; ++m) {
-      const Eigen::VectorXd qm = rot(q, m, h * dh);
-      Eigen::VectorXd logits(m + 1);
-      for (int t = 0; t <= m; ++t) logits[t] = qm.dot(rot(k, t, j * dh)) / std::sqrt(double(dh));
-      const Eigen::VectorXd p = (logits.array() - logits.maxCoeff()).exp().matrix();
-      for (int t = 0; t <= m; ++t) {
-        const double weight = p[t] / p.sum();
-        const double qa = q(m, h * dh + chunk), qb = q(m, h * dh + chunk + half);
-        const double ka = k(t, j * dh + chunk), kb = k(t, j * dh + chunk + half);
-        const Eigen::VectorXd kr = rot(k, t, j * dh);
-        const double target = qm[chunk] * kr[chunk] + qm[chunk + half] * kr[chunk + half];
-        const Eigen::Vector4d phi(qa * ka, qa * kb, qb * ka, qb * kb);
-        n += weight * phi * phi.transpose();
-        b += weight * target * phi;
-      }
-    }
+  for_each_weighted_pair(c, q, k, freqs, j,
+                         [&](int h, int m, int t, double weight, const Eigen::VectorXd& qm, const Eigen::VectorXd& kr) {
+                           const double qa = q(m, h * dh + chunk), qb = q(m, h * dh + chunk + half);
+                           const double ka = k(t, j * dh + chunk), kb = k(t, j * dh + chunk + half);
+                           const double target = qm[chunk] * kr[chunk] + qm[chunk + half] * kr[chunk + half];
+                           const Eigen::Vector4d phi(qa * ka, qa * kb, qb * ka, qb * kb);
+                           n += weight * phi * phi.transpose();
+                           b += weight * target * phi;
+                         });
   const Eigen::Vector4d theta = n.ldlt().solve(b);
   Eigen::Matrix2d m;
   m << theta[0], theta[1], theta[2], theta[3];
@@ -150,30 +157,23 @@ TEST(ChunkMap, MatrixEqualsBruteForceWeightedLeastSquares) {
 // q_n(m) ⊗ k_n(t), target the rotated non-elite score, weights the original probabilities.
 Eigen::MatrixXd brute_force_head_map(const ModelConfig& c, const LayerWeights& w, const Matrix& x,
                                      const std::vector<double>& freqs, int j, const std::vector<int>& dims) {
-  const int dh = c.head_dim, S = int(x.rows()), D = int(dims.size());
+  const int dh = c.head_dim, D = int(dims.size());
   const Eigen::MatrixXd q = x.cast<double>() * w.wq.cast<double>().transpose();
   const Eigen::MatrixXd k = x.cast<double>() * w.wk.cast<double>().transpose();
-  auto rot = [&](const Eigen::MatrixXd& a, int t, int col0) { return rotated_head(a, t, col0, dh, freqs); };
   Eigen::MatrixXd n = Eigen::MatrixXd::Zero(D * D, D * D);
   Eigen::VectorXd b = Eigen::VectorXd::Zero(D * D);
-  for (int h = j * c.group_size(); h < (j + 1) * c.group_size(); ++h)
-    for (int m = 0; m < S; ++m) {
-      const Eigen::VectorXd qm = rot(q, m, h * dh);
-      Eigen::VectorXd logits(m + 1);
-      for (int t = 0; t <= m; ++t) logits[t] = qm.dot(rot(k, t, j * dh)) / std::sqrt(double(dh));
-      const Eigen::VectorXd p = (logits.array() - logits.maxCoeff()).exp().matrix();
-      for (int t = 0; t <= m; ++t) {
-        const Eigen::VectorXd kr = rot(k, t, j * dh);
-        double target = 0;
-        Eigen::VectorXd phi(D * D);
-        for (int i = 0; i < D; ++i) {
-          target += qm[dims[std::size_t(i)]] * kr[dims[std::size_t(i)]];
-          for (int l = 0; l < D; ++l) phi[i * D + l] = q(m, h * dh + dims[std::size_t(i)]) * k(t, j * dh + dims[std::size_t(l)]);
-        }
-        n += p[t] / p.sum() * phi * phi.transpose();
-        b += p[t] / p.sum() * target * phi;
-      }
-    }
+  for_each_weighted_pair(c, q, k, freqs, j,
+                         [&](int h, int m, int t, double weight, const Eigen::VectorXd& qm, const Eigen::VectorXd& kr) {
+                           double target = 0;
+                           Eigen::VectorXd phi(D * D);
+                           for (int i = 0; i < D; ++i) {
+                             target += qm[dims[std::size_t(i)]] * kr[dims[std::size_t(i)]];
+                             for (int l = 0; l < D; ++l)
+                               phi[i * D + l] = q(m, h * dh + dims[std::size_t(i)]) * k(t, j * dh + dims[std::size_t(l)]);
+                           }
+                           n += weight * phi * phi.transpose();
+                           b += weight * target * phi;
+                         });
   const Eigen::VectorXd theta = n.ldlt().solve(b);
   return Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(theta.data(), D, D);
 }
