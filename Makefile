@@ -18,7 +18,9 @@
 #                          (scripts/cache-curve.py: OUT/curve/curve.md, .csv, .png; CURVE_RATIOS=0.1,0.5
 #                          the ratios, CURVE_RECOVER=0.25 the ones recovered, CURVE_RECOVER= all of them)
 #   make fit KL=0.5        the smallest cache ratio whose KL on the calibration corpus's held-out
-#                          windows is at most 0.5, by bisection (scripts/fit-cache.py: OUT/fit-kl0.5.md)
+#                          windows is at most 0.5, by bisection, r growing with the ratio, the choice
+#                          measured in the preset's layout too (scripts/fit-cache.py: OUT/fit-kl0.5.md;
+#                          FIT_R=preset keeps the preset's r and searches the latent alone)
 #   make OUT=dir R=8 CACHE=0.5     another folder or setting (an option change re-runs its step): R=
 #                          the elite chunks per KV head, CACHE= the cache ratio (the preset's kind:
 #                          one latent rank for all layers, or per-layer ranks for a budget preset)
@@ -234,9 +236,11 @@ curve: $(OUT)/calib.h5 $(BIN)/ekv-select-rope $(BIN)/ekv-jlrd $(BIN)/ekv-export 
 	  $(call LOG,curve)
 
 KL ?=
-fit: $(OUT)/calib.h5 $(OUT)/rope-elite-l1.h5 $(BIN)/ekv-jlrd $(BIN)/ekv-export $(BIN)/ekv-check
+FIT_R ?= grow# grow: r follows the ratio (then the choice in the preset's layout); preset: the preset's r
+fit: $(OUT)/calib.h5 $(if $(filter preset,$(FIT_R)),$(OUT)/rope-elite-l1.h5) $(BIN)/ekv-select-rope $(BIN)/ekv-jlrd \
+     $(BIN)/ekv-export $(BIN)/ekv-check
 	$(if $(KL),,$(error make fit needs KL=x, the largest held-out KL accepted, e.g. make fit KL=0.5))
-	$(PYTHON) scripts/fit-cache.py $(TOOLS_ARGS) --kl $(KL) $(call LOG,fit)
+	$(PYTHON) scripts/fit-cache.py $(TOOLS_ARGS) --kl $(KL) --r-rule $(FIT_R) $(call LOG,fit)
 $(OUT)/rope-elite.png: scripts/plot-rope.py $(OUT)/rope-elite-l1.h5 $(OUT)/fidelity.json
 	$(PYTHON) scripts/plot-rope.py $(OUT)/rope-elite-l1.h5 \
 	  --r $$($(PYTHON) -c 'import json,sys; print(json.load(open(sys.argv[1]))["r"])' $(OUT)/fidelity.json) -o $@

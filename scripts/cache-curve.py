@@ -26,18 +26,13 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import cache_points  # noqa: E402
 
 DEFAULT_RATIOS = "0.1,0.15,0.2,0.25,0.3,0.4,0.5,0.6,0.75"
-R_MAX = 16
 # name: (label, share of the cache given to the elite dims, ekv-jlrd options beyond --r and the ratio)
 CONFIGS = {
-    "pipeline": ("the preset's J-LRD (whitened, chunk maps, attention weights, W_o refit)", 3 / 8, None),
+    "pipeline": ("the preset's J-LRD (whitened, chunk maps, attention weights, W_o refit)", cache_points.ELITE_SHARE,
+                 None),
     "paper": ("the paper's plain J-LRD (weight SVD, uniform rank)", 1 / 4,
               ["--mode", "joint", "--svd", "weight", "--chunk-map", "none", "--weighting", "none"]),
 }
-
-
-def elite_chunks(ratio, share, head_dim):
-    """r for a cache ratio: the elite dims (r chunks of 2 per KV head, K only) take `share` of it."""
-    return max(1, min(R_MAX, round(share * ratio * head_dim)))
 
 
 def jlrd_options(config, preset, ratio, r):
@@ -48,16 +43,6 @@ def jlrd_options(config, preset, ratio, r):
         return ["--r", r, *own, "--cache-ratio", ratio]
     kind = "--budget" if "budget" in cache_points.preset_section(preset, "jlrd") else "--cache-ratio"
     return ["--config", preset, "--r", r, kind, ratio]
-
-
-def selection(tools, out, preset, calib):
-    """The curve's RoPE selection, made once: the preset's [select-rope] in the free layout."""
-    rope = tools.work / "rope-free.h5"
-    if not rope.exists():
-        print(f"+ RoPE selection for every r <= {R_MAX} (free layout): {rope}", file=sys.stderr)
-        tools.run("select-rope", tools.tool("select-rope"), "--config", preset, "--model", tools.model,
-                  "--calib", calib, "--layout", "free", "--r-max", R_MAX, "-o", rope)
-    return rope
 
 
 def row(config, ratio, r, which, report, seconds):
@@ -114,6 +99,9 @@ def main():
                                       "scripts/make-corpora.sh's folder")
     parser.add_argument("--ratios", default=DEFAULT_RATIOS, help=f"cache ratios (default {DEFAULT_RATIOS})")
     parser.add_argument("--configs", default="pipeline,paper", help="of: " + ", ".join(CONFIGS))
+    parser.add_argument("--paper-ratios",
+                        help="the paper's configuration at only these of --ratios (default: every ratio); "
+                             "it is unusable below 75 %% on SmolLM2, so a second family can sample it sparsely")
     parser.add_argument("--recover", action="store_true",
                         help="also recover each of the preset's points with its [uptrain] and measure that")
     parser.add_argument("--recover-ratios",
@@ -130,6 +118,9 @@ def main():
         sys.exit("--recover-ratios needs --recover")
     if args.recover and not recover_ratios & set(ratios):
         sys.exit(f"--recover-ratios: none of {sorted(recover_ratios)} is among --ratios {sorted(ratios)}")
+    paper_ratios = [float(x) for x in args.paper_ratios.split(",")] if args.paper_ratios else ratios
+    if set(paper_ratios) - set(ratios):
+        sys.exit(f"--paper-ratios: {sorted(set(paper_ratios) - set(ratios))} not among --ratios {sorted(ratios)}")
     configs = args.configs.split(",")
     for c in configs:
         if c not in CONFIGS:
@@ -144,13 +135,13 @@ def main():
     text = pathlib.Path(args.corpora) / "eval.txt"
     train_text = args.train_text or str(pathlib.Path(args.corpora) / "train.txt")
     tools = cache_points.Tools(args.bin, args.model, args.preset, out / "curve")
-    rope = selection(tools, out, args.preset, calib)
+    rope = cache_points.free_selection(tools, out, calib)
     _, head_dim = cache_points.cache_shape(calib)
 
     rows = []
-    points = [(c, f) for c in configs for f in ratios]
+    points = [(c, f) for c in configs for f in (paper_ratios if c == "paper" else ratios)]
     for i, (config, ratio) in enumerate(points):
-        r = elite_chunks(ratio, CONFIGS[config][1], head_dim)
+        r = cache_points.elite_chunks(ratio, CONFIGS[config][1], head_dim)
         name = f"{config}-{ratio:g}"
         print(f"+ [{i + 1}/{len(points)}] {CONFIGS[config][0]} at {100 * ratio:g} % (r = {r})", file=sys.stderr)
         recover = args.recover and config == "pipeline" and ratio in recover_ratios

@@ -39,6 +39,30 @@ def ratio_of(rank, r, kv_heads, head_dim):
     return (2 * r * kv_heads + rank) / (2 * kv_heads * head_dim)
 
 
+# The free-layout selection every curve point and grown-r fit probe reads: r can follow the ratio.
+R_MAX = 16
+# The share of the cache the preset's configuration gives its elite dims when r follows the ratio:
+# 3/8, what measured best at 25 % on SmolLM2 (docs/results.md, "The cache a user chooses").
+ELITE_SHARE = 3 / 8
+
+
+def elite_chunks(ratio, share, head_dim):
+    """r for a cache ratio: the elite dims (r chunks of 2 per KV head, K only) take `share` of it."""
+    return max(1, min(R_MAX, round(share * ratio * head_dim)))
+
+
+def free_selection(tools, out, calib):
+    """The preset's [select-rope] method and objective in the free layout at r_max R_MAX, made once
+    as OUT/curve/rope-free.h5 and shared by `make curve` and `make fit`."""
+    rope = pathlib.Path(out) / "curve" / "rope-free.h5"
+    if not rope.exists():
+        rope.parent.mkdir(parents=True, exist_ok=True)
+        print(f"+ RoPE selection for every r <= {R_MAX} (free layout): {rope}", file=sys.stderr)
+        tools.run("select-rope-free", tools.tool("select-rope"), "--config", tools.preset, "--model", tools.model,
+                  "--calib", calib, "--layout", "free", "--r-max", R_MAX, "-o", rope)
+    return rope
+
+
 def tool_parser(doc, out_help, corpora_help):
     """The options every loop over the tools takes (the Makefile's TOOLS_ARGS)."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -2,8 +2,9 @@
 """Choosing a cache (`make fit`, `make curve`): the bisection finds the smallest passing point of a
 planted KL curve within its step; fit-cache.py, run against stand-in tools whose KL is a planted
 function of the cache ratio, picks the ratio the plant says, measures on the calibration corpus's
-held-out windows, leaves no export behind and re-uses its probes on a second run; the curve's r
-follows the ratio and a budget preset keeps its kind. The real tools' numbers: docs/results.md."""
+held-out windows, leaves no export behind and re-uses its probes on a second run; by default r
+grows with the ratio (free-layout probes) and the choice is measured again in the preset's engine
+layout; the curve's r follows the ratio and a budget preset keeps its kind. The real tools' numbers: docs/results.md."""
 import importlib.util
 import json
 import os
@@ -53,8 +54,9 @@ def test_bisection():
     check(never is None and measured == [342], f"a target the top misses: no answer, after one probe ({measured})")
 
 
-# Stand-ins for ekv-jlrd, ekv-export and ekv-check compare: the ratio travels through the files,
-# and compare reports KL = 0.1 / ratio (so KL <= 0.5 from 20 % of the cache on).
+# Stand-ins for ekv-select-rope, ekv-jlrd, ekv-export and ekv-check compare: the ratio and the
+# selection travel through the files, and compare reports KL = 0.1 / ratio (so KL <= 0.5 from 20 %
+# of the cache on), 0.05 more for a selection in llama.cpp's layout.
 FAKE_TOOL = r'''#!/usr/bin/env python3
 import json, pathlib, sys
 args = sys.argv[1:]
@@ -64,38 +66,49 @@ log = pathlib.Path(__file__).parent / "calls.log"
 with open(log, "a") as f:
     f.write(pathlib.Path(__file__).name + " " + " ".join(args) + "\n")
 name = pathlib.Path(__file__).name
-if name == "ekv-jlrd":
-    pathlib.Path(value("-o")).write_text(value("--cache-ratio") or value("--budget"))
+if name == "ekv-select-rope":
+    pathlib.Path(value("-o")).write_text(value("--layout") or "llama.cpp")
+elif name == "ekv-jlrd":
+    layout = pathlib.Path(value("--rope")).read_text()
+    pathlib.Path(value("-o")).write_text((value("--cache-ratio") or value("--budget")) + " " + layout)
 elif name == "ekv-export":
     folder = pathlib.Path(value("-o"))
     folder.mkdir()
     (folder / "ratio").write_text(pathlib.Path(value("--jlrd")).read_text())
 else:
-    ratio = float((pathlib.Path(value("--compressed")) / "ratio").read_text())
-    report = {"cache_ratio": ratio, "kv_rank": [round(ratio * 384 - 42)] * 30, "mean_kl": 0.1 / ratio,
-              "ppl_compressed": 40 + 1 / ratio, "ppl_original": 40.0, "top1_agreement": 1 - 0.1 / ratio,
+    ratio, layout = (pathlib.Path(value("--compressed")) / "ratio").read_text().split()
+    ratio = float(ratio)
+    kl = 0.1 / ratio + (0.05 if layout == "llama.cpp" else 0)
+    report = {"cache_ratio": ratio, "kv_rank": [round(ratio * 384 - 42)] * 30, "mean_kl": kl,
+              "ppl_compressed": 40 + 1 / ratio, "ppl_original": 40.0, "top1_agreement": 1 - kl,
               "mean_layer_error": 0.1, "windows": int(value("--max-windows")),
               "held_out_from": value("--held-out-from"), "text": value("--text")}
     pathlib.Path(value("-o")).write_text(json.dumps(report))
 '''
 
 
+def stand_in_pipeline(tmp, preset_text):
+    """A pipeline folder (calib.h5 of 3 KV heads x 64, the preset's selection) and the stand-in tools."""
+    bin_dir, out = tmp / "bin", tmp / "out"
+    bin_dir.mkdir()
+    out.mkdir()
+    for name in ("ekv-select-rope", "ekv-jlrd", "ekv-export", "ekv-check"):
+        (bin_dir / name).write_text(FAKE_TOOL)
+        os.chmod(bin_dir / name, 0o755)
+    with h5py.File(out / "calib.h5", "w") as f:
+        f.attrs["kv_heads"], f.attrs["head_dim"] = 3, 64
+    (out / "rope-elite-l1.h5").write_text("preset")
+    preset = tmp / "p.toml"
+    preset.write_text(preset_text)
+    return bin_dir, out, preset
+
+
 def test_fit_script():
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
-        bin_dir, out = tmp / "bin", tmp / "out"
-        bin_dir.mkdir()
-        out.mkdir()
-        for name in ("ekv-jlrd", "ekv-export", "ekv-check"):
-            (bin_dir / name).write_text(FAKE_TOOL)
-            os.chmod(bin_dir / name, 0o755)
-        with h5py.File(out / "calib.h5", "w") as f:
-            f.attrs["kv_heads"], f.attrs["head_dim"] = 3, 64
-        (out / "rope-elite-l1.h5").write_text("")
-        preset = tmp / "p.toml"
-        preset.write_text("[jlrd]\nr = 7\ncache-ratio = 0.25\n")
+        bin_dir, out, preset = stand_in_pipeline(tmp, "[jlrd]\nr = 7\ncache-ratio = 0.25\n")
         command = [sys.executable, ROOT / "scripts/fit-cache.py", "--out", out, "--preset", preset, "--bin", bin_dir,
-                   "--model", "m.gguf", "--corpora", tmp, "--kl", "0.5"]
+                   "--model", "m.gguf", "--corpora", tmp, "--r-rule", "preset", "--kl", "0.5"]
         run = subprocess.run(command, capture_output=True, text=True)
         check(run.returncode == 0, f"fit-cache.py failed: {run.stderr}")
         result = json.loads((out / "fit-kl0.5.json").read_text())
@@ -127,11 +140,54 @@ def test_fit_script():
         check(run.returncode != 0 and "no ratio" in run.stderr, f"unreachable target: {run.returncode} {run.stderr}")
 
 
+def test_fit_grows_r():
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        bin_dir, out, preset = stand_in_pipeline(
+            tmp, '[select-rope]\nlayout = "llama.cpp"\nr-max = 7\n[jlrd]\nr = 7\ncache-ratio = 0.25\n')
+        command = [sys.executable, ROOT / "scripts/fit-cache.py", "--out", out, "--preset", preset, "--bin", bin_dir,
+                   "--model", "m.gguf", "--corpora", tmp, "--kl", "0.5"]
+        run = subprocess.run(command, capture_output=True, text=True)
+        check(run.returncode == 0, f"fit-cache.py failed: {run.stderr}")
+        result = json.loads((out / "fit-kl0.5.json").read_text())
+        chosen, layout = result["chosen"], result["layout_check"]
+        # KL = 0.1 / ratio: 20 % is the first passing point of the 1 % grid; r = 3/8 of 0.2 x 64 = 4.8 -> 5.
+        check(chosen["cache_ratio"] == 0.2 and chosen["r"] == 5 and chosen["make"] == "make R=5 CACHE=0.2",
+              f"chose {chosen}")
+        calls = (bin_dir / "calls.log").read_text().splitlines()
+        selections = [c for c in calls if c.startswith("ekv-select-rope")]
+        check(len(selections) == 2 and "--layout free --r-max 16" in selections[0]
+              and "--r-max 5" in selections[1] and "--layout" not in selections[1],
+              f"one free selection for every probe, one in the preset's layout at the chosen r: {selections}")
+        for c in (c.split() for c in calls if c.startswith("ekv-jlrd")):
+            ratio, r = float(c[c.index("--cache-ratio") + 1]), int(c[c.index("--r") + 1])
+            check(r == max(1, min(16, round(3 / 8 * ratio * 64))), f"r {r} does not follow the ratio {ratio}")
+        # The plant's llama.cpp layout costs 0.05 more: the choice misses there, and the report says so.
+        check(layout["layout"] == "llama.cpp" and layout["r"] == 5 and abs(layout["kl"] - 0.55) < 1e-9
+              and not layout["passes"], f"the layout check: {layout}")
+        check("misses the target there" in (out / "fit-kl0.5.md").read_text(), "the report hides the layout's miss")
+        check("llama.cpp_kl=0.55000" in run.stdout, run.stdout)
+        # Without the check: no second selection, and the report says it was not measured.
+        run = subprocess.run(command[:-1] + ["0.6", "--no-layout-check"], capture_output=True, text=True)
+        check(run.returncode == 0 and json.loads((out / "fit-kl0.6.json").read_text())["layout_check"] is None,
+              run.stderr)
+        check("Not measured in the preset's own llama.cpp layout" in (out / "fit-kl0.6.md").read_text(),
+              "the report does not say the layout went unmeasured")
+        # KL 0.12 needs 84 %: r = 16, more than llama.cpp's 32 distinct slots hold for 3 KV heads (r <= 10).
+        run = subprocess.run(command[:-1] + ["0.12"], capture_output=True, text=True)
+        result = json.loads((out / "fit-kl0.12.json").read_text())
+        check(run.returncode == 0 and result["chosen"]["r"] == 16 and "r = 10" in result["layout_check"]["unavailable"],
+              f"{run.stderr} {result['layout_check']}")
+        check(sum(c.startswith("ekv-select-rope") for c in (bin_dir / "calls.log").read_text().splitlines()) == 2,
+              "a selection the layout cannot hold was attempted")
+        check("free-layout preset" in (out / "fit-kl0.12.md").read_text(), "the report hides that r needs the free layout")
+
+
 def test_curve_rules():
-    curve = load("cache-curve")
-    check([curve.elite_chunks(f, 3 / 8, 64) for f in (0.1, 0.25, 0.5, 0.75)] == [2, 6, 12, 16],
+    curve, points = load("cache-curve"), load("cache_points")
+    check([points.elite_chunks(f, 3 / 8, 64) for f in (0.1, 0.25, 0.5, 0.75)] == [2, 6, 12, 16],
           "r = 3/8 of the cache, clamped to 16")
-    check(curve.elite_chunks(0.1, 1 / 4, 64) == 2 and curve.elite_chunks(0.05, 1 / 4, 64) == 1, "r at least 1")
+    check(points.elite_chunks(0.1, 1 / 4, 64) == 2 and points.elite_chunks(0.05, 1 / 4, 64) == 1, "r at least 1")
     with tempfile.TemporaryDirectory() as tmp:
         uniform, budget = pathlib.Path(tmp) / "u.toml", pathlib.Path(tmp) / "b.toml"
         uniform.write_text("[jlrd]\nr = 7\ncache-ratio = 0.25\n")
@@ -144,7 +200,8 @@ def test_curve_rules():
     curve_command = [sys.executable, str(ROOT / "scripts" / "cache-curve.py"), "--out", "/nonexistent", "--preset",
                      "p.toml", "--bin", "b", "--model", "m", "--corpora", "c", "--ratios", "0.1,0.5"]
     for extra, message in ((["--recover", "--recover-ratios", "0.3"], "none of [0.3] is among --ratios"),
-                           (["--recover-ratios", "0.5"], "needs --recover")):
+                           (["--recover-ratios", "0.5"], "needs --recover"),
+                           (["--paper-ratios", "0.3"], "[0.3] not among --ratios")):
         run = subprocess.run(curve_command + extra, capture_output=True, text=True)
         check(run.returncode != 0 and message in run.stderr, f"{extra}: {run.returncode} {run.stderr}")
 
@@ -152,5 +209,6 @@ def test_curve_rules():
 if __name__ == "__main__":
     test_bisection()
     test_fit_script()
+    test_fit_grows_r()
     test_curve_rules()
     print("ok")

@@ -141,6 +141,22 @@ TEST(SlotLayout, MultisetSearchNeverLosesOverAllLayers) {
   for (int c = 0; c < 6; ++c) EXPECT_LE(std::count(refined.begin(), refined.end(), c), 2);
 }
 
+TEST(SlotLayout, SharedScoresGiveTheSameSearchUnderEverySlotSet) {
+  // llama.cpp's progressions searched one after another with one ScoreMemo: every search equals
+  // the one that scores anew, bit for bit, and overlapping progressions reuse the scores.
+  const auto heads = planted_heads(9, {{0, 1, 2, 5}, {1, 2, 3, 6}, {2, 4, 7, 8}}, 5);
+  ScoreMemo memo;
+  for (const auto& slots : chunk_progressions(9, 6)) {
+    const std::vector<int> capacity = slot_capacity(slots, 9);
+    const LayerSelection fresh = select_in_slots(heads, capacity, 2, Objective::l1, 0);
+    const LayerSelection shared = select_in_slots(heads, capacity, 2, Objective::l1, 0, &memo);
+    EXPECT_EQ(shared.order, fresh.order);
+    EXPECT_EQ(shared.distance, fresh.distance);
+  }
+  // 4 progressions × 3 heads × (1 + r) scorings; the empty start alone is shared by all four.
+  EXPECT_LE(memo.entries(), 3 + 4 * 3 * 2);
+}
+
 TEST(SlotLayout, RepeatedChunksGoToDistinctHeads) {
   // Every head wants chunk 1 most; two slots turn at chunk 1, one at each of 0, 2, 3, 4.
   const auto heads = planted_heads(5, {{1, 0}, {1, 2}, {1, 3}}, 3);

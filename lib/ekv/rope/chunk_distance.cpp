@@ -47,6 +47,7 @@ ChunkDistances::ChunkDistances(std::vector<double> frequencies, int head_dim, in
       pair_seed_(pair_seed),
       scale_(1.0 / std::sqrt(double(head_dim))),
       m_(Eigen::MatrixXd::Zero(Eigen::Index(frequencies_.size()), Eigen::Index(frequencies_.size()))),
+      l1_columns_(frequencies_.size()),
       with_attention_(with_attention),
       m_attention_(Eigen::MatrixXd::Zero(Eigen::Index(frequencies_.size()), Eigen::Index(frequencies_.size()))) {
   EKV_CHECK(int(frequencies_.size()) * 2 == head_dim, "chunk distances: ", frequencies_.size(),
@@ -114,7 +115,7 @@ void ChunkDistances::add_sequence(const ChunkDistanceInput& input, std::uint64_t
   for (const auto& [m, n] : sample_causal_pairs(S, pairs_per_seq_, pair_seed_, sequence_index))
     for (const auto& ah : a)
       for (int c = 0; c < chunks; ++c)
-        l1_rows_.push_back(float(scale_ * ah.row(m).segment(4 * c, 4).dot(b.row(n).segment(4 * c, 4))));
+        l1_columns_[std::size_t(c)].push_back(float(scale_ * ah.row(m).segment(4 * c, 4).dot(b.row(n).segment(4 * c, 4))));
   if (with_attention_) add_attention_rows(a, b, input, sequence_index);
 }
 
@@ -175,13 +176,11 @@ double ChunkDistances::distance(const std::vector<bool>& elite, Objective object
     return count ? u.dot(quadratic(objective) * u) / double(count) : 0.0;
   }
   const std::int64_t rows = pairs_l1();
+  std::vector<double> residual(std::size_t(rows), 0.0);  // each pair's sum in ascending chunk order
+  for (int c = 0; c < chunks; ++c)
+    if (!elite[std::size_t(c)]) add_column(residual, c, 1.0);
   double total = 0;  // summed in row order: the same bits for any thread count
-  for (std::int64_t r = 0; r < rows; ++r) {
-    double residual = 0;
-    for (int c = 0; c < chunks; ++c)
-      if (!elite[std::size_t(c)]) residual += l1_rows_[std::size_t(r * chunks + c)];
-    total += std::abs(residual);
-  }
+  for (double value : residual) total += std::abs(value);
   return rows ? total / double(rows) : 0.0;
 }
 
@@ -190,10 +189,8 @@ ChunkDistances::State ChunkDistances::start(Objective objective) const {
   State state;
   state.elite.assign(std::size_t(chunks), false);
   if (objective == Objective::l1) {
-    const std::int64_t rows = pairs_l1();
-    state.residual.assign(std::size_t(rows), 0.0);
-    for (std::int64_t r = 0; r < rows; ++r)  // summed in ascending chunk order
-      for (int c = 0; c < chunks; ++c) state.residual[std::size_t(r)] += l1_rows_[std::size_t(r * chunks + c)];
+    state.residual.assign(std::size_t(pairs_l1()), 0.0);
+    for (int c = 0; c < chunks; ++c) add_column(state.residual, c, 1.0);  // in ascending chunk order
   }
   return state;
 }
@@ -203,23 +200,25 @@ void ChunkDistances::add(State& state, int chunk, Objective objective) const {
             " cannot be added");
   state.elite[std::size_t(chunk)] = true;
   if (objective != Objective::l1) return;
-  const int chunks = this->chunks();
-  const std::int64_t rows = pairs_l1();
-  for (std::int64_t r = 0; r < rows; ++r) state.residual[std::size_t(r)] -= l1_rows_[std::size_t(r * chunks + chunk)];
+  add_column(state.residual, chunk, -1.0);
+}
+
+void ChunkDistances::add_column(std::vector<double>& residual, int chunk, double sign) const {
+  const std::vector<float>& column = l1_columns_[std::size_t(chunk)];
+  for (std::size_t r = 0; r < column.size(); ++r) residual[r] += sign * double(column[r]);
 }
 
 void ChunkDistances::l1_scores(const std::vector<double>& residual, const std::vector<bool>& candidate,
                                std::vector<double>& scores) const {
   const int chunks = this->chunks();
-  const std::int64_t rows = pairs_l1();
   // Each candidate's score is summed by one thread in row order: the same bits for any thread count.
 #pragma omp parallel for schedule(dynamic)
   for (int c = 0; c < chunks; ++c) {
     if (!candidate[std::size_t(c)]) continue;
+    const std::vector<float>& column = l1_columns_[std::size_t(c)];
     double total = 0;
-    for (std::int64_t r = 0; r < rows; ++r)
-      total += std::abs(residual[std::size_t(r)] - double(l1_rows_[std::size_t(r * chunks + c)]));
-    scores[std::size_t(c)] = rows ? total / double(rows) : 0.0;
+    for (std::size_t r = 0; r < column.size(); ++r) total += std::abs(residual[r] - double(column[r]));
+    scores[std::size_t(c)] = column.empty() ? 0.0 : total / double(column.size());
   }
 }
 

@@ -49,7 +49,7 @@ class ChunkDistances {
   ChunkDistances without_l1() const;
   static bool quadratic_objective(Objective objective) { return objective != Objective::l1; }
   std::int64_t pairs_l2() const { return pairs_l2_; }    // pairs × query heads behind M
-  std::int64_t pairs_l1() const { return std::int64_t(l1_rows_.size()) / chunks(); }
+  std::int64_t pairs_l1() const { return std::int64_t(l1_columns_.front().size()); }
   std::int64_t pairs_attention() const { return pairs_attention_; }  // keys drawn × query heads
 
   // dist(E): L1 = mean |ℓ_E − ℓ| over the sampled pairs; L2 = mean (ℓ_E − ℓ)² over all pairs;
@@ -82,6 +82,8 @@ class ChunkDistances {
   const Eigen::MatrixXd& gram() const { return m_; }  // M, [n_c, n_c]
 
  private:
+  // residual[pair] += sign · D_chunk(pair): the L1 state's update, one contiguous column.
+  void add_column(std::vector<double>& residual, int chunk, double sign) const;
   // scores[c] = dist(E ∪ {c}) for the candidates c (the others keep their value).
   void l1_scores(const std::vector<double>& residual, const std::vector<bool>& candidate,
                  std::vector<double>& scores) const;
@@ -102,7 +104,9 @@ class ChunkDistances {
   double scale_;
   Eigen::MatrixXd m_;            // Σ D_c D_c'
   std::int64_t pairs_l2_ = 0;
-  std::vector<float> l1_rows_;   // [pairs, n_c] row-major
+  // D_c per sampled (pair, query head), one column per chunk: a greedy pick reads one column and
+  // a round of scores each column once, both contiguous (tens of MB a head).
+  std::vector<std::vector<float>> l1_columns_;  // [n_c][pairs]
   bool with_attention_ = false;
   Eigen::MatrixXd m_attention_;  // Σ D̃_c D̃_c' over the drawn keys, D̃ centred under p(m, ·)
   std::int64_t pairs_attention_ = 0;

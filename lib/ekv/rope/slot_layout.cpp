@@ -67,8 +67,15 @@ std::vector<double> trajectory(const ChunkDistances& head, const std::vector<int
 }
 }  // namespace
 
+const std::vector<double>& ScoreMemo::scores(const ChunkDistances& head, int head_index, const std::vector<int>& order,
+                                             const ChunkDistances::State& state, Objective objective) {
+  auto [it, inserted] = scores_.try_emplace({head_index, order});
+  if (inserted) it->second = head.candidate_distances(state, std::vector<bool>(std::size_t(head.chunks()), true), objective);
+  return it->second;
+}
+
 LayerSelection select_in_slots(const std::vector<ChunkDistances>& heads, const std::vector<int>& capacity, int r,
-                               Objective objective, int layer) {
+                               Objective objective, int layer, ScoreMemo* memo) {
   const int G = int(heads.size());
   EKV_CHECK(G > 0, "constrained search: no KV heads");
   const int chunks = heads.front().chunks();
@@ -83,12 +90,17 @@ LayerSelection select_in_slots(const std::vector<ChunkDistances>& heads, const s
   EKV_CHECK(r >= 1 && r <= chunks && total >= long(r) * G, "layer ", layer, ": ", G, " KV heads of r = ", r,
             " chunks need ", long(r) * G, " slots, the layout has ", total, " usable");
 
+  // Only slotted chunks' scores are read; with a memo every chunk is scored once per pick order.
+  auto score = [&](int j, const HeadSearch& h) {
+    return memo ? memo->scores(heads[std::size_t(j)], j, h.order, h.state, objective)
+                : heads[std::size_t(j)].candidate_distances(h.state, slotted, objective);
+  };
   std::vector<HeadSearch> search(static_cast<std::size_t>(G));
   for (int j = 0; j < G; ++j) {
     HeadSearch& h = search[std::size_t(j)];
     h.state = heads[std::size_t(j)].start(objective);
     h.distance.push_back(heads[std::size_t(j)].distance(h.state.elite, objective));
-    h.scores = heads[std::size_t(j)].candidate_distances(h.state, slotted, objective);
+    h.scores = score(j, h);
   }
   std::vector<int> used(static_cast<std::size_t>(chunks), 0);
   for (int step = 0; step < r * G; ++step) {
@@ -140,7 +152,7 @@ LayerSelection select_in_slots(const std::vector<ChunkDistances>& heads, const s
     heads[std::size_t(best_head)].add(h.state, best_chunk, objective);
     h.order.push_back(best_chunk);
     h.distance.push_back(h.scores[std::size_t(best_chunk)]);
-    h.scores = heads[std::size_t(best_head)].candidate_distances(h.state, slotted, objective);
+    h.scores = score(best_head, h);
     ++used[std::size_t(best_chunk)];
   }
 
@@ -334,8 +346,9 @@ ProgressionSearch::ProgressionSearch(std::vector<std::vector<int>> candidates, i
 }
 
 void ProgressionSearch::add_layer(const std::vector<ChunkDistances>& heads, int layer) {
+  ScoreMemo memo;  // the progressions overlap, so their searches often reach the same picks
   for (std::size_t i = 0; i < candidates_.size(); ++i) {
-    LayerSelection selection = select_in_slots(heads, capacities_[i], r_, objective_, layer);
+    LayerSelection selection = select_in_slots(heads, capacities_[i], r_, objective_, layer, &memo);
     for (const auto& distance : selection.distance) totals_[i] += distance.back();
     layers_[i].push_back(std::move(selection));
   }

@@ -12,7 +12,9 @@
 //   transformers (DeepseekV3 with longrope factors): any multiset of chunks, duplicates included.
 #pragma once
 
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ekv/rope/chunk_distance.hpp"
@@ -35,8 +37,21 @@ std::vector<std::vector<int>> chunk_progressions(int chunks, int slots);
 // r chunks, chunk c is taken by at most capacity[c] heads, and each step adds the (head, chunk)
 // pair that lowers that head's distance most (ties: lowest head, then lowest chunk). A head's
 // picks nest like the free search's, so the r' <= r sets fit too.
+// A KV head's candidate scores depend only on the chunks it picked and their order, not on the
+// slots: searches of one layer under several slot sets (llama.cpp's progressions) that reach the
+// same picks share one scoring of every chunk (the same bits as scoring it anew).
+class ScoreMemo {
+ public:
+  const std::vector<double>& scores(const ChunkDistances& head, int head_index, const std::vector<int>& order,
+                                    const ChunkDistances::State& state, Objective objective);
+  std::size_t entries() const { return scores_.size(); }  // scorings made
+
+ private:
+  std::map<std::pair<int, std::vector<int>>, std::vector<double>> scores_;
+};
+
 LayerSelection select_in_slots(const std::vector<ChunkDistances>& heads, const std::vector<int>& capacity, int r,
-                               Objective objective, int layer);
+                               Objective objective, int layer, ScoreMemo* memo = nullptr);
 
 // A local search after select_in_slots, for the quadratic objectives (l2, attention), whose
 // distances cost an n_c × n_c product: while the summed distance of the layer falls, move a
