@@ -33,13 +33,10 @@ std::vector<int> slot_capacity(const std::vector<int>& slot_chunks, int chunks);
 // (Δ, c0). Empty when `slots` > chunks.
 std::vector<std::vector<int>> chunk_progressions(int chunks, int slots);
 
-// The greedy search of docs/method.md §4 for all KV heads of one layer at once: every head takes
-// r chunks, chunk c is taken by at most capacity[c] heads, and each step adds the (head, chunk)
-// pair that lowers that head's distance most (ties: lowest head, then lowest chunk). A head's
-// picks nest like the free search's, so the r' <= r sets fit too.
 // A KV head's candidate scores depend only on the chunks it picked and their order, not on the
 // slots: searches of one layer under several slot sets (llama.cpp's progressions) that reach the
-// same picks share one scoring of every chunk (the same bits as scoring it anew).
+// same picks share one scoring of every chunk (the same bits as scoring it anew). `state` is the
+// head's state after `order`.
 class ScoreMemo {
  public:
   const std::vector<double>& scores(const ChunkDistances& head, int head_index, const std::vector<int>& order,
@@ -50,6 +47,10 @@ class ScoreMemo {
   std::map<std::pair<int, std::vector<int>>, std::vector<double>> scores_;
 };
 
+// The greedy search of docs/method.md §4 for all KV heads of one layer at once: every head takes
+// r chunks, chunk c is taken by at most capacity[c] heads, and each step adds the (head, chunk)
+// pair that lowers that head's distance most (ties: lowest head, then lowest chunk). A head's
+// picks nest like the free search's, so the r' <= r sets fit too.
 LayerSelection select_in_slots(const std::vector<ChunkDistances>& heads, const std::vector<int>& capacity, int r,
                                Objective objective, int layer, ScoreMemo* memo = nullptr);
 
