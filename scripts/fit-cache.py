@@ -154,6 +154,7 @@ def main():
     else:
         below = (f"the largest failing probe, {100 * probe(failing[-1])[1]:.2f} %, gave KL "
                  f"{search.probes[failing[-1]]:.4f}" if failing else
+                 "nothing smaller was probed" if grow else
                  f"nothing smaller was probed: r = {preset_r} alone caches {100 * elite_only:.2f} %")
         reason = (f"{100 * probe(chosen)[1]:.2f} % ({rule}, r = {probe(chosen)[0]}) is the smallest probed cache with "
                   f"held-out KL {search.probes[chosen]:.4f} ≤ {args.kl}; {below}")
