@@ -211,6 +211,31 @@ def layout_check(tools, calib, text, args, layout, r, ratio, jlrd_args):
     return {"layout": layout, **probe_row(r, report, args.kl)}
 
 
+def build_advice(chosen, check, result):
+    """The report's lines after the choice: the preset's layout measured (or why not) and what builds it."""
+    lines = []
+    if check is not None and "unavailable" in check:
+        lines += [f"Not in the preset's layout: {check['unavailable']}.",
+                  f"Build it with a free-layout preset (it runs in ekv and in transformers with remote code): "
+                  f"`make PRESET=... {chosen['make'].removeprefix('make ')}`."]
+    elif check is not None:
+        verdict = "meets the target too" if check["passes"] else "misses the target there"
+        lines.append(f"In the preset's {check['layout']} layout (its own selection at r = {check['r']}): KL "
+                     f"{check['kl']:.4f}, ppl {check['ppl']:.2f}, top-1 {100 * check['top1']:.1f} %: {verdict}.")
+        if check["passes"]:
+            lines.append(f"Build it: `{chosen['make']}` (with the same PRESET).")
+        else:
+            lines += ["The measured answer is the free layout's (a free-layout preset, e.g. configs/*-free.toml: it "
+                      "runs in ekv and in transformers with remote code); for the engine layout, fit a lower KL.",
+                      f"`{chosen['make']}` (with the same PRESET) builds the {check['layout']} layout measured above; "
+                      "the free layout's, which met the target: the same with a free-layout preset."]
+    else:
+        if result["probe_layout"] != result["preset_layout"]:
+            lines.append(f"Not measured in the preset's own {result['preset_layout']} layout (--no-layout-check).")
+        lines.append(f"Build it: `{chosen['make']}` (with the same PRESET).")
+    return lines
+
+
 def write_reports(out, args, result):
     """OUT/fit-kl<x>.json and .md; exits non-zero when no ratio reaches the target."""
     stem = f"fit-kl{args.kl:g}"
@@ -226,25 +251,8 @@ def write_reports(out, args, result):
                      f"{100 * p['top1']:.1f} | {'yes' if p['passes'] else 'no'} |")
     lines += ["", f"**Chosen:** {result['reason']}."]
     chosen, check = result["chosen"], result["layout_check"]
-    if check is not None and "unavailable" in check:
-        lines.append(f"Not in the preset's layout: {check['unavailable']}.")
-    elif check is not None:
-        verdict = "meets the target too" if check["passes"] else "misses the target there"
-        lines.append(f"In the preset's {check['layout']} layout (its own selection at r = {check['r']}): KL "
-                     f"{check['kl']:.4f}, ppl {check['ppl']:.2f}, top-1 {100 * check['top1']:.1f} %: {verdict}.")
-        if not check["passes"]:
-            lines.append("The measured answer is the free layout's (a free-layout preset, e.g. configs/*-free.toml: it "
-                         "runs in ekv and in transformers with remote code); for the engine layout, fit a lower KL.")
-    elif chosen is not None and probe_layout != result["preset_layout"]:
-        lines.append(f"Not measured in the preset's own {result['preset_layout']} layout (--no-layout-check).")
-    if chosen is not None and check is not None and "unavailable" in check:
-        lines.append(f"Build it with a free-layout preset (it runs in ekv and in transformers with remote code): "
-                     f"`make PRESET=... {chosen['make'].removeprefix('make ')}`.")
-    elif chosen is not None and check is not None and not check["passes"]:
-        lines.append(f"`{chosen['make']}` (with the same PRESET) builds the {check['layout']} layout measured above; "
-                     "the free layout's, which met the target: the same with a free-layout preset.")
-    elif chosen is not None:
-        lines.append(f"Build it: `{chosen['make']}` (with the same PRESET).")
+    if chosen is not None:
+        lines += build_advice(chosen, check, result)
     report.write_text("\n".join(lines) + "\n")
     if chosen is None:
         sys.exit(f"fit: {result['reason']} ({report})")
