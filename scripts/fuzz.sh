@@ -15,7 +15,7 @@ TARGETS=("$@")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=(fuzz_gguf fuzz_safetensors fuzz_tokenizer_json fuzz_config_json fuzz_artifact)
 WORK="${EKV_FUZZ_WORK:-$BUILD/fuzz-work}"
 
-(cd "$ROOT" && cmake --preset sanitize >/dev/null && cmake --build "$BUILD" -j "$(nproc)" --target fuzz_targets >/dev/null)
+(cd "$ROOT" && cmake --preset sanitize -G "$(scripts/cmake-generator.sh "$BUILD")" >/dev/null && cmake --build "$BUILD" -j "$(nproc)" --target fuzz_targets >/dev/null)
 mkdir -p "$WORK/crashes"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
 failed=0

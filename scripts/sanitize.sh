@@ -9,7 +9,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SECONDS_EACH="${1:-10}"
 start=$(date +%s)
 cd "$ROOT"
-cmake --preset sanitize >/dev/null
+cmake --preset sanitize -G "$(scripts/cmake-generator.sh build-sanitize)" >/dev/null
 cmake --build build-sanitize -j "$(nproc)" --target ekv_unit_tests fuzz_targets >/dev/null
 echo "[sanitize] built in $(($(date +%s) - start)) s" >&2
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1"

@@ -11,7 +11,7 @@ ENGINE_PEERS=0
 
 # slurmctld, slurmd, slurm-client, munge: the sharding test starts a one-node Slurm cluster on loopback.
 PACKAGES=(
-  build-essential cmake pkg-config ccache git unzip ca-certificates
+  build-essential cmake ninja-build pkg-config ccache git unzip ca-certificates
   libeigen3-dev liblapacke-dev libopenblas-dev libhdf5-dev nlohmann-json3-dev libcli11-dev
   libgtest-dev libbenchmark-dev libssl-dev libpcre2-dev libicu-dev
   clang-14 libclang-rt-14-dev libomp-14-dev

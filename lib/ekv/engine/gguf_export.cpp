@@ -26,8 +26,6 @@ std::uint32_t file_type(DType dtype) {
   }
 }
 
-std::vector<float> values(const Matrix& m) { return {m.data(), m.data() + m.size()}; }
-std::vector<float> values(const Vector& v) { return {v.data(), v.data() + v.size()}; }
 }  // namespace
 
 EngineExportSummary write_gguf_model(const EngineInput& input, const fs::path& output, DType dtype) {
@@ -116,17 +114,17 @@ EngineExportSummary write_gguf_model(const EngineInput& input, const fs::path& o
       k_b.middleRows(Eigen::Index(h) * rank, rank) = m.kv_b.middleRows(base, nope).transpose();
       v_b.middleRows(Eigen::Index(h) * dh, dh) = m.kv_b.middleRows(base + nope, dh);
     }
-    out.write(blk(l, "attn_norm"), values(layer.original.attn_norm));
-    out.write(blk(l, "attn_q"), values(m.q));
-    out.write(blk(l, "attn_kv_a_mqa"), values(m.kv_a));
-    out.write(blk(l, "attn_kv_a_norm"), values(m.kv_norm));
-    out.write(blk(l, "attn_k_b"), values(k_b));
-    out.write(blk(l, "attn_v_b"), values(v_b));
-    out.write(blk(l, "attn_output"), values(m.o));
-    out.write(blk(l, "ffn_norm"), values(layer.original.ffn_norm));
-    out.write(blk(l, "ffn_gate"), values(layer.original.w_gate));
-    out.write(blk(l, "ffn_down"), values(layer.original.w_down));
-    out.write(blk(l, "ffn_up"), values(layer.original.w_up));
+    out.write(blk(l, "attn_norm"), flat_values(layer.original.attn_norm));
+    out.write(blk(l, "attn_q"), flat_values(m.q));
+    out.write(blk(l, "attn_kv_a_mqa"), flat_values(m.kv_a));
+    out.write(blk(l, "attn_kv_a_norm"), flat_values(m.kv_norm));
+    out.write(blk(l, "attn_k_b"), flat_values(k_b));
+    out.write(blk(l, "attn_v_b"), flat_values(v_b));
+    out.write(blk(l, "attn_output"), flat_values(m.o));
+    out.write(blk(l, "ffn_norm"), flat_values(layer.original.ffn_norm));
+    out.write(blk(l, "ffn_gate"), flat_values(layer.original.w_gate));
+    out.write(blk(l, "ffn_down"), flat_values(layer.original.w_down));
+    out.write(blk(l, "ffn_up"), flat_values(layer.original.w_up));
     progress.advance();
   }
   out.commit();

@@ -43,9 +43,6 @@ void rope_config(const ModelConfig& c, const SlotPlan& plan, nlohmann::json& con
                             {"original_max_position_embeddings", c.context}};
 }
 
-std::vector<float> values(const Matrix& m) { return {m.data(), m.data() + m.size()}; }
-std::vector<float> values(const Vector& v) { return {v.data(), v.data() + v.size()}; }
-
 // DeepseekV3 has no query bias, but its low-rank query path has one (q_a_proj's, with attention
 // bias on): q_a = s·[x; 1], made linear through q_a_layernorm as the latent is (latent_norm),
 // and q_b = [W_q | b_q] / κ gives W_q x + b_q exactly (docs/method.md §11).
@@ -163,22 +160,22 @@ EngineExportSummary write_hf_deepseek_model(const EngineInput& input, const fs::
         tensor.name.substr(dot + 1, tensor.name.size() - dot - 1 - std::string(bias ? ".bias" : ".weight").size());
     if (suffix.rfind("self_attn.q_", 0) == 0 && suffix != "self_attn.q_proj") {
       if (query_layer != l) query = biased_query(layer.attention, layer.original.attn_norm, summary.norm_eps), query_layer = l;
-      if (suffix == "self_attn.q_a_proj") return bias ? values(query.q_a_bias) : values(query.q_a);
-      if (suffix == "self_attn.q_a_layernorm") return values(query.q_a_norm);
-      if (suffix == "self_attn.q_b_proj") return values(query.q_b);
+      if (suffix == "self_attn.q_a_proj") return bias ? flat_values(query.q_a_bias) : flat_values(query.q_a);
+      if (suffix == "self_attn.q_a_layernorm") return flat_values(query.q_a_norm);
+      if (suffix == "self_attn.q_b_proj") return flat_values(query.q_b);
     }
-    if (bias && suffix == "self_attn.kv_a_proj_with_mqa") return values(layer.attention.kv_a_bias);
-    if (bias && suffix == "self_attn.o_proj") return values(layer.attention.o_bias);
-    if (suffix == "input_layernorm") return values(layer.original.attn_norm);
-    if (suffix == "post_attention_layernorm") return values(layer.original.ffn_norm);
-    if (suffix == "self_attn.q_proj") return values(layer.attention.q);
-    if (suffix == "self_attn.kv_a_proj_with_mqa") return values(layer.attention.kv_a);
-    if (suffix == "self_attn.kv_a_layernorm") return values(layer.attention.kv_norm);
-    if (suffix == "self_attn.kv_b_proj") return values(layer.attention.kv_b);
-    if (suffix == "self_attn.o_proj") return values(layer.attention.o);
-    if (suffix == "mlp.gate_proj") return values(layer.original.w_gate);
-    if (suffix == "mlp.up_proj") return values(layer.original.w_up);
-    if (suffix == "mlp.down_proj") return values(layer.original.w_down);
+    if (bias && suffix == "self_attn.kv_a_proj_with_mqa") return flat_values(layer.attention.kv_a_bias);
+    if (bias && suffix == "self_attn.o_proj") return flat_values(layer.attention.o_bias);
+    if (suffix == "input_layernorm") return flat_values(layer.original.attn_norm);
+    if (suffix == "post_attention_layernorm") return flat_values(layer.original.ffn_norm);
+    if (suffix == "self_attn.q_proj") return flat_values(layer.attention.q);
+    if (suffix == "self_attn.kv_a_proj_with_mqa") return flat_values(layer.attention.kv_a);
+    if (suffix == "self_attn.kv_a_layernorm") return flat_values(layer.attention.kv_norm);
+    if (suffix == "self_attn.kv_b_proj") return flat_values(layer.attention.kv_b);
+    if (suffix == "self_attn.o_proj") return flat_values(layer.attention.o);
+    if (suffix == "mlp.gate_proj") return flat_values(layer.original.w_gate);
+    if (suffix == "mlp.up_proj") return flat_values(layer.original.w_up);
+    if (suffix == "mlp.down_proj") return flat_values(layer.original.w_down);
     fail(cat("hf-deepseek: no tensor ", tensor.name));
   };
   write_checkpoint_folder(*input.original, folder, dtype, contents);

@@ -10,7 +10,6 @@ namespace ekv {
 
 namespace {
 
-constexpr std::uint32_t kMagic = 0x46554747;  // "GGUF" read as little-endian u32
 constexpr std::uint32_t kMaxDims = 4;          // GGML_MAX_DIMS
 
 // Reads little-endian values from the mapped header; every read is bounds-checked.
@@ -191,7 +190,7 @@ GgufFile::GgufFile(const std::filesystem::path& path) : map_(std::make_shared<Ma
   Cursor in(map_->bytes(), file);
   EKV_CHECK(map_->size() >= 4, file, ": not a GGUF file (", map_->size(), " bytes, too short for the magic)");
   const auto magic = in.read<std::uint32_t>("magic");
-  EKV_CHECK(magic == kMagic, file, ": not a GGUF file (bad magic 0x", std::hex, magic, ", expected \"GGUF\")");
+  EKV_CHECK(magic == kGgufMagic, file, ": not a GGUF file (bad magic 0x", std::hex, magic, ", expected \"GGUF\")");
   version_ = in.read<std::uint32_t>("version");
   EKV_CHECK(!(version_ > 0xFFFF && __builtin_bswap32(version_) <= 3), file,
             ": big-endian GGUF files are not supported");

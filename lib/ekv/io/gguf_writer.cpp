@@ -9,7 +9,6 @@
 namespace ekv {
 
 namespace {
-constexpr std::uint32_t kMagic = 0x46554747;  // "GGUF"
 constexpr std::uint64_t kAlignment = 32;      // GGUF's default general.alignment
 
 std::uint64_t align_up(std::uint64_t value) { return (value + kAlignment - 1) / kAlignment * kAlignment; }
@@ -134,7 +133,7 @@ void GgufWriter::append(const void* data, std::size_t bytes) {
 
 void GgufWriter::write_header() {
   Bytes header;
-  header.put<std::uint32_t>(kMagic);
+  header.put<std::uint32_t>(kGgufMagic);
   header.put<std::uint32_t>(3);
   header.put<std::uint64_t>(tensors_.size());
   header.put<std::uint64_t>(metadata_.size());

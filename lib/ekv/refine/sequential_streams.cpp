@@ -10,7 +10,7 @@ namespace {
 std::vector<float> normed(const Matrix& h, const Vector& weight, double eps) {
   Matrix out;
   rms_norm(h, weight, eps, out);
-  return std::vector<float>(out.data(), out.data() + out.size());
+  return flat_values(out);
 }
 }  // namespace
 

@@ -79,26 +79,24 @@ void ExportOptions::check() const {
 namespace {
 // The values of one layer tensor of the compressed model, by its HF suffix.
 std::vector<float> layer_tensor(const LayerWeights& w, const std::string& suffix) {
-  auto values = [](const auto& m) { return std::vector<float>(m.data(), m.data() + m.size()); };
-  if (suffix == "input_layernorm") return values(w.attn_norm);
-  if (suffix == "post_attention_layernorm") return values(w.ffn_norm);
-  if (suffix == "self_attn.q_proj") return values(w.wq);
-  if (suffix == "self_attn.o_proj") return values(w.wo);
-  if (suffix == "self_attn.k_rope_proj") return values(w.wk_rope);
-  if (suffix == "self_attn.kv_a_proj") return values(w.kv_a);
-  if (suffix == "self_attn.k_b_proj") return values(w.k_b);
-  if (suffix == "self_attn.v_b_proj") return values(w.v_b);
-  if (suffix == "mlp.gate_proj") return values(w.w_gate);
-  if (suffix == "mlp.up_proj") return values(w.w_up);
-  if (suffix == "mlp.down_proj") return values(w.w_down);
+  if (suffix == "input_layernorm") return flat_values(w.attn_norm);
+  if (suffix == "post_attention_layernorm") return flat_values(w.ffn_norm);
+  if (suffix == "self_attn.q_proj") return flat_values(w.wq);
+  if (suffix == "self_attn.o_proj") return flat_values(w.wo);
+  if (suffix == "self_attn.k_rope_proj") return flat_values(w.wk_rope);
+  if (suffix == "self_attn.kv_a_proj") return flat_values(w.kv_a);
+  if (suffix == "self_attn.k_b_proj") return flat_values(w.k_b);
+  if (suffix == "self_attn.v_b_proj") return flat_values(w.v_b);
+  if (suffix == "mlp.gate_proj") return flat_values(w.w_gate);
+  if (suffix == "mlp.up_proj") return flat_values(w.w_up);
+  if (suffix == "mlp.down_proj") return flat_values(w.w_down);
   fail(cat("export: no compressed tensor ", suffix));
 }
 
 std::vector<float> layer_bias(const LayerWeights& w, const std::string& suffix) {
-  auto values = [](const Vector& v) { return std::vector<float>(v.data(), v.data() + v.size()); };
-  if (suffix == "self_attn.q_proj") return values(w.bq);
-  if (suffix == "self_attn.k_rope_proj") return values(w.bk_rope);
-  if (suffix == "self_attn.v_b_proj") return values(w.bv);
+  if (suffix == "self_attn.q_proj") return flat_values(w.bq);
+  if (suffix == "self_attn.k_rope_proj") return flat_values(w.bk_rope);
+  if (suffix == "self_attn.v_b_proj") return flat_values(w.bv);
   fail(cat("export: no compressed bias ", suffix));
 }
 }  // namespace
