@@ -14,14 +14,19 @@ RefitMoments::RefitMoments(Eigen::Index width, Eigen::Index hidden)
     : uu(MatrixD::Zero(width, width)), ru(MatrixD::Zero(hidden, width)) {}
 
 void RefitMoments::add(const MatrixD& wo, const Matrix& original, const Matrix& compressed, const Matrix* offset) {
+  // Three double products, not four: R = (O − U) W_oᵀ [+ offset] directly, UᵀU as a symmetric
+  // rank update (half the work); Y, needed only for ‖Y‖², in float.
   const MatrixD u = compressed.cast<double>();
-  MatrixD y = original.cast<double>() * wo.transpose();
-  if (offset) y += offset->cast<double>();
-  const MatrixD residual = y - u * wo.transpose();  // Y − U W_oᵀ
-  uu.noalias() += u.transpose() * u;
+  MatrixD residual = (original.cast<double>() - u) * wo.transpose();  // Y − U W_oᵀ
+  Matrix y = original * wo.cast<float>().transpose();
+  if (offset) {
+    residual += offset->cast<double>();
+    y += *offset;
+  }
+  uu.selfadjointView<Eigen::Lower>().rankUpdate(u.transpose());
   ru.noalias() += residual.transpose() * u;
   rr += residual.squaredNorm();
-  yy += y.squaredNorm();
+  yy += y.cast<double>().squaredNorm();
   tokens += u.rows();
 }
 
@@ -35,7 +40,7 @@ void RefitMoments::add(const RefitMoments& other) {
 
 double RefitMoments::error(const MatrixD& delta) const {
   // ‖U Δᵀ − R‖² = ‖R‖² − 2 Σ Δ ⊙ RᵀU + Σ Δ ⊙ (Δ UᵀU); clamped at 0 against rounding.
-  const double squared = rr - 2 * delta.cwiseProduct(ru).sum() + (delta * uu).cwiseProduct(delta).sum();
+  const double squared = rr - 2 * delta.cwiseProduct(ru).sum() + (delta * uu.selfadjointView<Eigen::Lower>()).cwiseProduct(delta).sum();
   return std::sqrt(std::max(squared, 0.0) / yy);
 }
 
@@ -43,7 +48,7 @@ namespace {
 MatrixD solve_delta(const RefitMoments& m, double ridge) {
   MatrixD system = m.uu;
   system.diagonal().array() += ridge * m.uu.diagonal().mean();
-  return system.ldlt().solve(m.ru.transpose()).transpose();  // system is symmetric
+  return system.ldlt().solve(m.ru.transpose()).transpose();  // LDLT reads the lower triangle, all uu holds
 }
 }  // namespace
 

@@ -26,7 +26,7 @@ struct OutputRefit {
 // (memory independent of their number): UᵀU, RᵀU with R = Y − U W_oᵀ the residual the refit
 // fits, and ‖R‖², ‖Y‖² for its errors.
 struct RefitMoments {
-  MatrixD uu, ru;
+  MatrixD uu, ru;  // uu: its lower triangle only (symmetric)
   double rr = 0, yy = 0;
   std::int64_t tokens = 0;
 
