@@ -45,7 +45,11 @@ std::vector<OutputRefit> stream_output_refits(const ModelSource& model, const Ca
     const std::size_t step = std::size_t(S) * std::size_t(c.hidden);
     for (int b = 0; b < a.batch; ++b) {
       const float* xs = a.x.data() + std::size_t(b) * step;
-      const SequenceOutputs o = attention_outputs(a.weights, c, layer.elite, layer.layout, layer.factor, xs, xs, S, rope);
+      // The forward pass's own q, k, v of this sequence; no logit sums (the refit needs outputs only).
+      const Eigen::Index row = Eigen::Index(b) * S;
+      OriginalProjections projections{a.q.middleRows(row, S), a.k.middleRows(row, S), a.v.middleRows(row, S)};
+      const SequenceOutputs o = attention_outputs(a.weights, c, layer.elite, layer.layout, layer.factor, xs, xs,
+                                                  std::move(projections), S, rope, false);
       const int sequence = first + a.first_sequence + b;
       (sequence < n - heldout ? m.fit : m.heldout).add(wo, o.original, o.compressed);
       progress.advance();

@@ -30,21 +30,35 @@ void rotate_chunks(Matrix& a, int heads, int head_dim, const std::vector<std::ve
 SequenceOutputs attention_outputs(const LayerWeights& w, const ModelConfig& c, const std::vector<std::vector<int>>& elite,
                                   const JointLayout& layout, const LowRank& f, const float* x_original,
                                   const float* x_compressed, int seq_len, const RopeTable& rope) {
+  const Matrix x = Eigen::Map<const Matrix>(x_original, seq_len, c.hidden);
+  OriginalProjections original;
+  linear(x, w.wq, w.bq, original.q);
+  linear(x, w.wk, w.bk, original.k);
+  linear(x, w.wv, w.bv, original.v);
+  return attention_outputs(w, c, elite, layout, f, x_original, x_compressed, std::move(original), seq_len, rope, true);
+}
+
+SequenceOutputs attention_outputs(const LayerWeights& w, const ModelConfig& c, const std::vector<std::vector<int>>& elite,
+                                  const JointLayout& layout, const LowRank& f, const float* x_original,
+                                  const float* x_compressed, OriginalProjections original, int seq_len,
+                                  const RopeTable& rope, bool logit_sums) {
   const int H = c.heads, G = c.kv_heads, dh = c.head_dim, g = c.group_size(), d = c.hidden;
+  EKV_CHECK(original.q.rows() == seq_len && original.q.cols() == H * dh && original.k.rows() == seq_len &&
+                original.k.cols() == G * dh && original.v.rows() == seq_len && original.v.cols() == G * dh,
+            "attention outputs: projections of ", original.q.rows(), " rows for a sequence of ", seq_len);
   std::vector<std::vector<int>> all(static_cast<std::size_t>(G));
   for (auto& chunks : all)
     for (int ch = 0; ch < dh / 2; ++ch) chunks.push_back(ch);
   const Matrix a = f.a.cast<float>(), b = f.b.cast<float>();
   const float scale = float(1.0 / std::sqrt(double(dh)));
-  const Matrix x = Eigen::Map<const Matrix>(x_original, seq_len, d);
-  Matrix q, k, v, latent, rebuilt, q2, k2;
-  linear(x, w.wq, w.bq, q);
-  linear(x, w.wk, w.bk, k);
-  linear(x, w.wv, w.bv, v);
+  Matrix& q = original.q;
+  Matrix& k = original.k;
+  const Matrix& v = original.v;
+  Matrix latent, rebuilt, q2, k2;
   if (x_compressed == x_original) {
     q2 = q;
     k2 = k;
-    linear(x, a, latent);  // [S, rank]  c = A x
+    linear(Eigen::Map<const Matrix>(x_original, seq_len, d), a, latent);  // [S, rank]  c = A x
   } else {
     const Matrix x2 = Eigen::Map<const Matrix>(x_compressed, seq_len, d);
     linear(x2, w.wq, w.bq, q2);
@@ -72,14 +86,16 @@ SequenceOutputs attention_outputs(const LayerWeights& w, const ModelConfig& c, c
   out.compressed.resize(seq_len, H * dh);
   for (int h = 0; h < H; ++h) {
     const int j = h / g;
-    const Matrix l1 = q.middleCols(h * dh, dh) * k.middleCols(j * dh, dh).transpose();
-    const Matrix l2 = q2.middleCols(h * dh, dh) * k2.middleCols(j * dh, dh).transpose();
-    for (int m = 0; m < seq_len; ++m)
-      for (int n = 0; n <= m; ++n) {
-        const double diff = double(l2(m, n) - l1(m, n)) * scale;
-        out.logit_diff += diff * diff;
-        out.logit_norm += double(l1(m, n)) * l1(m, n) * scale * scale;
-      }
+    if (logit_sums) {
+      const Matrix l1 = q.middleCols(h * dh, dh) * k.middleCols(j * dh, dh).transpose();
+      const Matrix l2 = q2.middleCols(h * dh, dh) * k2.middleCols(j * dh, dh).transpose();
+      for (int m = 0; m < seq_len; ++m)
+        for (int n = 0; n <= m; ++n) {
+          const double diff = double(l2(m, n) - l1(m, n)) * scale;
+          out.logit_diff += diff * diff;
+          out.logit_norm += double(l1(m, n)) * l1(m, n) * scale * scale;
+        }
+    }
     causal_attention_head(q.col(h * dh).data(), k.col(j * dh).data(), v.col(j * dh).data(), seq_len, dh, q.cols(),
                           k.cols(), scale, out.original.col(h * dh).data(), out.original.cols());
     causal_attention_head(q2.col(h * dh).data(), k2.col(j * dh).data(), v2.col(j * dh).data(), seq_len, dh,

@@ -28,6 +28,17 @@ SequenceOutputs attention_outputs(const LayerWeights& weights, const ModelConfig
                                   const LowRank& factor, const float* x_original, const float* x_compressed,
                                   int seq_len, const RopeTable& rope);
 
+// The original layer's projections of x_original before RoPE: q [S, H·d_h], k and v [S, G·d_h].
+struct OriginalProjections {
+  Matrix q, k, v;
+};
+// The same, given those projections (the forward pass that produced x has them already);
+// `logit_sums` false skips the sums behind the logit error (two more S × S products a head).
+SequenceOutputs attention_outputs(const LayerWeights& weights, const ModelConfig& config,
+                                  const std::vector<std::vector<int>>& elite, const JointLayout& layout,
+                                  const LowRank& factor, const float* x_original, const float* x_compressed,
+                                  OriginalProjections original, int seq_len, const RopeTable& rope, bool logit_sums);
+
 struct AttentionError {
   double logits = 0;  // ‖ℓ' − ℓ‖ / ‖ℓ‖ over causal pairs, heads and sequences
   double output = 0;  // ‖o' − o‖ / ‖o‖ of the attention outputs before W_o
