@@ -5,6 +5,7 @@
 
 #include <hdf5.h>
 
+#include <cmath>
 #include <filesystem>
 
 #include "ekv/io/artifact.hpp"
@@ -265,7 +266,9 @@ TEST_F(JlrdTool, LowMemoryBudgetWritesTheSameFile) {
   EXPECT_EQ(a.read_f64("/sweep"), b.read_f64("/sweep"));
   for (const char* name : {"/layers/0/a", "/layers/1/b_k", "/layers/1/b_v", "/layers/0/o_proj", "/layers/1/o_proj"}) {
     ASSERT_EQ(a.has(name), b.has(name)) << name;
-    if (a.has(name)) EXPECT_EQ(a.read_f32(name), b.read_f32(name)) << name;
+    if (a.has(name)) {
+      EXPECT_EQ(a.read_f32(name), b.read_f32(name)) << name;
+    }
   }
   EXPECT_TRUE(a.has("/layers/0/o_proj") || a.has("/layers/1/o_proj"));  // the refit took part
 }
@@ -299,6 +302,33 @@ TEST_F(JlrdTool, OutputAwareOptionsLowerTheBlockErrorAndAreRecorded) {
     const std::string a_name = "/layers/" + std::to_string(layer) + "/a";
     EXPECT_LE(reader.float_attribute(a_name, "floor_mapped"), reader.float_attribute(a_name, "floor_unrotated"));
     EXPECT_GT(reader.float_attribute(a_name, "key_scale"), 0);
+  }
+}
+
+// Each kind of chunk map runs through the tool and is recorded per layer with its maps.
+TEST_F(JlrdTool, EveryChunkMapKindRunsAndIsRecorded) {
+  for (ChunkMapChoice choice : {ChunkMapChoice::scalar, ChunkMapChoice::matrix, ChunkMapChoice::per_chunk}) {
+    const std::string name = name_of(choice);
+    JlrdOptions o = options(name + ".h5");
+    o.r = 1;
+    o.svd = SvdBasis::whitened;
+    o.cache_ratios = {0.25};
+    o.chunk_map = choice;
+    run_jlrd(o);
+    const ArtifactReader reader(dir_ / (name + ".h5"), "jlrd", kJlrdFormatVersion);
+    EXPECT_EQ(reader.string_attribute("/", "chunk_map"), name);
+    for (int layer = 0; layer < 2; ++layer) {
+      const std::string prefix = "/layers/" + std::to_string(layer);
+      EXPECT_EQ(reader.string_attribute(prefix + "/a", "chunk_map"), name) << "layer " << layer;
+      const std::vector<double> maps = reader.read_f64(prefix + "/chunk_maps");
+      ASSERT_FALSE(maps.empty()) << name << " layer " << layer;
+      for (std::size_t i = 0; i < maps.size(); i += 6) {
+        for (std::size_t e = 2; e < 6; ++e) EXPECT_TRUE(std::isfinite(maps[i + e])) << name;
+        if (choice == ChunkMapChoice::scalar) {
+          EXPECT_TRUE(maps[i + 3] == 0 && maps[i + 4] == 0 && maps[i + 2] == maps[i + 5]);
+        }
+      }
+    }
   }
 }
 

@@ -124,7 +124,9 @@ TEST(Lrd, ErrorCurvesEqualReconstructionForEveryVariant) {
         for (SvdPrecision precision : {SvdPrecision::f64, SvdPrecision::f32}) {
           const LayerFactors f(joint, layout, &gram, {mode, basis, balance, precision});
           const double tolerance = precision == SvdPrecision::f64 ? 1e-9 : 2e-5;
-          if (balance) EXPECT_NE(f.alpha(), 1.0);
+          if (balance) {
+            EXPECT_NE(f.alpha(), 1.0);
+          }
           for (int rank = 0; rank <= f.max_rank(); ++rank) {
             const LowRank low = f.factor(rank);
             EXPECT_NEAR(f.weight_error(rank), weight_error(joint, low), tolerance)

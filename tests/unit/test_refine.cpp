@@ -153,6 +153,57 @@ TEST(ChunkMap, MatrixEqualsBruteForceWeightedLeastSquares) {
   EXPECT_NEAR(mapped.row(first.chunk + 4).dot(xv), first.m[2] * ka + first.m[3] * kb, 1e-4);
 }
 
+// Brute force: the probability-weighted squared error of one chunk's mapped plain score against
+// its rotated score on sequence x, over every causal pair and query head of the group.
+double brute_force_map_error(const ModelConfig& c, const LayerWeights& w, const Matrix& x,
+                             const std::vector<double>& freqs, const ChunkMap& map) {
+  const int dh = c.head_dim, half = dh / 2, j = map.head, chunk = map.chunk;
+  const Eigen::MatrixXd q = x.cast<double>() * w.wq.cast<double>().transpose();
+  const Eigen::MatrixXd k = x.cast<double>() * w.wk.cast<double>().transpose();
+  double error = 0;
+  for_each_weighted_pair(c, q, k, freqs, j,
+                         [&](int h, int m, int t, double weight, const Eigen::VectorXd& qm, const Eigen::VectorXd& kr) {
+                           const double qa = q(m, h * dh + chunk), qb = q(m, h * dh + chunk + half);
+                           const double ka = k(t, j * dh + chunk), kb = k(t, j * dh + chunk + half);
+                           const double mapped = qa * (map.m[0] * ka + map.m[1] * kb) + qb * (map.m[2] * ka + map.m[3] * kb);
+                           const double target = qm[chunk] * kr[chunk] + qm[chunk + half] * kr[chunk + half];
+                           error += weight * (mapped - target) * (mapped - target);
+                         });
+  return error;
+}
+
+TEST(ChunkMap, PerChunkKeepsTheKindThatFitsTheHeldOutSequence) {
+  std::mt19937 rng(5);
+  const ModelConfig c = small_config();
+  const LayerWeights w = small_layer(c, rng);
+  const int S = 20;
+  const Matrix x = random_f(2 * S, c.hidden, rng);  // sequence 0 fits, sequence 1 chooses
+  const std::vector<float> xs(x.data(), x.data() + x.size());
+  const std::vector<double> freqs{1.0, 0.3, 0.05, 0.01};
+  const RopeTable rope(freqs, S);
+  const std::vector<std::vector<int>> elite{{2}, {0}};
+  const auto scalar = fit_chunk_maps(w, c, elite, xs, 1, S, rope, ChunkMapKind::scalar);
+  const auto matrix = fit_chunk_maps(w, c, elite, xs, 1, S, rope, ChunkMapKind::matrix);
+  const auto chosen = fit_chunk_maps(w, c, elite, xs, 1, S, rope, ChunkMapKind::per_chunk, 1);
+  ASSERT_EQ(chosen.size(), scalar.size());
+  const Matrix heldout = x.bottomRows(S);
+  int scalars = 0, matrices = 0;
+  for (std::size_t i = 0; i < chosen.size(); ++i) {
+    const bool is_scalar = chosen[i].m == scalar[i].m, is_matrix = chosen[i].m == matrix[i].m;
+    ASSERT_TRUE(is_scalar || is_matrix) << "chunk " << i << ": neither fitted map";
+    scalars += is_scalar;
+    matrices += is_matrix;
+    const double e_scalar = brute_force_map_error(c, w, heldout, freqs, scalar[i]);
+    const double e_matrix = brute_force_map_error(c, w, heldout, freqs, matrix[i]);
+    EXPECT_LE(brute_force_map_error(c, w, heldout, freqs, chosen[i]), std::min(e_scalar, e_matrix) * (1 + 1e-4) + 1e-9)
+        << "head " << chosen[i].head << " chunk " << chosen[i].chunk << ": the kind that fits the held-out pairs worse";
+  }
+  EXPECT_GT(scalars, 0) << "this layer has chunks where the 2x2 map over-fits one sequence";
+  EXPECT_GT(matrices, 0) << "and chunks where it does not";
+  EXPECT_THROW(fit_chunk_maps(w, c, elite, xs, 1, S, rope, ChunkMapKind::per_chunk, 0), Error);
+  EXPECT_THROW(fit_chunk_maps(w, c, elite, xs, 2, S, rope, ChunkMapKind::per_chunk, 1), Error);  // 3 sequences asked, 2 stored
+}
+
 // Brute force for a KV head's map over its non-elite dims: θ = vec(M) row-major, feature
 // q_n(m) ⊗ k_n(t), target the rotated non-elite score, weights the original probabilities.
 Eigen::MatrixXd brute_force_head_map(const ModelConfig& c, const LayerWeights& w, const Matrix& x,

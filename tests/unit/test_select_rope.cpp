@@ -144,7 +144,7 @@ TEST(ChunkDistances, AttentionObjectiveIsTheVarianceUnderTheOriginalAttention) {
   const Toy toy = make_toy(10, 4, 2, 4);
   ChunkDistances d(toy.omega, 8, 10 * 4000, 11, /*with_attention=*/true);  // 4000 keys drawn per query
   for (std::size_t s = 0; s < toy.sequences.size(); ++s) d.add_sequence(toy.sequences[s], s);
-  for (const std::vector<bool> elite : {std::vector<bool>{false, false, false, false},
+  for (const std::vector<bool>& elite : {std::vector<bool>{false, false, false, false},
                                         std::vector<bool>{true, false, true, false},
                                         std::vector<bool>{false, true, true, true}}) {
     const double brute = brute_attention(toy, elite);

@@ -226,7 +226,9 @@ TEST(SlotLayout, ToolWritesLayoutsThatFit) {
     const RopeData rope = read_rope(options.output);
     EXPECT_EQ(rope_layout_name(rope.layout), layout);
     ASSERT_EQ(rope.slot_chunks.size(), 2u);  // r_max × G = 1 × 2
-    if (layout == "llama.cpp") EXPECT_LT(rope.slot_chunks[0], rope.slot_chunks[1]);
+    if (layout == "llama.cpp") {
+      EXPECT_LT(rope.slot_chunks[0], rope.slot_chunks[1]);
+    }
     const auto capacity = slot_capacity(rope.slot_chunks, rope.chunks);
     for (int l = rope.layer_begin; l < rope.layer_end; ++l)
       EXPECT_EQ(slot_overflow(elite_sets(rope, l, 1), capacity), "") << layout << " layer " << l;

@@ -210,7 +210,7 @@ TEST(ChoiceOptions, NamesParseIntoTheirEnumAndNothingElse) {
   JlrdOptions options;
   options.register_with(app);
   const std::string help = app.help();
-  EXPECT_NE(help.find("{none,scalar,matrix,head,auto}=none"), std::string::npos) << help;
+  EXPECT_NE(help.find("{none,scalar,matrix,per-chunk,head,auto}=none"), std::string::npos) << help;
   EXPECT_NE(help.find("{joint,separate,values}=joint"), std::string::npos) << help;
   // Every name of a table maps back to its own value: the tables are one-to-one.
   for (const std::string& name : names_of<ChunkMapChoice>())

@@ -12,7 +12,7 @@ namespace ekv {
 const NameTable<ChunkMapKind>& name_table(ChunkMapKind) {
   static const NameTable<ChunkMapKind> table{
       {"none", ChunkMapKind::none}, {"scalar", ChunkMapKind::scalar}, {"matrix", ChunkMapKind::matrix},
-      {"head", ChunkMapKind::head}};
+      {"per-chunk", ChunkMapKind::per_chunk}, {"head", ChunkMapKind::head}};
   return table;
 }
 
@@ -24,30 +24,15 @@ struct Normal {
   Eigen::Matrix4d n = Eigen::Matrix4d::Zero();
   Eigen::Vector4d b = Eigen::Vector4d::Zero();
 };
-}  // namespace
 
-std::vector<ChunkMap> fit_chunk_maps(const LayerWeights& w, const ModelConfig& c, const std::vector<std::vector<int>>& elite,
-                                     const std::vector<float>& x_all, int sequences, int seq_len, const RopeTable& rope,
-                                     ChunkMapKind kind) {
+// The normal equations of every map, summed over the stored sequences [first, first + count).
+std::vector<Normal> chunk_normals(const LayerWeights& w, const ModelConfig& c, const std::vector<std::vector<int>>& rest,
+                                  std::size_t map_count, const std::vector<float>& x_all, int first, int count,
+                                  int seq_len, const RopeTable& rope) {
   const int G = c.kv_heads, dh = c.head_dim, half = dh / 2, g = c.group_size(), d = c.hidden;
-  EKV_CHECK(int(elite.size()) == G, "chunk maps: ", elite.size(), " elite sets for ", G, " KV heads");
-  std::vector<ChunkMap> maps;
-  std::vector<std::vector<int>> rest(static_cast<std::size_t>(G));  // non-elite chunks per KV head
-  for (int j = 0; j < G; ++j) {
-    std::vector<bool> is_elite(std::size_t(half), false);
-    for (int chunk : elite[std::size_t(j)]) is_elite[std::size_t(chunk)] = true;
-    for (int chunk = 0; chunk < half; ++chunk)
-      if (!is_elite[std::size_t(chunk)]) {
-        rest[std::size_t(j)].push_back(chunk);
-        maps.push_back({j, chunk, {1, 0, 0, 1}});
-      }
-  }
-  if (kind == ChunkMapKind::none) return maps;
-  EKV_CHECK(sequences > 0 && x_all.size() >= std::size_t(sequences) * seq_len * d, "chunk maps: need ", sequences,
-            " stored sequences of ", seq_len, " tokens (calib.h5 --keep-seqs)");
-  std::vector<Normal> normals(maps.size());
+  std::vector<Normal> normals(map_count);
   const float scale = float(1.0 / std::sqrt(double(dh)));
-  for (int s = 0; s < sequences; ++s) {
+  for (int s = first; s < first + count; ++s) {
     const Matrix x = Eigen::Map<const Matrix>(x_all.data() + std::size_t(s) * seq_len * d, seq_len, d);
     Matrix q, k;
     linear(x, w.wq, w.bq, q);
@@ -93,18 +78,58 @@ std::vector<ChunkMap> fit_chunk_maps(const LayerWeights& w, const ModelConfig& c
       first_map += std::size_t(nc);
     }
   }
+  return normals;
+}
+
+// The squared score error of map θ on the sums nm, less its θ-free constant: θᵀNθ − 2bᵀθ.
+double score_error(const Normal& nm, const Eigen::Vector4d& theta) { return theta.dot(nm.n * theta) - 2 * nm.b.dot(theta); }
+
+Eigen::Vector4d solve_map(const Normal& nm, ChunkMapKind kind) {
   const Eigen::Vector4d identity(1, 0, 0, 1);
+  const double ridge = 1e-6 * nm.n.trace() / 4;  // pulls an unconstrained map toward the identity
+  if (!(ridge > 0)) return identity;
+  if (kind == ChunkMapKind::scalar)
+    return identity * ((identity.dot(nm.b) + ridge) / (identity.dot(nm.n * identity) + ridge));
+  return (nm.n + ridge * Eigen::Matrix4d::Identity()).ldlt().solve(nm.b + ridge * identity);
+}
+}  // namespace
+
+std::vector<ChunkMap> fit_chunk_maps(const LayerWeights& w, const ModelConfig& c, const std::vector<std::vector<int>>& elite,
+                                     const std::vector<float>& x_all, int sequences, int seq_len, const RopeTable& rope,
+                                     ChunkMapKind kind, int heldout) {
+  const int G = c.kv_heads, half = c.head_dim / 2, d = c.hidden;
+  EKV_CHECK(int(elite.size()) == G, "chunk maps: ", elite.size(), " elite sets for ", G, " KV heads");
+  EKV_CHECK(kind != ChunkMapKind::head, "chunk maps: head maps are fitted by fit_head_maps");
+  std::vector<ChunkMap> maps;
+  std::vector<std::vector<int>> rest(static_cast<std::size_t>(G));  // non-elite chunks per KV head
+  for (int j = 0; j < G; ++j) {
+    std::vector<bool> is_elite(std::size_t(half), false);
+    for (int chunk : elite[std::size_t(j)]) is_elite[std::size_t(chunk)] = true;
+    for (int chunk = 0; chunk < half; ++chunk)
+      if (!is_elite[std::size_t(chunk)]) {
+        rest[std::size_t(j)].push_back(chunk);
+        maps.push_back({j, chunk, {1, 0, 0, 1}});
+      }
+  }
+  if (kind == ChunkMapKind::none) return maps;
+  const int needed = sequences + (kind == ChunkMapKind::per_chunk ? heldout : 0);
+  EKV_CHECK(sequences > 0 && x_all.size() >= std::size_t(needed) * seq_len * d, "chunk maps: need ", needed,
+            " stored sequences of ", seq_len, " tokens (calib.h5 --keep-seqs)");
+  EKV_CHECK(kind != ChunkMapKind::per_chunk || heldout > 0,
+            "per-chunk maps choose each chunk's kind on held-out sequences: give at least one");
+  const std::vector<Normal> fit = chunk_normals(w, c, rest, maps.size(), x_all, 0, sequences, seq_len, rope);
+  std::vector<Normal> held;
+  if (kind == ChunkMapKind::per_chunk) held = chunk_normals(w, c, rest, maps.size(), x_all, sequences, heldout, seq_len, rope);
   for (std::size_t i = 0; i < maps.size(); ++i) {
-    const Normal& nm = normals[i];
-    const double ridge = 1e-6 * nm.n.trace() / 4;  // pulls an unconstrained map toward the identity
-    if (!(ridge > 0)) continue;
-    if (kind == ChunkMapKind::scalar) {
-      const double alpha = (identity.dot(nm.b) + ridge) / (identity.dot(nm.n * identity) + ridge);
-      maps[i].m = {alpha, 0, 0, alpha};
+    Eigen::Vector4d theta;
+    if (kind == ChunkMapKind::per_chunk) {
+      // Each chunk keeps the 2×2 map only where it also fits the sequences it was not fitted on.
+      const Eigen::Vector4d scalar = solve_map(fit[i], ChunkMapKind::scalar), matrix = solve_map(fit[i], ChunkMapKind::matrix);
+      theta = score_error(held[i], matrix) < score_error(held[i], scalar) ? matrix : scalar;
     } else {
-      const Eigen::Vector4d theta = (nm.n + ridge * Eigen::Matrix4d::Identity()).ldlt().solve(nm.b + ridge * identity);
-      maps[i].m = {theta[0], theta[1], theta[2], theta[3]};
+      theta = solve_map(fit[i], kind);
     }
+    maps[i].m = {theta[0], theta[1], theta[2], theta[3]};
   }
   return maps;
 }

@@ -17,8 +17,9 @@
 
 namespace ekv {
 
+// per_chunk: each chunk's scalar or 2×2 map, whichever fits held-out sequences better.
 // head: one map over all non-elite dims of a KV head (refine/head_map), not per chunk.
-enum class ChunkMapKind { none, scalar, matrix, head };
+enum class ChunkMapKind { none, scalar, matrix, per_chunk, head };
 const NameTable<ChunkMapKind>& name_table(ChunkMapKind);
 
 struct ChunkMap {
@@ -28,10 +29,12 @@ struct ChunkMap {
 };
 
 // The maps of every non-elite chunk of every KV head of one layer, fitted on stored sequences
-// x [sequences, S, d] (the original layer's inputs). kind none: identity maps.
+// x [sequences, S, d] (the original layer's inputs). kind none: identity maps. kind per_chunk
+// chooses each chunk's kind on the `heldout` stored sequences after the fitted ones.
 std::vector<ChunkMap> fit_chunk_maps(const LayerWeights& weights, const ModelConfig& config,
                                      const std::vector<std::vector<int>>& elite, const std::vector<float>& x,
-                                     int sequences, int seq_len, const RopeTable& rope, ChunkMapKind kind);
+                                     int sequences, int seq_len, const RopeTable& rope, ChunkMapKind kind,
+                                     int heldout = 0);
 
 // W_k with k_c ← M_c k_c on the two rows of every mapped chunk.
 Matrix apply_chunk_maps(const Matrix& wk, const ModelConfig& config, const std::vector<ChunkMap>& maps);

@@ -13,6 +13,7 @@ const NameTable<ChunkMapChoice>& name_table(ChunkMapChoice) {
   static const NameTable<ChunkMapChoice> table{{"none", ChunkMapChoice::none},
                                                {"scalar", ChunkMapChoice::scalar},
                                                {"matrix", ChunkMapChoice::matrix},
+                                               {"per-chunk", ChunkMapChoice::per_chunk},
                                                {"head", ChunkMapChoice::head},
                                                {"auto", ChunkMapChoice::automatic}};
   return table;
@@ -26,6 +27,8 @@ const NameTable<RowWeighting>& name_table(RowWeighting) {
 namespace {
 // 4 parameters per chunk: 8 sequences of causal pairs pin them down; more only cost time.
 constexpr int kChunkMapSequences = 8;
+// Per-chunk maps choose each chunk's kind on these many sequences after the fitted ones.
+constexpr int kChunkKindSequences = 4;
 // A head map has (d_h − 2r)² parameters per KV head; it is fitted on sequences the floor that
 // chooses it does not measure, so its choice is not won by fitting the choosing sequences.
 constexpr int kHeadMapSequences = 4;
@@ -44,6 +47,13 @@ FittedMaps fit_maps(const LayerWeights& w, const ModelConfig& c, const std::vect
     fitted.heads = fit_head_maps(w, c, elite, *samples.x, first, std::min(kHeadMapSequences, samples.sequences),
                                  samples.seq_len, rope);
     fitted.wk = apply_head_maps(w.wk, c, fitted.heads);
+  } else if (kind == ChunkMapKind::per_chunk) {
+    EKV_CHECK(samples.sequences >= 2, "--chunk-map per-chunk needs 2 or more stored sequences (one to fit, one to "
+                                      "choose each chunk's kind); calib.h5 stores ", samples.sequences);
+    const int heldout = std::min(kChunkKindSequences, std::max(1, samples.sequences / 3));
+    fitted.chunks = fit_chunk_maps(w, c, elite, *samples.x, std::min(samples.sequences - heldout, kChunkMapSequences),
+                                   samples.seq_len, rope, kind, heldout);
+    fitted.wk = apply_chunk_maps(w.wk, c, fitted.chunks);
   } else {
     fitted.chunks = fit_chunk_maps(w, c, elite, *samples.x, std::min(samples.sequences, kChunkMapSequences),
                                    samples.seq_len, rope, kind);
@@ -80,9 +90,10 @@ RefinedLayer refine_layer(const LayerWeights& w, const ModelConfig& c, const std
     out.floor_mapped = out.floor_unrotated;
     const std::vector<ChunkMapKind> kinds =
         automatic ? std::vector<ChunkMapKind>{ChunkMapKind::scalar, ChunkMapKind::matrix}
-                  : std::vector<ChunkMapKind>{options.chunk_map == ChunkMapChoice::scalar ? ChunkMapKind::scalar
-                                              : options.chunk_map == ChunkMapChoice::head ? ChunkMapKind::head
-                                                                                          : ChunkMapKind::matrix};
+                  : std::vector<ChunkMapKind>{options.chunk_map == ChunkMapChoice::scalar      ? ChunkMapKind::scalar
+                                              : options.chunk_map == ChunkMapChoice::head      ? ChunkMapKind::head
+                                              : options.chunk_map == ChunkMapChoice::per_chunk ? ChunkMapKind::per_chunk
+                                                                                               : ChunkMapKind::matrix};
     for (ChunkMapKind kind : kinds) {
       FittedMaps fitted = fit_maps(w, c, elite, samples, seqs, rope, kind);
       const double floor = floor_error(w, c, elite, fitted.wk, samples, seqs, rope);

@@ -22,7 +22,7 @@ namespace ekv {
 // The key maps of a layer: none, one kind for every layer, or automatic: per layer the kind
 // (none, scalar, matrix) whose floor (block error unfactored) is lowest. Head maps are not among
 // automatic's kinds: their lower floor did not carry through the factorization (docs/results.md).
-enum class ChunkMapChoice { none, scalar, matrix, head, automatic };
+enum class ChunkMapChoice { none, scalar, matrix, per_chunk, head, automatic };
 const NameTable<ChunkMapChoice>& name_table(ChunkMapChoice);
 
 // none: the SVD's own row weights; attention: key rows weighted by the queries that read them,
@@ -46,7 +46,7 @@ struct LayerSamples {
 struct RefinedLayer {
   std::unique_ptr<LayerFactors> factors;
   ChunkMapKind map_kind = ChunkMapKind::none;
-  std::vector<ChunkMap> maps;       // map_kind scalar or matrix
+  std::vector<ChunkMap> maps;       // map_kind scalar, matrix or per_chunk
   std::vector<HeadMap> head_maps;  // map_kind head
   Matrix wk;  // W_k with the maps folded in (what the latent reconstructs)
   double floor_unrotated = NAN, floor_mapped = NAN;  // block error with no factorization
