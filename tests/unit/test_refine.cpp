@@ -79,24 +79,34 @@ void for_each_weighted_pair(const ModelConfig& c, const Eigen::MatrixXd& q, cons
     }
 }
 
+// Every weighted causal pair of one chunk of KV head j: its plain query and key coordinates
+// (q_a, q_b), (k_a, k_b) and its rotated score, the target of a chunk map.
+template <class Visit>
+void for_each_chunk_pair(const ModelConfig& c, const LayerWeights& w, const Matrix& x, const std::vector<double>& freqs,
+                         int j, int chunk, Visit visit) {
+  const int dh = c.head_dim, half = dh / 2;
+  const Eigen::MatrixXd q = x.cast<double>() * w.wq.cast<double>().transpose();
+  const Eigen::MatrixXd k = x.cast<double>() * w.wk.cast<double>().transpose();
+  for_each_weighted_pair(c, q, k, freqs, j,
+                         [&](int h, int m, int t, double weight, const Eigen::VectorXd& qm, const Eigen::VectorXd& kr) {
+                           const Eigen::Vector2d qp(q(m, h * dh + chunk), q(m, h * dh + chunk + half));
+                           const Eigen::Vector2d kp(k(t, j * dh + chunk), k(t, j * dh + chunk + half));
+                           visit(weight, qp, kp, qm[chunk] * kr[chunk] + qm[chunk + half] * kr[chunk + half]);
+                         });
+}
+
 // Brute force: the weighted least squares of one chunk's map over every causal pair and query
 // head of the group, with the original probabilities computed in fp64.
 Eigen::Matrix2d brute_force_map(const ModelConfig& c, const LayerWeights& w, const Matrix& x,
                                 const std::vector<double>& freqs, int j, int chunk) {
-  const int dh = c.head_dim, half = dh / 2;
-  const Eigen::MatrixXd q = x.cast<double>() * w.wq.cast<double>().transpose();
-  const Eigen::MatrixXd k = x.cast<double>() * w.wk.cast<double>().transpose();
   Eigen::Matrix4d n = Eigen::Matrix4d::Zero();
   Eigen::Vector4d b = Eigen::Vector4d::Zero();
-  for_each_weighted_pair(c, q, k, freqs, j,
-                         [&](int h, int m, int t, double weight, const Eigen::VectorXd& qm, const Eigen::VectorXd& kr) {
-                           const double qa = q(m, h * dh + chunk), qb = q(m, h * dh + chunk + half);
-                           const double ka = k(t, j * dh + chunk), kb = k(t, j * dh + chunk + half);
-                           const double target = qm[chunk] * kr[chunk] + qm[chunk + half] * kr[chunk + half];
-                           const Eigen::Vector4d phi(qa * ka, qa * kb, qb * ka, qb * kb);
-                           n += weight * phi * phi.transpose();
-                           b += weight * target * phi;
-                         });
+  for_each_chunk_pair(c, w, x, freqs, j, chunk,
+                      [&](double weight, const Eigen::Vector2d& qp, const Eigen::Vector2d& kp, double target) {
+                        const Eigen::Vector4d phi(qp[0] * kp[0], qp[0] * kp[1], qp[1] * kp[0], qp[1] * kp[1]);
+                        n += weight * phi * phi.transpose();
+                        b += weight * target * phi;
+                      });
   const Eigen::Vector4d theta = n.ldlt().solve(b);
   Eigen::Matrix2d m;
   m << theta[0], theta[1], theta[2], theta[3];
@@ -157,18 +167,14 @@ TEST(ChunkMap, MatrixEqualsBruteForceWeightedLeastSquares) {
 // its rotated score on sequence x, over every causal pair and query head of the group.
 double brute_force_map_error(const ModelConfig& c, const LayerWeights& w, const Matrix& x,
                              const std::vector<double>& freqs, const ChunkMap& map) {
-  const int dh = c.head_dim, half = dh / 2, j = map.head, chunk = map.chunk;
-  const Eigen::MatrixXd q = x.cast<double>() * w.wq.cast<double>().transpose();
-  const Eigen::MatrixXd k = x.cast<double>() * w.wk.cast<double>().transpose();
+  Eigen::Matrix2d m;
+  m << map.m[0], map.m[1], map.m[2], map.m[3];
   double error = 0;
-  for_each_weighted_pair(c, q, k, freqs, j,
-                         [&](int h, int m, int t, double weight, const Eigen::VectorXd& qm, const Eigen::VectorXd& kr) {
-                           const double qa = q(m, h * dh + chunk), qb = q(m, h * dh + chunk + half);
-                           const double ka = k(t, j * dh + chunk), kb = k(t, j * dh + chunk + half);
-                           const double mapped = qa * (map.m[0] * ka + map.m[1] * kb) + qb * (map.m[2] * ka + map.m[3] * kb);
-                           const double target = qm[chunk] * kr[chunk] + qm[chunk + half] * kr[chunk + half];
-                           error += weight * (mapped - target) * (mapped - target);
-                         });
+  for_each_chunk_pair(c, w, x, freqs, map.head, map.chunk,
+                      [&](double weight, const Eigen::Vector2d& qp, const Eigen::Vector2d& kp, double target) {
+                        const double mapped = qp.dot(m * kp);
+                        error += weight * (mapped - target) * (mapped - target);
+                      });
   return error;
 }
 
