@@ -29,8 +29,9 @@ void JlrdOptions::register_with(CLI::App& app) {
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   add_choice_option(app, "--chunk-map", chunk_map,
                     "Non-elite chunks: none (unrotated), scalar or matrix (a fitted map per chunk folded into W_k), "
-                    "per-chunk (scalar or matrix per chunk, whichever fits held-out stored sequences better), head (one fitted map over all non-elite dims of each KV head), auto (per layer scalar or matrix, "
-                    "whichever measures the lower error)");
+                    "per-chunk (scalar or matrix per chunk, whichever fits held-out stored sequences better), "
+                    "head (one fitted map over all non-elite dims of each KV head), "
+                    "auto (per layer scalar or matrix, whichever measures the lower error)");
   add_choice_option(app, "--weighting", weighting,
                     "none, or attention: weight key rows by the queries that read them and value rows by W_o "
                     "(needs --svd whitened; the key/value balance is chosen per layer by measured error)");
