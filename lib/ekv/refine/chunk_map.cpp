@@ -26,10 +26,13 @@ struct Normal {
 };
 
 // The normal equations of every map, summed over the stored sequences [first, first + count).
+// rest: the non-elite chunks of each KV head, in the order of the maps.
 std::vector<Normal> chunk_normals(const LayerWeights& w, const ModelConfig& c, const std::vector<std::vector<int>>& rest,
-                                  std::size_t map_count, const std::vector<float>& x_all, int first, int count,
-                                  int seq_len, const RopeTable& rope) {
+                                  const std::vector<float>& x_all, int first, int count, int seq_len,
+                                  const RopeTable& rope) {
   const int G = c.kv_heads, dh = c.head_dim, half = dh / 2, g = c.group_size(), d = c.hidden;
+  std::size_t map_count = 0;
+  for (const auto& chunks : rest) map_count += chunks.size();
   std::vector<Normal> normals(map_count);
   const float scale = float(1.0 / std::sqrt(double(dh)));
   for (int s = first; s < first + count; ++s) {
@@ -117,9 +120,9 @@ std::vector<ChunkMap> fit_chunk_maps(const LayerWeights& w, const ModelConfig& c
             " stored sequences of ", seq_len, " tokens (calib.h5 --keep-seqs)");
   EKV_CHECK(kind != ChunkMapKind::per_chunk || heldout > 0,
             "per-chunk maps choose each chunk's kind on held-out sequences: give at least one");
-  const std::vector<Normal> fit = chunk_normals(w, c, rest, maps.size(), x_all, 0, sequences, seq_len, rope);
+  const std::vector<Normal> fit = chunk_normals(w, c, rest, x_all, 0, sequences, seq_len, rope);
   std::vector<Normal> held;
-  if (kind == ChunkMapKind::per_chunk) held = chunk_normals(w, c, rest, maps.size(), x_all, sequences, heldout, seq_len, rope);
+  if (kind == ChunkMapKind::per_chunk) held = chunk_normals(w, c, rest, x_all, sequences, heldout, seq_len, rope);
   for (std::size_t i = 0; i < maps.size(); ++i) {
     Eigen::Vector4d theta;
     if (kind == ChunkMapKind::per_chunk) {

@@ -33,6 +33,19 @@ constexpr int kChunkKindSequences = 4;
 // chooses it does not measure, so its choice is not won by fitting the choosing sequences.
 constexpr int kHeadMapSequences = 4;
 
+// The one kind a non-automatic choice names.
+ChunkMapKind single_kind(ChunkMapChoice choice) {
+  switch (choice) {
+    case ChunkMapChoice::scalar: return ChunkMapKind::scalar;
+    case ChunkMapChoice::matrix: return ChunkMapKind::matrix;
+    case ChunkMapChoice::per_chunk: return ChunkMapKind::per_chunk;
+    case ChunkMapChoice::head: return ChunkMapKind::head;
+    case ChunkMapChoice::none:
+    case ChunkMapChoice::automatic: break;
+  }
+  fail("chunk maps: " + name_of(choice) + " names no single kind");
+}
+
 struct FittedMaps {
   std::vector<ChunkMap> chunks;
   std::vector<HeadMap> heads;
@@ -47,16 +60,14 @@ FittedMaps fit_maps(const LayerWeights& w, const ModelConfig& c, const std::vect
     fitted.heads = fit_head_maps(w, c, elite, *samples.x, first, std::min(kHeadMapSequences, samples.sequences),
                                  samples.seq_len, rope);
     fitted.wk = apply_head_maps(w.wk, c, fitted.heads);
-  } else if (kind == ChunkMapKind::per_chunk) {
-    EKV_CHECK(samples.sequences >= 2, "--chunk-map per-chunk needs 2 or more stored sequences (one to fit, one to "
-                                      "choose each chunk's kind); calib.h5 stores ", samples.sequences);
-    const int heldout = std::min(kChunkKindSequences, std::max(1, samples.sequences / 3));
+  } else {
+    const bool per_chunk = kind == ChunkMapKind::per_chunk;
+    EKV_CHECK(!per_chunk || samples.sequences >= 2, "--chunk-map per-chunk needs 2 or more stored sequences (one to "
+                                                    "fit, one to choose each chunk's kind); calib.h5 stores ",
+              samples.sequences);
+    const int heldout = per_chunk ? std::min(kChunkKindSequences, std::max(1, samples.sequences / 3)) : 0;
     fitted.chunks = fit_chunk_maps(w, c, elite, *samples.x, std::min(samples.sequences - heldout, kChunkMapSequences),
                                    samples.seq_len, rope, kind, heldout);
-    fitted.wk = apply_chunk_maps(w.wk, c, fitted.chunks);
-  } else {
-    fitted.chunks = fit_chunk_maps(w, c, elite, *samples.x, std::min(samples.sequences, kChunkMapSequences),
-                                   samples.seq_len, rope, kind);
     fitted.wk = apply_chunk_maps(w.wk, c, fitted.chunks);
   }
   return fitted;
@@ -88,12 +99,9 @@ RefinedLayer refine_layer(const LayerWeights& w, const ModelConfig& c, const std
   if (maps) {
     out.floor_unrotated = floor_error(w, c, elite, w.wk, samples, seqs, rope);
     out.floor_mapped = out.floor_unrotated;
-    const std::vector<ChunkMapKind> kinds =
-        automatic ? std::vector<ChunkMapKind>{ChunkMapKind::scalar, ChunkMapKind::matrix}
-                  : std::vector<ChunkMapKind>{options.chunk_map == ChunkMapChoice::scalar      ? ChunkMapKind::scalar
-                                              : options.chunk_map == ChunkMapChoice::head      ? ChunkMapKind::head
-                                              : options.chunk_map == ChunkMapChoice::per_chunk ? ChunkMapKind::per_chunk
-                                                                                               : ChunkMapKind::matrix};
+    const std::vector<ChunkMapKind> kinds = automatic
+                                                ? std::vector<ChunkMapKind>{ChunkMapKind::scalar, ChunkMapKind::matrix}
+                                                : std::vector<ChunkMapKind>{single_kind(options.chunk_map)};
     for (ChunkMapKind kind : kinds) {
       FittedMaps fitted = fit_maps(w, c, elite, samples, seqs, rope, kind);
       const double floor = floor_error(w, c, elite, fitted.wk, samples, seqs, rope);
